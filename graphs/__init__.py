@@ -1,0 +1,1 @@
+"""duologue: dialogues between local language models."""

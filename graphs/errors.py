@@ -1,0 +1,29 @@
+"""Errors a user can act on: each carries one line saying what was wrong and what to do."""
+
+
+class DuologueError(Exception):
+    """A user-facing failure; the CLI prints its message on one line and exits non-zero."""
+
+    exit_code = 2
+
+
+class ShapeError(DuologueError):
+    """A shape file or a --model/--set override does not describe a valid dialogue."""
+
+
+class PromptError(DuologueError):
+    """A framing template is missing, or uses or lacks variables."""
+
+
+class OllamaError(DuologueError):
+    """The Ollama server could not serve a participant: unreachable, model missing, fault."""
+
+
+class RunNotFound(DuologueError):
+    """A run id that names no run in the runs folder."""
+
+
+class RunFailed(DuologueError):
+    """The dialogue stopped before its last turn; finished turns are on disk."""
+
+    exit_code = 1

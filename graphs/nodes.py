@@ -1,0 +1,60 @@
+"""The dialogue's nodes: a facilitator that routes, and speakers that talk.
+
+The facilitator never calls a model and adds no words of its own; the only text it
+contributes is the framing templates the shape names (relay.py).
+"""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from graphs.context import DialogueContext
+from graphs.ollama import chat_model, default_host
+from graphs.relay import messages_for
+from graphs.schedule import PlannedTurn, plan_turns
+from graphs.state import DialogueState, Turn
+
+FACILITATOR = "facilitator"
+CLOSING = "closing"
+
+
+def next_turn(context: DialogueContext, state: DialogueState) -> PlannedTurn | None:
+    done = len(state.get("turns", []))
+    total = state["max_turns"]
+    return plan_turns(context.shape, total)[done] if done < total else None
+
+
+def facilitator(state: DialogueState, runtime: Runtime[DialogueContext]) -> Command:
+    """Route to whoever is due; END once the turn cap in the state is reached."""
+    planned = next_turn(runtime.context, state)
+    if planned is None:
+        return Command(goto=END)
+    return Command(goto=CLOSING if planned.kind == "closing" else planned.speaker)
+
+
+def speak(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, list[Turn]]:
+    """One turn: relay the dialogue to the speaker due and keep what it says."""
+    context = runtime.context
+    planned = next_turn(context, state)
+    assert planned is not None, "the facilitator routed past the last turn"
+    messages = messages_for(context.shape, state["topic"], state.get("turns", []), planned, state["max_turns"])
+    model = context.models.get(planned.speaker)
+    if model is None:
+        participant = context.shape.participant(planned.speaker)
+        model = chat_model(participant, participant.host or default_host())
+    reply = model.invoke(messages)
+    text, thinking = split_reply(reply)
+    turn = Turn(number=planned.number, speaker=planned.speaker, kind=planned.kind, text=text, thinking=thinking)
+    return {"turns": [turn]}
+
+
+def split_reply(reply: object) -> tuple[str, str]:
+    """The answer and, kept apart, any thinking that came with it."""
+    if not isinstance(reply, AIMessage):
+        return str(reply), ""
+    content = reply.content if isinstance(reply.content, str) else reply.text
+    thinking = reply.additional_kwargs.get("reasoning_content") or ""
+    return content.strip(), str(thinking)

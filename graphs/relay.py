@@ -1,0 +1,67 @@
+"""What each speaker is sent: the dialogue seen from its own side.
+
+Its own turns are assistant messages, everyone else's are user messages, and the
+framing instruction for each of its turns stays where it was first sent. So between
+two turns of one speaker the prompt only grows at the end, and Ollama can reuse its
+cached prompt prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from graphs.prompting import render
+from graphs.schedule import PlannedTurn, plan_turns
+from graphs.spec import Shape
+from graphs.state import Turn
+
+
+def labels(shape: Shape) -> dict[str, str]:
+    """Each participant's display label, made unique when two share a model."""
+    names = {p.name: p.display for p in shape.participants}
+    counts = {label: list(names.values()).count(label) for label in names.values()}
+    return {name: label if counts[label] == 1 else f"{label} ({name})" for name, label in names.items()}
+
+
+def messages_for(
+    shape: Shape, topic: str, turns: Sequence[Turn], planned: PlannedTurn, total_turns: int
+) -> list[BaseMessage]:
+    speaker = shape.participant(planned.speaker)
+    names = labels(shape)
+    others = [names[p.name] for p in shape.participants if p.name != speaker.name]
+    values = {
+        "speaker": names[speaker.name],
+        "others": " and ".join(others),
+        "persona": speaker.persona,
+        "topic": topic.strip(),
+        "shape": shape.name,
+        "turns": total_turns,
+    }
+    system = render(speaker.system or shape.framing.system, **values)
+    messages: list[BaseMessage] = [SystemMessage(system)]
+    plan = {t.number: t for t in plan_turns(shape, total_turns)}
+    prefix_labels = len(shape.participants) > 2
+    for turn in [*turns, None]:
+        # A speaker's framing goes right before each of its turns, this one included.
+        due = planned if turn is None else plan[turn["number"]]
+        if due.speaker == speaker.name:
+            framing = framing_for(shape, due, values)
+            if framing:
+                messages.append(HumanMessage(framing))
+        if turn is None:
+            break
+        if turn["speaker"] == speaker.name:
+            messages.append(AIMessage(turn["text"]))
+        else:
+            said = turn["text"]
+            messages.append(HumanMessage(f"{names[turn['speaker']]}: {said}" if prefix_labels else said))
+    return messages
+
+
+def framing_for(shape: Shape, planned: PlannedTurn, values: dict[str, str | int]) -> str | None:
+    template = getattr(shape.framing, planned.kind)
+    if template is None:
+        return None
+    return render(template, **values, turn=planned.number, kind=planned.kind)

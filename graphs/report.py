@@ -1,0 +1,84 @@
+"""Plain-text tables of runs and traces for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from graphs.records import TraceRecord
+from graphs.runstore import RunRecord
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def number(value: float | int | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+TRACE_HEADERS = ("turn", "speaker", "model", "in", "out", "tok/s", "ttft s", "load s", "latency s", "GPU", "flags")
+
+
+def trace_rows(records: Sequence[TraceRecord]) -> list[list[str]]:
+    return [
+        [
+            str(r.turn),
+            r.speaker or "-",
+            r.model or "-",
+            number(r.prompt_tokens),
+            number(r.completion_tokens),
+            number(r.tokens_per_s),
+            number(r.ttft_s, 2),
+            number(r.load_s, 2),
+            number(r.latency_s, 1),
+            "-" if r.gpu_fraction is None else f"{r.gpu_fraction:.0%}",
+            ", ".join(r.flags) or "-",
+        ]
+        for r in records
+    ]
+
+
+def run_totals(run: RunRecord) -> dict[str, object]:
+    records = run.turn_records
+    flags = sorted({flag.split(" ")[0] for r in records for flag in r.flags})
+    return {
+        "run_id": run.meta.run_id,
+        "started_at": run.meta.started_at,
+        "shape": run.meta.shape,
+        "models": sorted({p.model for p in run.meta.participants}),
+        "status": run.meta.status,
+        "turns_done": len(records),
+        "turns": run.meta.turns,
+        "tokens": sum(r.completion_tokens or 0 for r in records),
+        "generation_minutes": round(sum(r.latency_s for r in records) / 60, 1),
+        "flags": flags,
+    }
+
+
+RUNS_HEADERS = ("run", "started", "shape", "models", "status", "turns", "tokens", "minutes", "flags")
+
+
+def runs_rows(runs: Sequence[RunRecord]) -> list[list[str]]:
+    rows = []
+    for run in runs:
+        t = run_totals(run)
+        rows.append(
+            [
+                str(t["run_id"]),
+                str(t["started_at"])[:16].replace("T", " "),
+                str(t["shape"]),
+                ", ".join(t["models"]),  # type: ignore[arg-type]
+                str(t["status"]),
+                f"{t['turns_done']}/{t['turns']}",
+                str(t["tokens"]),
+                str(t["generation_minutes"]),
+                ", ".join(t["flags"]) or "-",  # type: ignore[arg-type]
+            ]
+        )
+    return rows

@@ -1,0 +1,250 @@
+"""Holds one dialogue: checks the servers, runs the graph, and records every turn.
+
+The runner is what the CLI and the Streamlit page call. It streams the graph, hands
+tokens and finished turns to a RunObserver, and has the run store write each turn
+as it finishes, so whatever stops the run, the finished turns are on disk.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from langchain_core.messages import AIMessageChunk
+from langchain_core.runnables import Runnable
+
+from graphs import ollama
+from graphs.build import build_graph, recursion_limit
+from graphs.context import DialogueContext
+from graphs.errors import DuologueError, RunFailed
+from graphs.records import ParticipantRecord, RunMeta, TraceRecord
+from graphs.relay import labels
+from graphs.runstore import RunStore, RunWriter, new_run_id, now_iso
+from graphs.schedule import PlannedTurn, plan_turns
+from graphs.spec import Shape
+from graphs.state import DialogueState, Turn
+from graphs.tracing import TraceRecorder
+from graphs.transcript import render_transcript
+
+
+class RunObserver(Protocol):
+    """What a front end sees of a run while it happens."""
+
+    def run_started(self, run_id: str, folder: Path) -> None: ...
+
+    def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None: ...
+
+    def token(self, text: str, thinking: bool) -> None: ...
+
+    def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None: ...
+
+
+class SilentObserver:
+    def run_started(self, run_id: str, folder: Path) -> None:
+        pass
+
+    def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
+        pass
+
+    def token(self, text: str, thinking: bool) -> None:
+        pass
+
+    def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
+        pass
+
+
+@dataclass
+class RunRequest:
+    """A dialogue to hold: the shape (overrides applied), the topic, and where to reach models."""
+
+    shape: Shape
+    topic: str
+    turns: int
+    hosts: Mapping[str, str]
+    runs_dir: Path | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    folder: Path
+    status: str
+    turns: list[Turn] = field(default_factory=list)
+    records: dict[int, TraceRecord] = field(default_factory=dict)
+
+
+def run_dialogue(
+    request: RunRequest,
+    observer: RunObserver | None = None,
+    models: Mapping[str, Runnable] | None = None,
+) -> RunOutcome:
+    """Hold the dialogue; raise RunFailed (after recording it) if it stops early.
+
+    `models` replaces the Ollama connectors, for tests with scripted models.
+    """
+    observer = observer or SilentObserver()
+    shape = request.shape
+    server_versions = {} if models else check_servers(shape, request.hosts)
+    connectors = dict(models) if models else {
+        p.name: ollama.chat_model(p, request.hosts[p.name]) for p in shape.participants
+    }
+    store = RunStore(request.runs_dir)
+    writer = store.create(initial_meta(request, server_versions))
+    observer.run_started(writer.run_id, writer.folder)
+    outcome = RunOutcome(writer.run_id, writer.folder, "running")
+    try:
+        hold(request, writer, observer, connectors, outcome)
+    except KeyboardInterrupt:
+        finish(writer, outcome, "interrupted", "interrupted by the user")
+        writer.save_transcript(transcript_text(request, writer.meta, outcome, "Run interrupted by the user"))
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as one line
+        message = failure_message(exc, request, outcome)
+        finish(writer, outcome, "failed", message)
+        writer.save_transcript(transcript_text(request, writer.meta, outcome, f"Run failed: {message}"))
+        raise RunFailed(f"{message} (run {writer.run_id}: {len(outcome.turns)} finished turn(s) kept)") from exc
+    finally:
+        if not models:
+            for connector in connectors.values():
+                ollama.close_chat_model(connector)
+    finish(writer, outcome, "completed", None)
+    return outcome
+
+
+def hold(
+    request: RunRequest,
+    writer: RunWriter,
+    observer: RunObserver,
+    connectors: Mapping[str, Runnable],
+    outcome: RunOutcome,
+) -> None:
+    shape = request.shape
+    names = labels(shape)
+    plan = plan_turns(shape, request.turns)
+
+    def record(row: TraceRecord) -> None:
+        writer.append_trace(row)
+        if row.turn is not None:
+            outcome.records[row.turn] = row
+
+    def planned_for(state: Any) -> dict[str, Any] | None:
+        done = len(state.get("turns", [])) if isinstance(state, dict) else 0
+        return asdict(plan[done]) if done < len(plan) else None
+
+    recorder = TraceRecorder(
+        writer.run_id, record, writer.append_inputs, planner=planned_for, hosts=dict(request.hosts)
+    )
+    graph = build_graph(shape)
+    state: DialogueState = {"topic": request.topic, "max_turns": request.turns, "turns": []}
+    config: Any = {
+        "callbacks": [recorder],
+        "recursion_limit": recursion_limit(request.turns),
+        "run_name": f"duologue {shape.name} {writer.run_id}",
+        "metadata": {"run_id": writer.run_id, "shape": shape.name},
+        "configurable": {"thread_id": writer.run_id},
+    }
+    announce(observer, plan[0], names, shape)
+    for mode, payload in graph.stream(
+        state, config, context=DialogueContext(shape, connectors), stream_mode=["messages", "updates"]
+    ):
+        if mode == "messages":
+            chunk, _meta = payload
+            if isinstance(chunk, AIMessageChunk):
+                thinking = chunk.additional_kwargs.get("reasoning_content")
+                if thinking:
+                    observer.token(str(thinking), True)
+                if isinstance(chunk.content, str) and chunk.content:
+                    observer.token(chunk.content, False)
+            continue
+        for update in payload.values():
+            for turn in (update or {}).get("turns", []) if isinstance(update, dict) else []:
+                outcome.turns.append(turn)
+                writer.save_transcript(transcript_text(request, writer.meta, outcome))
+                observer.turn_finished(turn, outcome.records.get(turn["number"]))
+                if turn["number"] < len(plan):
+                    announce(observer, plan[turn["number"]], names, shape)
+
+
+def announce(observer: RunObserver, planned: PlannedTurn, names: Mapping[str, str], shape: Shape) -> None:
+    observer.turn_started(planned, names[planned.speaker], shape.participant(planned.speaker).model)
+
+
+def transcript_text(request: RunRequest, meta: RunMeta, outcome: RunOutcome, ending: str | None = None) -> str:
+    shape = request.shape
+    names = labels(shape)
+    title = "Model-to-Model Dialogue: " + " vs ".join(names[p.name] for p in shape.participants)
+    topic_line = " ".join(request.topic.split())
+    if len(topic_line) > 120:
+        topic_line = topic_line[:117] + "..."
+    header = [
+        f"## {meta.started_at[:16].replace('T', ' ')} UTC",
+        f"## Topic: {topic_line}",
+        "## Facilitator: duologue (passed messages, did not participate)",
+        f"## Run: {meta.run_id} · shape {shape.name}",
+    ]
+    return render_transcript(title, header, outcome.turns, names, outcome.records, ending)
+
+
+def check_servers(shape: Shape, hosts: Mapping[str, str]) -> dict[str, str]:
+    """Each host's version, after checking it is up and has its participants' models."""
+    by_host: dict[str, list[str]] = {}
+    for participant in shape.participants:
+        by_host.setdefault(hosts[participant.name], []).append(participant.model)
+    return {host: ollama.check_models(host, models) for host, models in by_host.items()}
+
+
+def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> RunMeta:
+    shape = request.shape
+    names = labels(shape)
+    versions = {
+        "duologue": package_version("duologue"),
+        "langgraph": package_version("langgraph"),
+        "langchain-ollama": package_version("langchain-ollama"),
+        "python": platform.python_version(),
+    }
+    versions |= {f"ollama@{host}": version for host, version in server_versions.items()}
+    return RunMeta(
+        run_id=request.run_id or new_run_id(shape.name),
+        shape=shape.name,
+        status="running",
+        participants=[
+            ParticipantRecord(
+                name=p.name,
+                label=names[p.name],
+                model=p.model,
+                host=request.hosts[p.name],
+                options=p.options.model_dump(exclude_none=True),
+            )
+            for p in shape.participants
+        ],
+        topic=request.topic,
+        turns=request.turns,
+        started_at=now_iso(),
+        versions=versions,
+    )
+
+
+def finish(writer: RunWriter, outcome: RunOutcome, status: str, error: str | None) -> None:
+    outcome.status = status
+    writer.save_meta(status=status, ended_at=now_iso(), error=error)
+
+
+def failure_message(exc: BaseException, request: RunRequest, outcome: RunOutcome) -> str:
+    if isinstance(exc, DuologueError):
+        return str(exc)
+    planned = plan_turns(request.shape, request.turns)[min(len(outcome.turns), request.turns - 1)]
+    model = request.shape.participant(planned.speaker).model
+    detail = ollama.describe_failure(exc, request.hosts.get(planned.speaker, "?"))
+    return f"turn {planned.number} ({model}) failed: {detail or f'{exc.__class__.__name__}: {exc}'}"
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"

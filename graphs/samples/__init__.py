@@ -1,0 +1,1 @@
+"""Sample topics that ship with duologue, for the demo."""

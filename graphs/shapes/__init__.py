@@ -1,0 +1,1 @@
+"""Built-in dialogue shapes, as YAML files."""

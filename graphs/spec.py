@@ -1,0 +1,213 @@
+"""Dialogue shapes as data: who takes part, in what order, for how many turns.
+
+Users write these files, so every model forbids unknown keys: a typo is an error
+naming the file and the field, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from graphs.errors import ShapeError
+
+TurnKind = Literal["opening", "response", "reply", "closing"]
+TURN_KINDS: tuple[TurnKind, ...] = ("opening", "response", "reply", "closing")
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
+class ModelOptions(BaseModel):
+    """What each request of one participant carries; sent identically on every call.
+
+    Runtime keys (num_ctx, num_gpu, main_gpu, num_batch, num_thread, use_mmap) force
+    Ollama to reload a model when they change, so they are fixed per participant.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_ctx: int | None = Field(default=None, ge=256, description="context window in tokens")
+    num_gpu: int | None = Field(default=999, ge=0, description="layers on the GPU; 0 = CPU")
+    main_gpu: int | None = Field(default=None, ge=0)
+    num_batch: int | None = Field(default=None, ge=1)
+    num_thread: int | None = Field(default=None, ge=1)
+    use_mmap: bool | None = None
+    keep_alive: str | int = "30m"
+    think: bool | None = None
+    temperature: float | None = Field(default=0.7, ge=0)
+    seed: int | None = -1
+    num_predict: int | None = Field(default=1024, ge=-2)
+    top_k: int | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    repeat_penalty: float | None = Field(default=None, ge=0)
+    stop: list[str] | None = None
+
+    def merged(self, overrides: dict[str, Any]) -> ModelOptions:
+        """A copy with overrides applied and validated (unknown keys are refused)."""
+        return ModelOptions.model_validate({**self.model_dump(exclude_unset=True), **overrides})
+
+
+class Participant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    model: str = Field(min_length=1)
+    label: str | None = None
+    host: str | None = None
+    persona: str = ""
+    system: str | None = Field(default=None, description="template overriding framing.system")
+    options: ModelOptions = Field(default_factory=ModelOptions)
+
+    @property
+    def display(self) -> str:
+        """The name a reader sees: the label, or else the model."""
+        return self.label or self.model
+
+
+class Framing(BaseModel):
+    """Template names in prompts/ for the system prompt and each kind of turn; null = none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str = "system"
+    opening: str | None = "opening"
+    response: str | None = "response"
+    reply: str | None = "reply"
+    closing: str | None = "closing"
+
+
+class Closing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    speaker: str = Field(
+        default="next", description="a participant's name, or 'next' for whoever is due"
+    )
+
+
+class Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    participants: list[Participant] = Field(min_length=2)
+    order: list[str] = Field(min_length=1, description="speakers in rotation, first opens")
+    turns: int = Field(default=4, ge=2, le=500, description="all turns, the closing included")
+    closing: Closing = Field(default_factory=Closing)
+    framing: Framing = Field(default_factory=Framing)
+
+    @model_validator(mode="after")
+    def _names_are_consistent(self) -> Shape:
+        names = [p.name for p in self.participants]
+        reserved = {"facilitator", "closing"} & set(names)
+        if reserved:
+            raise ValueError(f"'{reserved.pop()}' is a node of every dialogue; name the participant otherwise")
+        if len(set(names)) != len(names):
+            raise ValueError(f"participant names must be unique, got {names}")
+        for speaker in self.order:
+            if speaker not in names:
+                raise ValueError(f"order names '{speaker}', who is not a participant ({names})")
+        if self.closing.speaker != "next" and self.closing.speaker not in names:
+            raise ValueError(
+                f"closing.speaker '{self.closing.speaker}' is not a participant ({names})"
+            )
+        return self
+
+    def participant(self, name: str) -> Participant:
+        for participant in self.participants:
+            if participant.name == name:
+                return participant
+        raise ShapeError(
+            f"shape '{self.name}' has no participant '{name}'; "
+            f"its participants are {', '.join(self.participant_names)}"
+        )
+
+    @property
+    def participant_names(self) -> list[str]:
+        return [p.name for p in self.participants]
+
+
+def builtin_shape_names() -> list[str]:
+    folder = resources.files("graphs.shapes")
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_shape(name_or_path: str) -> Shape:
+    """A built-in shape by name, or a shape file by path."""
+    if name_or_path in builtin_shape_names():
+        resource = resources.files("graphs.shapes").joinpath(f"{name_or_path}.yaml")
+        return parse_shape(resource.read_text(encoding="utf-8"), source=f"built-in shape '{name_or_path}'")
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ShapeError(
+            f"no shape '{name_or_path}': not a built-in ({', '.join(builtin_shape_names())}) "
+            "and no such file"
+        )
+    return parse_shape(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def parse_shape(text: str, source: str) -> Shape:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ShapeError(f"{source}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ShapeError(f"{source}: a shape file must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return Shape.model_validate(data)
+    except ValidationError as exc:
+        raise ShapeError(f"{source}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem, as 'field.path: message', which is what a person fixes first."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {message}{suffix}"
+
+
+PARTICIPANT_SETTINGS = frozenset({"label", "persona", "model"})
+
+
+def with_overrides(
+    shape: Shape, models: dict[str, str], settings: list[tuple[str, str, Any]]
+) -> Shape:
+    """The shape with --model NAME=MODEL and --set NAME.KEY=VALUE applied and re-validated."""
+    data = shape.model_dump(exclude_unset=True)
+    by_name = {p["name"]: p for p in data["participants"]}
+
+    def participant(name: str, flag: str) -> dict[str, Any]:
+        if name not in by_name:
+            raise ShapeError(
+                f"{flag} names '{name}', who is not in shape '{shape.name}'; "
+                f"its participants are {', '.join(by_name)}"
+            )
+        return by_name[name]
+
+    for name, model in models.items():
+        participant(name, "--model")["model"] = model
+    option_keys = set(ModelOptions.model_fields)
+    for name, key, value in settings:
+        entry = participant(name, "--set")
+        if key in PARTICIPANT_SETTINGS:
+            entry[key] = value
+        elif key in option_keys:
+            entry.setdefault("options", {})[key] = value
+        else:
+            known = ", ".join(sorted(option_keys | PARTICIPANT_SETTINGS))
+            raise ShapeError(f"--set {name}.{key}: unknown key '{key}'; known keys: {known}")
+    try:
+        return Shape.model_validate(data)
+    except ValidationError as exc:
+        raise ShapeError(f"--model/--set: {describe_validation_error(exc)}") from None

@@ -1,0 +1,24 @@
+"""What the dialogue graph carries from node to node, and so what a checkpoint holds."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, TypedDict
+
+from graphs.spec import TurnKind
+
+
+class Turn(TypedDict):
+    """A finished turn: what was said, and the thinking that was kept apart from it."""
+
+    number: int
+    speaker: str
+    kind: TurnKind
+    text: str
+    thinking: str
+
+
+class DialogueState(TypedDict, total=False):
+    topic: str
+    max_turns: int
+    turns: Annotated[list[Turn], operator.add]

@@ -1,0 +1,217 @@
+"""Trace records from LangGraph's callbacks, so no node has tracing code in it.
+
+TraceRecorder watches every node execution and the chat-model call inside it,
+timing it, catching the first token, and reading Ollama's final chunk from the
+model's response metadata. The connector adds what only it knows (residency,
+truncation) as custom events named in EVENT_*.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+
+from graphs.records import InputsRecord, TraceRecord
+from graphs.runstore import now_iso
+
+EVENT_TURN_FACTS = "duologue.turn_facts"
+"""Custom event payload: TraceRecord fields the connector measured (gpu_fraction, ...)."""
+
+NS = 1e9
+RAW_FIELDS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+
+
+@dataclass
+class _OpenNode:
+    node: str
+    started_at: str
+    started: float
+    turn: dict[str, Any]
+    model_run: UUID | None = None
+    model: str | None = None
+    first_token: float | None = None
+    messages: list[BaseMessage] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    thinking_chars: int = 0
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class TraceRecorder(BaseCallbackHandler):
+    """Emits one TraceRecord per node execution, and the inputs of each model turn."""
+
+    raise_error = True
+
+    def __init__(
+        self,
+        run_id: str,
+        on_record: Callable[[TraceRecord], None],
+        on_inputs: Callable[[InputsRecord], None],
+        planner: Callable[[Any], dict[str, Any] | None],
+        hosts: dict[str, str] | None = None,
+        first_seq: int = 1,
+    ) -> None:
+        self.run_id = run_id
+        self.planner = planner
+        self.on_record = on_record
+        self.on_inputs = on_inputs
+        self.hosts = hosts or {}
+        self._seq = first_seq
+        self._open: dict[UUID, _OpenNode] = {}
+        self._model_runs: dict[UUID, UUID] = {}
+        self._lock = threading.Lock()
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        node = (metadata or {}).get("langgraph_node")
+        if node and kwargs.get("name") == node:
+            planned = self.planner(inputs) if node != "facilitator" else None
+            with self._lock:
+                self._open[run_id] = _OpenNode(node, now_iso(), time.perf_counter(), planned or {})
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        invocation_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        with self._lock:
+            node = self._open.get(parent_run_id) if parent_run_id else None
+            if node is None:
+                return
+            node.model_run = run_id
+            node.messages = messages[0]
+            node.model = (invocation_params or {}).get("model") or (metadata or {}).get("ls_model_name")
+            self._model_runs[run_id] = parent_run_id  # type: ignore[assignment]
+
+    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+        node = self._node_of_model(run_id)
+        if node is not None and node.first_token is None:
+            node.first_token = time.perf_counter()
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        node = self._node_of_model(run_id)
+        if node is None or not response.generations or not response.generations[0]:
+            return
+        generation = response.generations[0][0]
+        message = getattr(generation, "message", None)
+        final = dict(getattr(message, "response_metadata", None) or generation.generation_info or {})
+        node.final = final
+        thinking = getattr(message, "additional_kwargs", {}).get("reasoning_content") or ""
+        node.thinking_chars = len(thinking)
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if name != EVENT_TURN_FACTS:
+            return
+        with self._lock:
+            node = self._open.get(run_id) or self._node_of_model_locked(run_id)
+            if node is not None:
+                node.facts.update(data)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._close(run_id, None)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._close(run_id, error)
+
+    def _node_of_model(self, model_run: UUID) -> _OpenNode | None:
+        with self._lock:
+            return self._node_of_model_locked(model_run)
+
+    def _node_of_model_locked(self, model_run: UUID) -> _OpenNode | None:
+        parent = self._model_runs.get(model_run)
+        return self._open.get(parent) if parent else None
+
+    def _close(self, run_id: UUID, error: BaseException | None) -> None:
+        with self._lock:
+            node = self._open.pop(run_id, None)
+            if node is None:
+                return
+            if node.model_run is not None:
+                self._model_runs.pop(node.model_run, None)
+            seq = self._seq
+            self._seq += 1
+        ended = time.perf_counter()
+        record = build_record(self.run_id, seq, node, ended, error)
+        record.host = self.hosts.get(record.speaker or "")
+        if record.is_turn and node.messages:
+            self.on_inputs(
+                InputsRecord(
+                    run_id=self.run_id,
+                    turn=record.turn or 0,
+                    speaker=record.speaker or "",
+                    model=record.model or "",
+                    messages=[as_ollama_message(m) for m in node.messages],
+                )
+            )
+        self.on_record(record)
+
+
+def build_record(
+    run_id: str, seq: int, node: _OpenNode, ended: float, error: BaseException | None
+) -> TraceRecord:
+    final, turn = node.final, node.turn
+    raw = {key: final.get(key) for key in RAW_FIELDS if final.get(key) is not None}
+    eval_count, eval_ns = raw.get("eval_count"), raw.get("eval_duration")
+    prompt_count, prompt_ns = raw.get("prompt_eval_count"), raw.get("prompt_eval_duration")
+    return TraceRecord(
+        run_id=run_id,
+        seq=seq,
+        node=node.node,
+        turn=turn.get("number"),
+        kind=turn.get("kind"),
+        speaker=turn.get("speaker"),
+        model=node.model or final.get("model"),
+        started_at=node.started_at,
+        ended_at=now_iso(),
+        latency_s=round(ended - node.started, 6),
+        ttft_s=round(node.first_token - node.started, 6) if node.first_token else None,
+        prompt_tokens=prompt_count,
+        completion_tokens=eval_count,
+        tokens_per_s=rate(eval_count, eval_ns),
+        prompt_tokens_per_s=rate(prompt_count, prompt_ns),
+        load_s=raw["load_duration"] / NS if "load_duration" in raw else None,
+        done_reason=final.get("done_reason"),
+        thinking_chars=node.thinking_chars,
+        error=f"{error.__class__.__name__}: {error}" if error else None,
+        **raw,
+        **node.facts,
+    )
+
+
+def rate(count: int | None, duration_ns: int | None) -> float | None:
+    if not count or not duration_ns:
+        return None
+    return round(count / (duration_ns / NS), 3)
+
+
+def as_ollama_message(message: BaseMessage) -> dict[str, str]:
+    role = {"human": "user", "ai": "assistant", "system": "system"}.get(message.type, message.type)
+    content = message.content if isinstance(message.content, str) else message.text
+    return {"role": role, "content": content}

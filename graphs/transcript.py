@@ -1,0 +1,48 @@
+"""transcript.md in the reference run's format: a heading and a stats line per turn."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from graphs.records import TraceRecord
+from graphs.state import Turn
+
+
+def stats_line(record: TraceRecord | None) -> str:
+    """'*(774 tokens, 1.4 tok/s, 564s)*', plus any flags a reader must not miss."""
+    if record is None or record.completion_tokens is None:
+        return "*(no stats)*"
+    rate = f"{record.tokens_per_s:.1f}" if record.tokens_per_s is not None else "?"
+    flags = "".join(f", {flag}" for flag in record.flags)
+    return f"*({record.completion_tokens} tokens, {rate} tok/s, {record.latency_s:.0f}s{flags})*"
+
+
+def render_transcript(
+    title: str,
+    header_lines: Sequence[str],
+    turns: Sequence[Turn],
+    labels: Mapping[str, str],
+    records: Mapping[int, TraceRecord],
+    ending: str | None = None,
+) -> str:
+    parts = [f"# {title}", *header_lines, "", "---", ""]
+    for index, turn in enumerate(turns):
+        if index:
+            parts += ["---", ""]
+        label = labels.get(turn["speaker"], turn["speaker"])
+        parts.append(f"### Turn {turn['number']}: {label} — {turn['kind'].capitalize()}")
+        parts.append(stats_line(records.get(turn["number"])))
+        parts.append("")
+        parts.append(turn["text"].strip() or "*(empty reply)*")
+        parts.append("")
+    if ending:
+        parts += [f"*{ending}*", ""]
+    parts.append(total_line(turns, records))
+    return "\n".join(parts) + "\n"
+
+
+def total_line(turns: Sequence[Turn], records: Mapping[int, TraceRecord]) -> str:
+    counted = [records[t["number"]] for t in turns if t["number"] in records]
+    tokens = sum(r.completion_tokens or 0 for r in counted)
+    seconds = sum(r.latency_s for r in counted)
+    return f"Total: {tokens} tokens across {len(turns)} turns (~{round(seconds / 60)} minutes of generation)"

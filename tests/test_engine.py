@@ -1,0 +1,184 @@
+"""The dialogue engine on scripted models: whole transcripts, traces, inputs and run records."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from fakes import ScriptedChatModel
+
+from graphs.errors import RunFailed
+from graphs.runner import RunRequest, run_dialogue
+from graphs.runstore import RunStore
+from graphs.spec import load_shape, with_overrides
+
+SHAPE = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
+HOSTS = {"a": "http://127.0.0.1:9", "b": "http://127.0.0.1:9"}
+
+
+def scripted(model: str, *replies: str, **kwargs) -> ScriptedChatModel:
+    return ScriptedChatModel(model=model, replies=list(replies), calls=[], **kwargs)
+
+
+def hold(runs_dir: Path, models, turns: int = 4, shape=SHAPE, observer=None):
+    request = RunRequest(shape=shape, topic="The essay.", turns=turns, hosts=HOSTS, runs_dir=runs_dir)
+    return run_dialogue(request, observer, models)
+
+
+EXPECTED_TRANSCRIPT = """\
+# Model-to-Model Dialogue: glm-4.7-flash vs qwen3:32b
+## <date> UTC
+## Topic: The essay.
+## Facilitator: duologue (passed messages, did not participate)
+## Run: <run> · shape duet
+
+---
+
+### Turn 1: glm-4.7-flash — Opening
+*(3 tokens, 10.0 tok/s, 0s)*
+
+An opening thought.
+
+---
+
+### Turn 2: qwen3:32b — Response
+*(4 tokens, 10.0 tok/s, 0s)*
+
+A response with substance.
+
+---
+
+### Turn 3: glm-4.7-flash — Reply
+*(2 tokens, 10.0 tok/s, 0s)*
+
+A reply.
+
+---
+
+### Turn 4: qwen3:32b — Closing
+*(5 tokens, 10.0 tok/s, 0s)*
+
+We converge and we diverge.
+
+Total: 14 tokens across 4 turns (~0 minutes of generation)
+"""
+
+
+def normalized_transcript(folder: Path) -> str:
+    text = (folder / "transcript.md").read_text()
+    text = re.sub(r"## \d{4}-\d\d-\d\d \d\d:\d\d UTC", "## <date> UTC", text)
+    return text.replace(folder.name, "<run>")
+
+
+def test_duet_writes_the_reference_transcript_and_records(runs_dir: Path):
+    a = scripted("glm-4.7-flash", "An opening thought.", "A reply.")
+    b = scripted("qwen3:32b", "A response with substance.", "We converge and we diverge.")
+    outcome = hold(runs_dir, {"a": a, "b": b})
+
+    assert outcome.status == "completed"
+    assert sorted(p.name for p in outcome.folder.iterdir()) == ["inputs.jsonl", "run.json", "trace.jsonl", "transcript.md"]
+    assert normalized_transcript(outcome.folder) == EXPECTED_TRANSCRIPT
+
+    meta = json.loads((outcome.folder / "run.json").read_text())
+    assert meta["status"] == "completed" and meta["error"] is None and meta["ended_at"]
+    assert [(p["name"], p["label"], p["model"], p["host"]) for p in meta["participants"]] == [
+        ("a", "glm-4.7-flash", "glm-4.7-flash", HOSTS["a"]),
+        ("b", "qwen3:32b", "qwen3:32b", HOSTS["b"]),
+    ]
+    assert meta["participants"][0]["options"] == {
+        "num_gpu": 999,
+        "keep_alive": "30m",
+        "temperature": 0.7,
+        "seed": -1,
+        "num_predict": 1024,
+    }
+
+    trace = [json.loads(line) for line in (outcome.folder / "trace.jsonl").read_text().splitlines()]
+    assert [(r["seq"], r["node"], r["turn"], r["speaker"]) for r in trace] == [
+        (1, "facilitator", None, None),
+        (2, "a", 1, "a"),
+        (3, "facilitator", None, None),
+        (4, "b", 2, "b"),
+        (5, "facilitator", None, None),
+        (6, "a", 3, "a"),
+        (7, "facilitator", None, None),
+        (8, "closing", 4, "b"),
+        (9, "facilitator", None, None),
+    ][: len(trace)]
+    assert len(trace) == 8, "END is reached from the closing node without another facilitator step"
+    turn2 = trace[3]
+    assert turn2["model"] == "qwen3:32b" and turn2["kind"] == "response"
+    assert turn2["completion_tokens"] == turn2["eval_count"] == 4
+    assert turn2["eval_duration"] == 400_000_000 and turn2["tokens_per_s"] == 10.0
+    assert turn2["load_duration"] == 500_000_000 and turn2["load_s"] == 0.5
+    assert turn2["done_reason"] == "stop" and turn2["error"] is None
+    assert 0 < turn2["ttft_s"] <= turn2["latency_s"]
+
+    inputs = [json.loads(line) for line in (outcome.folder / "inputs.jsonl").read_text().splitlines()]
+    assert [(i["turn"], i["speaker"]) for i in inputs] == [(1, "a"), (2, "b"), (3, "a"), (4, "b")]
+    assert [m["role"] for m in inputs[2]["messages"]] == ["system", "user", "assistant", "user", "user"]
+    # What the record says was sent is what the model received.
+    assert [m.content for m in b.calls[1]] == [m["content"] for m in inputs[3]["messages"]]
+
+
+def test_failure_mid_turn_marks_run_failed_and_keeps_finished_turns(runs_dir: Path):
+    a = scripted("glm-4.7-flash", "An opening thought.", "A reply.")
+    b = scripted("qwen3:32b", "A response.", fail_on=2)
+    with pytest.raises(RunFailed, match=r"^turn 4 \(qwen3:32b\) failed: lost the connection to Ollama at http://127.0.0.1:9 \(run .*: 3 finished turn\(s\) kept\)$"):
+        hold(runs_dir, {"a": a, "b": b})
+    [run] = RunStore(runs_dir).list()
+    assert run.meta.status == "failed"
+    assert run.meta.error == "turn 4 (qwen3:32b) failed: lost the connection to Ollama at http://127.0.0.1:9"
+    assert [r.turn for r in run.turn_records] == [1, 2, 3, 4]
+    assert run.turn_records[-1].error == "ConnectionError: scripted failure on call 2"
+    transcript = run.transcript()
+    assert transcript.count("### Turn") == 3 and "A reply." in transcript
+    assert transcript.endswith(
+        "A reply.\n\n"
+        "*Run failed: turn 4 (qwen3:32b) failed: lost the connection to Ollama at http://127.0.0.1:9*\n\n"
+        "Total: 7 tokens across 3 turns (~0 minutes of generation)\n"
+    )
+
+
+def test_ctrl_c_marks_run_interrupted_and_keeps_finished_turns(runs_dir: Path):
+    class Interrupting:
+        def run_started(self, run_id, folder):
+            pass
+
+        def turn_started(self, planned, label, model):
+            if planned.number == 3:
+                raise KeyboardInterrupt
+
+        def token(self, text, thinking):
+            pass
+
+        def turn_finished(self, turn, record):
+            pass
+
+    a = scripted("glm-4.7-flash", "An opening thought.")
+    b = scripted("qwen3:32b", "A response.")
+    with pytest.raises(KeyboardInterrupt):
+        hold(runs_dir, {"a": a, "b": b}, observer=Interrupting())
+    [run] = RunStore(runs_dir).list()
+    assert run.meta.status == "interrupted"
+    assert run.transcript().count("### Turn") == 2
+
+
+def test_turn_cap_in_state_stops_the_graph(runs_dir: Path):
+    a = scripted("glm-4.7-flash", "x")
+    b = scripted("qwen3:32b", "y")
+    outcome = hold(runs_dir, {"a": a, "b": b}, turns=7)
+    assert [t["kind"] for t in outcome.turns] == ["opening", "response", "reply", "reply", "reply", "reply", "closing"]
+    assert len(a.calls) == 4 and len(b.calls) == 3
+
+
+def test_thinking_is_kept_apart_from_the_answer(runs_dir: Path):
+    a = scripted("glm-4.7-flash", "The answer.", thinking="Let me think first.")
+    b = scripted("qwen3:32b", "Fine.")
+    outcome = hold(runs_dir, {"a": a, "b": b}, turns=2)
+    assert outcome.turns[0]["text"] == "The answer."
+    assert outcome.turns[0]["thinking"] == "Let me think first."
+    assert "Let me think" not in (outcome.folder / "transcript.md").read_text()
+    assert all("Let me think" not in m.content for m in b.calls[0])
