@@ -8,19 +8,20 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.context import DialogueContext
-from graphs.nodes import CLOSING, FACILITATOR, facilitator, speak
+from graphs.nodes import CLOSING, FACILITATOR, make_facilitator, make_speaker
 from graphs.spec import Shape
 from graphs.state import DialogueState
 
 
-def build_graph(shape: Shape, checkpointer: Any = None) -> CompiledStateGraph:
+def build_graph(shape: Shape, checkpointer: Any = None) -> CompiledStateGraph[Any, Any, Any, Any]:
     speakers = list(dict.fromkeys(shape.order))
+    default = DialogueContext(shape)
     graph = StateGraph(DialogueState, context_schema=DialogueContext)
-    graph.add_node(FACILITATOR, facilitator, destinations=(*speakers, CLOSING, END))
+    graph.add_node(FACILITATOR, make_facilitator(default), destinations=(*speakers, CLOSING, END))
     for speaker in speakers:
-        graph.add_node(speaker, speak)
+        graph.add_node(speaker, make_speaker(default))
         graph.add_edge(speaker, FACILITATOR)
-    graph.add_node(CLOSING, speak)
+    graph.add_node(CLOSING, make_speaker(default))
     graph.add_edge(START, FACILITATOR)
     graph.add_edge(CLOSING, END)
     return graph.compile(checkpointer=checkpointer, name=shape.name)

@@ -42,7 +42,9 @@ def build_parser() -> Parser:
 
     run = commands.add_parser("run", help="hold a dialogue")
     run.add_argument("shape", metavar="SHAPE", help="built-in shape (duet, panel, debate) or a shape file")
-    run.add_argument("--model", action="append", default=[], metavar="NAME=MODEL", help="a participant's model")
+    run.add_argument(
+        "--model", action="append", default=[], metavar="NAME=MODEL", help="a participant's model"
+    )
     topic = run.add_mutually_exclusive_group()
     topic.add_argument("--topic", metavar="TEXT", help="the topic, as text")
     topic.add_argument("--topic-file", type=Path, metavar="PATH", help="the topic or essay, from a file")
@@ -55,10 +57,16 @@ def build_parser() -> Parser:
         help="Ollama's address, for all or one participant (default: $OLLAMA_HOST or http://127.0.0.1:11434)",
     )
     run.add_argument(
-        "--set", action="append", default=[], metavar="NAME.KEY=VALUE", help="a participant's option, label or persona"
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="a participant's option, label or persona",
     )
     run.add_argument("--embedded", action="store_true", help="start the embedded model server for this run")
-    run.add_argument("--json", action="store_true", help="print a JSON summary instead of the streaming dialogue")
+    run.add_argument(
+        "--json", action="store_true", help="print a JSON summary instead of the streaming dialogue"
+    )
     runs_dir_option(run)
 
     runs = commands.add_parser("runs", help="list recorded runs with their totals")
@@ -74,7 +82,9 @@ def build_parser() -> Parser:
     shapes = commands.add_parser("shapes", help="list the built-in shapes, or print one's graph")
     shapes.add_argument("--graph", metavar="NAME", help="print this shape's graph as mermaid")
 
-    serve = commands.add_parser("serve", help="run the embedded model server (Ollama's API) in the foreground")
+    serve = commands.add_parser(
+        "serve", help="run the embedded model server (Ollama's API) in the foreground"
+    )
     serve.add_argument("--port", type=int, default=11434)
     return parser
 
@@ -126,8 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     if args.json:
-        summary = {"run_id": outcome.run_id, "folder": str(outcome.folder), "status": outcome.status}
-        summary["turns"] = [outcome.records[n].model_dump() for n in sorted(outcome.records)]
+        summary = {
+            "run_id": outcome.run_id,
+            "folder": str(outcome.folder),
+            "status": outcome.status,
+            "turns": [outcome.records[n].model_dump() for n in sorted(outcome.records)],
+        }
         print(json.dumps(summary, indent=2))
     else:
         print(f"\nRun {outcome.run_id} {outcome.status}: {outcome.folder}")
@@ -141,7 +155,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([run_totals(r) for r in runs], indent=2))
     elif not runs:
-        print(f"no runs in {runs_dir(args) or RunStore().root} yet; start one with `duologue run duet --embedded --topic ...`")
+        print(
+            f"no runs in {runs_dir(args) or RunStore().root} yet; "
+            "start one with `duologue run duet --embedded --topic TEXT`"
+        )
     else:
         print(table(RUNS_HEADERS, runs_rows(runs)))
     return 0
@@ -152,7 +169,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     run = RunStore(runs_dir(args)).load(args.run_id)
     if args.json:
-        payload: dict[str, Any] = {"run": run.meta.model_dump(), "trace": [r.model_dump() for r in run.turn_records]}
+        payload: dict[str, Any] = {
+            "run": run.meta.model_dump(),
+            "trace": [r.model_dump() for r in run.turn_records],
+        }
         print(json.dumps(payload, indent=2))
     elif args.trace:
         print(table(TRACE_HEADERS, trace_rows(run.turn_records)))
@@ -226,7 +246,9 @@ def parse_hosts(values: list[str], shape: Shape) -> tuple[str | None, dict[str, 
             shape.participant(name)
             named[name] = normalize_host(url)
         elif default is not None:
-            raise ShapeError(f"--host given twice ({default}, {value}); name a participant with --host NAME=URL")
+            raise ShapeError(
+                f"--host given twice ({default}, {value}); name a participant with --host NAME=URL"
+            )
         else:
             default = normalize_host(value)
     return default, named
@@ -238,7 +260,8 @@ def resolve_hosts(shape: Shape, default: str | None, named: dict[str, str]) -> d
 
     fallback = default or default_host()
     return {
-        p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback) for p in shape.participants
+        p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
+        for p in shape.participants
     }
 
 
@@ -247,7 +270,9 @@ def read_topic(text: str | None, path: Path | None) -> str:
         if not path.is_file():
             raise ShapeError(f"--topic-file {path}: no such file")
         if path.stat().st_size > MAX_TOPIC_BYTES:
-            raise ShapeError(f"--topic-file {path}: larger than {MAX_TOPIC_BYTES // 1000} kB; give a shorter text")
+            raise ShapeError(
+                f"--topic-file {path}: larger than {MAX_TOPIC_BYTES // 1000} kB; give a shorter text"
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:

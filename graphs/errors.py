@@ -27,3 +27,9 @@ class RunFailed(DuologueError):
     """The dialogue stopped before its last turn; finished turns are on disk."""
 
     exit_code = 1
+
+
+class RunInterrupted(DuologueError):
+    """Stopped on request (Ctrl-C, SIGTERM, the page's Stop button); finished turns are kept."""
+
+    exit_code = 130

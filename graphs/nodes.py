@@ -6,6 +6,8 @@ contributes is the framing templates the shape names (relay.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from langchain_core.messages import AIMessage
 from langgraph.graph import END
 from langgraph.runtime import Runtime
@@ -27,27 +29,42 @@ def next_turn(context: DialogueContext, state: DialogueState) -> PlannedTurn | N
     return plan_turns(context.shape, total)[done] if done < total else None
 
 
-def facilitator(state: DialogueState, runtime: Runtime[DialogueContext]) -> Command:
-    """Route to whoever is due; END once the turn cap in the state is reached."""
-    planned = next_turn(runtime.context, state)
-    if planned is None:
-        return Command(goto=END)
-    return Command(goto=CLOSING if planned.kind == "closing" else planned.speaker)
+def make_facilitator(default: DialogueContext) -> Callable[..., Command]:
+    def facilitator(state: DialogueState, runtime: Runtime[DialogueContext]) -> Command:
+        """Route to whoever is due; END once the turn cap in the state is reached."""
+        planned = next_turn(runtime.context or default, state)
+        if planned is None:
+            return Command(goto=END)
+        return Command(goto=CLOSING if planned.kind == "closing" else planned.speaker)
+
+    return facilitator
 
 
-def speak(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, list[Turn]]:
+def make_speaker(default: DialogueContext) -> Callable[..., dict[str, list[Turn]]]:
+    """`default` serves when the graph is run without a context, as under `langgraph dev`."""
+
+    def speaker(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, list[Turn]]:
+        return speak(state, runtime.context or default)
+
+    return speaker
+
+
+def speak(state: DialogueState, context: DialogueContext) -> dict[str, list[Turn]]:
     """One turn: relay the dialogue to the speaker due and keep what it says."""
-    context = runtime.context
     planned = next_turn(context, state)
     assert planned is not None, "the facilitator routed past the last turn"
-    messages = messages_for(context.shape, state["topic"], state.get("turns", []), planned, state["max_turns"])
+    messages = messages_for(
+        context.shape, state["topic"], state.get("turns", []), planned, state["max_turns"]
+    )
     model = context.models.get(planned.speaker)
     if model is None:
         participant = context.shape.participant(planned.speaker)
         model = chat_model(participant, participant.host or default_host())
     reply = model.invoke(messages)
     text, thinking = split_reply(reply)
-    turn = Turn(number=planned.number, speaker=planned.speaker, kind=planned.kind, text=text, thinking=thinking)
+    turn = Turn(
+        number=planned.number, speaker=planned.speaker, kind=planned.kind, text=text, thinking=thinking
+    )
     return {"turns": [turn]}
 
 

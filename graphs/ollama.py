@@ -69,34 +69,48 @@ def close_chat_model(model: Runnable) -> None:
         inner.close()
 
 
+def list_models(host: str, timeout: float = 10.0) -> list[str]:
+    """The models a server has (/api/tags); raises OllamaError when it cannot be reached."""
+    tags = get_json(host, "/api/tags", timeout).get("models", [])
+    return sorted(str(entry.get("model") or entry.get("name")) for entry in tags)
+
+
+def server_version(host: str, timeout: float = 10.0) -> str:
+    return str(get_json(host, "/api/version", timeout).get("version", "unknown"))
+
+
+def get_json(host: str, path: str, timeout: float) -> dict[str, Any]:
+    with httpx.Client(base_url=host, timeout=timeout) as client:
+        try:
+            response = client.get(path)
+            response.raise_for_status()
+            return dict(response.json())
+        except httpx.TransportError:
+            raise OllamaError(unreachable_message(host)) from None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise OllamaError(f"the server at {host} does not answer like Ollama ({path}: {exc})") from None
+
+
 def check_models(host: str, models: Iterable[str], timeout: float = 10.0) -> str:
     """Fail early, and clearly, when the server is unreachable or lacks a model.
 
     Returns the server's version.
     """
-    with httpx.Client(base_url=host, timeout=timeout) as client:
-        try:
-            version = client.get("/api/version").json().get("version", "?")
-            tags = client.get("/api/tags").json().get("models", [])
-        except httpx.TransportError:
-            raise OllamaError(unreachable_message(host)) from None
-        except (httpx.HTTPError, ValueError) as exc:
-            raise OllamaError(f"the server at {host} does not answer like Ollama: {exc}") from None
-    available = [str(entry.get("model") or entry.get("name")) for entry in tags]
+    available = list_models(host, timeout)
     for model in models:
         if not has_model(available, model):
-            have = ", ".join(sorted(available)) or "none"
+            have = ", ".join(available) or "none"
             raise OllamaError(
                 f"the server at {host} has no model '{model}' (it has: {have}); "
                 f"pull it with `ollama pull {model}`"
             )
-    return str(version)
+    return server_version(host, timeout)
 
 
 def has_model(available: list[str], model: str) -> bool:
     """Ollama treats 'name' and 'name:latest' as the same model."""
     wanted = model if ":" in model else f"{model}:latest"
-    return any(name == model or name == wanted for name in available)
+    return any(name in (model, wanted) for name in available)
 
 
 def unreachable_message(host: str) -> str:

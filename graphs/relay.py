@@ -31,7 +31,7 @@ def messages_for(
     speaker = shape.participant(planned.speaker)
     names = labels(shape)
     others = [names[p.name] for p in shape.participants if p.name != speaker.name]
-    values = {
+    values: dict[str, str | int] = {
         "speaker": names[speaker.name],
         "others": " and ".join(others),
         "persona": speaker.persona,

@@ -22,7 +22,19 @@ def number(value: float | int | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-TRACE_HEADERS = ("turn", "speaker", "model", "in", "out", "tok/s", "ttft s", "load s", "latency s", "GPU", "flags")
+TRACE_HEADERS = (
+    "turn",
+    "speaker",
+    "model",
+    "in",
+    "out",
+    "tok/s",
+    "ttft s",
+    "load s",
+    "latency s",
+    "GPU",
+    "flags",
+)
 
 
 def trace_rows(records: Sequence[TraceRecord]) -> list[list[str]]:

@@ -8,6 +8,7 @@ as it finishes, so whatever stops the run, the finished turns are on disk.
 from __future__ import annotations
 
 import platform
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -20,7 +21,7 @@ from langchain_core.runnables import Runnable
 from graphs import ollama
 from graphs.build import build_graph, recursion_limit
 from graphs.context import DialogueContext
-from graphs.errors import DuologueError, RunFailed
+from graphs.errors import DuologueError, RunFailed, RunInterrupted
 from graphs.records import ParticipantRecord, RunMeta, TraceRecord
 from graphs.relay import labels
 from graphs.runstore import RunStore, RunWriter, new_run_id, now_iso
@@ -67,6 +68,8 @@ class RunRequest:
     hosts: Mapping[str, str]
     runs_dir: Path | None = None
     run_id: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set it (from any thread) to interrupt the run, as Ctrl-C would."""
 
 
 @dataclass
@@ -90,16 +93,18 @@ def run_dialogue(
     observer = observer or SilentObserver()
     shape = request.shape
     server_versions = {} if models else check_servers(shape, request.hosts)
-    connectors = dict(models) if models else {
-        p.name: ollama.chat_model(p, request.hosts[p.name]) for p in shape.participants
-    }
+    connectors = (
+        dict(models)
+        if models
+        else {p.name: ollama.chat_model(p, request.hosts[p.name]) for p in shape.participants}
+    )
     store = RunStore(request.runs_dir)
     writer = store.create(initial_meta(request, server_versions))
     observer.run_started(writer.run_id, writer.folder)
     outcome = RunOutcome(writer.run_id, writer.folder, "running")
     try:
         hold(request, writer, observer, connectors, outcome)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunInterrupted):
         finish(writer, outcome, "interrupted", "interrupted by the user")
         writer.save_transcript(transcript_text(request, writer.meta, outcome, "Run interrupted by the user"))
         raise
@@ -107,7 +112,9 @@ def run_dialogue(
         message = failure_message(exc, request, outcome)
         finish(writer, outcome, "failed", message)
         writer.save_transcript(transcript_text(request, writer.meta, outcome, f"Run failed: {message}"))
-        raise RunFailed(f"{message} (run {writer.run_id}: {len(outcome.turns)} finished turn(s) kept)") from exc
+        raise RunFailed(
+            f"{message} (run {writer.run_id}: {len(outcome.turns)} finished turn(s) kept)"
+        ) from exc
     finally:
         if not models:
             for connector in connectors.values():
@@ -139,7 +146,7 @@ def hold(
     recorder = TraceRecorder(
         writer.run_id, record, writer.append_inputs, planner=planned_for, hosts=dict(request.hosts)
     )
-    graph = build_graph(shape)
+    graph: Any = build_graph(shape)
     state: DialogueState = {"topic": request.topic, "max_turns": request.turns, "turns": []}
     config: Any = {
         "callbacks": [recorder],
@@ -152,6 +159,8 @@ def hold(
     for mode, payload in graph.stream(
         state, config, context=DialogueContext(shape, connectors), stream_mode=["messages", "updates"]
     ):
+        if request.stop.is_set():
+            raise RunInterrupted(f"run {writer.run_id} interrupted")
         if mode == "messages":
             chunk, _meta = payload
             if isinstance(chunk, AIMessageChunk):
@@ -174,7 +183,9 @@ def announce(observer: RunObserver, planned: PlannedTurn, names: Mapping[str, st
     observer.turn_started(planned, names[planned.speaker], shape.participant(planned.speaker).model)
 
 
-def transcript_text(request: RunRequest, meta: RunMeta, outcome: RunOutcome, ending: str | None = None) -> str:
+def transcript_text(
+    request: RunRequest, meta: RunMeta, outcome: RunOutcome, ending: str | None = None
+) -> str:
     shape = request.shape
     names = labels(shape)
     title = "Model-to-Model Dialogue: " + " vs ".join(names[p.name] for p in shape.participants)

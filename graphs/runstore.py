@@ -129,7 +129,9 @@ class RunStore:
         try:
             meta = RunMeta.model_validate_json((folder / META).read_text(encoding="utf-8"))
         except (ValidationError, ValueError) as exc:
-            raise RunNotFound(f"{folder / META} is not a readable run record ({exc.__class__.__name__})") from None
+            raise RunNotFound(
+                f"{folder / META} is not a readable run record ({exc.__class__.__name__})"
+            ) from None
         return RunRecord(folder, meta, list(read_lines(folder / TRACE, TraceRecord)))
 
     def list(self) -> list[RunRecord]:

@@ -83,9 +83,7 @@ class Framing(BaseModel):
 class Closing(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    speaker: str = Field(
-        default="next", description="a participant's name, or 'next' for whoever is due"
-    )
+    speaker: str = Field(default="next", description="a participant's name, or 'next' for whoever is due")
 
 
 class Shape(BaseModel):
@@ -104,16 +102,16 @@ class Shape(BaseModel):
         names = [p.name for p in self.participants]
         reserved = {"facilitator", "closing"} & set(names)
         if reserved:
-            raise ValueError(f"'{reserved.pop()}' is a node of every dialogue; name the participant otherwise")
+            raise ValueError(
+                f"'{reserved.pop()}' is a node of every dialogue; name the participant otherwise"
+            )
         if len(set(names)) != len(names):
             raise ValueError(f"participant names must be unique, got {names}")
         for speaker in self.order:
             if speaker not in names:
                 raise ValueError(f"order names '{speaker}', who is not a participant ({names})")
         if self.closing.speaker != "next" and self.closing.speaker not in names:
-            raise ValueError(
-                f"closing.speaker '{self.closing.speaker}' is not a participant ({names})"
-            )
+            raise ValueError(f"closing.speaker '{self.closing.speaker}' is not a participant ({names})")
         return self
 
     def participant(self, name: str) -> Participant:
@@ -143,8 +141,7 @@ def load_shape(name_or_path: str) -> Shape:
     path = Path(name_or_path)
     if not path.is_file():
         raise ShapeError(
-            f"no shape '{name_or_path}': not a built-in ({', '.join(builtin_shape_names())}) "
-            "and no such file"
+            f"no shape '{name_or_path}': not a built-in ({', '.join(builtin_shape_names())}) and no such file"
         )
     return parse_shape(path.read_text(encoding="utf-8"), source=str(path))
 
@@ -180,9 +177,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 PARTICIPANT_SETTINGS = frozenset({"label", "persona", "model"})
 
 
-def with_overrides(
-    shape: Shape, models: dict[str, str], settings: list[tuple[str, str, Any]]
-) -> Shape:
+def with_overrides(shape: Shape, models: dict[str, str], settings: list[tuple[str, str, Any]]) -> Shape:
     """The shape with --model NAME=MODEL and --set NAME.KEY=VALUE applied and re-validated."""
     data = shape.model_dump(exclude_unset=True)
     by_name = {p["name"]: p for p in data["participants"]}

@@ -110,7 +110,7 @@ class TraceRecorder(BaseCallbackHandler):
             node.model = (invocation_params or {}).get("model") or (metadata or {}).get("ls_model_name")
             self._model_runs[run_id] = parent_run_id  # type: ignore[assignment]
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         node = self._node_of_model(run_id)
         if node is not None and node.first_token is None:
             node.first_token = time.perf_counter()
@@ -177,32 +177,31 @@ def build_record(
     run_id: str, seq: int, node: _OpenNode, ended: float, error: BaseException | None
 ) -> TraceRecord:
     final, turn = node.final, node.turn
-    raw = {key: final.get(key) for key in RAW_FIELDS if final.get(key) is not None}
+    raw: dict[str, int] = {key: int(final[key]) for key in RAW_FIELDS if final.get(key) is not None}
     eval_count, eval_ns = raw.get("eval_count"), raw.get("eval_duration")
     prompt_count, prompt_ns = raw.get("prompt_eval_count"), raw.get("prompt_eval_duration")
-    return TraceRecord(
-        run_id=run_id,
-        seq=seq,
-        node=node.node,
-        turn=turn.get("number"),
-        kind=turn.get("kind"),
-        speaker=turn.get("speaker"),
-        model=node.model or final.get("model"),
-        started_at=node.started_at,
-        ended_at=now_iso(),
-        latency_s=round(ended - node.started, 6),
-        ttft_s=round(node.first_token - node.started, 6) if node.first_token else None,
-        prompt_tokens=prompt_count,
-        completion_tokens=eval_count,
-        tokens_per_s=rate(eval_count, eval_ns),
-        prompt_tokens_per_s=rate(prompt_count, prompt_ns),
-        load_s=raw["load_duration"] / NS if "load_duration" in raw else None,
-        done_reason=final.get("done_reason"),
-        thinking_chars=node.thinking_chars,
-        error=f"{error.__class__.__name__}: {error}" if error else None,
-        **raw,
-        **node.facts,
-    )
+    fields: dict[str, Any] = {
+        "run_id": run_id,
+        "seq": seq,
+        "node": node.node,
+        "turn": turn.get("number"),
+        "kind": turn.get("kind"),
+        "speaker": turn.get("speaker"),
+        "model": node.model or final.get("model"),
+        "started_at": node.started_at,
+        "ended_at": now_iso(),
+        "latency_s": round(ended - node.started, 6),
+        "ttft_s": round(node.first_token - node.started, 6) if node.first_token else None,
+        "prompt_tokens": prompt_count,
+        "completion_tokens": eval_count,
+        "tokens_per_s": rate(eval_count, eval_ns),
+        "prompt_tokens_per_s": rate(prompt_count, prompt_ns),
+        "load_s": raw["load_duration"] / NS if "load_duration" in raw else None,
+        "done_reason": final.get("done_reason"),
+        "thinking_chars": node.thinking_chars,
+        "error": f"{error.__class__.__name__}: {error}" if error else None,
+    }
+    return TraceRecord.model_validate(fields | raw | node.facts)
 
 
 def rate(count: int | None, duration_ns: int | None) -> float | None:

@@ -42,7 +42,9 @@ class ScriptedChatModel(BaseChatModel):
         number = len(self.calls)
         if self.fail_on == number:
             raise ConnectionError(f"scripted failure on call {number}")
-        reply = self.replies[(number - 1) % len(self.replies)] if self.replies else f"{self.model} reply {number}"
+        reply = (
+            self.replies[(number - 1) % len(self.replies)] if self.replies else f"{self.model} reply {number}"
+        )
         text = reply(messages) if callable(reply) else reply
         if self.thinking:
             chunk = ChatGenerationChunk(
@@ -86,4 +88,6 @@ class ScriptedChatModel(BaseChatModel):
         for chunk in chunks[1:]:
             merged += chunk
         message = merged.message
-        return ChatResult(generations=[ChatGeneration(message=message, generation_info=merged.generation_info)])
+        return ChatResult(
+            generations=[ChatGeneration(message=message, generation_info=merged.generation_info)]
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fakes import ScriptedChatModel
 
-from graphs.errors import RunFailed
+from graphs.errors import RunFailed, RunInterrupted
 from graphs.runner import RunRequest, run_dialogue
 from graphs.runstore import RunStore
 from graphs.spec import load_shape, with_overrides
@@ -78,7 +78,12 @@ def test_duet_writes_the_reference_transcript_and_records(runs_dir: Path):
     outcome = hold(runs_dir, {"a": a, "b": b})
 
     assert outcome.status == "completed"
-    assert sorted(p.name for p in outcome.folder.iterdir()) == ["inputs.jsonl", "run.json", "trace.jsonl", "transcript.md"]
+    assert sorted(p.name for p in outcome.folder.iterdir()) == [
+        "inputs.jsonl",
+        "run.json",
+        "trace.jsonl",
+        "transcript.md",
+    ]
     assert normalized_transcript(outcome.folder) == EXPECTED_TRANSCRIPT
 
     meta = json.loads((outcome.folder / "run.json").read_text())
@@ -126,7 +131,10 @@ def test_duet_writes_the_reference_transcript_and_records(runs_dir: Path):
 def test_failure_mid_turn_marks_run_failed_and_keeps_finished_turns(runs_dir: Path):
     a = scripted("glm-4.7-flash", "An opening thought.", "A reply.")
     b = scripted("qwen3:32b", "A response.", fail_on=2)
-    with pytest.raises(RunFailed, match=r"^turn 4 \(qwen3:32b\) failed: lost the connection to Ollama at http://127.0.0.1:9 \(run .*: 3 finished turn\(s\) kept\)$"):
+    with pytest.raises(
+        RunFailed,
+        match=r"^turn 4 \(qwen3:32b\) failed: lost the connection to Ollama at http://127.0.0.1:9 \(run .*: 3 finished turn\(s\) kept\)$",
+    ):
         hold(runs_dir, {"a": a, "b": b})
     [run] = RunStore(runs_dir).list()
     assert run.meta.status == "failed"
@@ -170,7 +178,15 @@ def test_turn_cap_in_state_stops_the_graph(runs_dir: Path):
     a = scripted("glm-4.7-flash", "x")
     b = scripted("qwen3:32b", "y")
     outcome = hold(runs_dir, {"a": a, "b": b}, turns=7)
-    assert [t["kind"] for t in outcome.turns] == ["opening", "response", "reply", "reply", "reply", "reply", "closing"]
+    assert [t["kind"] for t in outcome.turns] == [
+        "opening",
+        "response",
+        "reply",
+        "reply",
+        "reply",
+        "reply",
+        "closing",
+    ]
     assert len(a.calls) == 4 and len(b.calls) == 3
 
 
@@ -182,3 +198,30 @@ def test_thinking_is_kept_apart_from_the_answer(runs_dir: Path):
     assert outcome.turns[0]["thinking"] == "Let me think first."
     assert "Let me think" not in (outcome.folder / "transcript.md").read_text()
     assert all("Let me think" not in m.content for m in b.calls[0])
+
+
+def test_stop_event_interrupts_the_run(runs_dir: Path):
+    request = RunRequest(shape=SHAPE, topic="The essay.", turns=4, hosts=HOSTS, runs_dir=runs_dir)
+
+    class StopAtTurnTwo:
+        def run_started(self, run_id, folder):
+            pass
+
+        def turn_started(self, planned, label, model):
+            if planned.number == 2:
+                request.stop.set()
+
+        def token(self, text, thinking):
+            pass
+
+        def turn_finished(self, turn, record):
+            pass
+
+    a = scripted("glm-4.7-flash", "An opening thought.")
+    b = scripted("qwen3:32b", "A response with several words in it.")
+    with pytest.raises(RunInterrupted):
+        run_dialogue(request, StopAtTurnTwo(), {"a": a, "b": b})
+    [run] = RunStore(runs_dir).list()
+    assert run.meta.status == "interrupted"
+    assert run.transcript().count("### Turn") == 1
+    assert len(a.calls) == 1 and len(b.calls) <= 1

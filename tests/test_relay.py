@@ -47,7 +47,9 @@ def test_each_side_sees_itself_as_assistant_and_the_other_as_user():
         HumanMessage("Respond to what was said."),
         AIMessage("B2"),
         HumanMessage("A3"),
-        HumanMessage("Close the conversation with a synthesis: where you converge, where you diverge, and what surprised you."),
+        HumanMessage(
+            "Close the conversation with a synthesis: where you converge, where you diverge, and what surprised you."
+        ),
     ]
     assert closing_for_b[0].content.startswith("You are qwen3:32b, in a conversation with glm-4.7-flash.")
 
@@ -81,9 +83,15 @@ def test_facilitator_adds_nothing_but_the_framing_templates():
 
 
 def test_panel_prefixes_other_speakers_with_their_labels():
-    panel = with_overrides(load_shape("panel"), {}, [("a", "label", "Ann"), ("b", "label", "Bo"), ("c", "label", "Cy")])
+    panel = with_overrides(
+        load_shape("panel"), {}, [("a", "label", "Ann"), ("b", "label", "Bo"), ("c", "label", "Cy")]
+    )
     messages = sent(panel, turns("A1", "B2", shape=panel))
-    assert messages[1:] == [HumanMessage("Ann: A1"), HumanMessage("Bo: B2"), HumanMessage("Respond to what was said.")]
+    assert messages[1:] == [
+        HumanMessage("Ann: A1"),
+        HumanMessage("Bo: B2"),
+        HumanMessage("Respond to what was said."),
+    ]
     assert messages[0].content.startswith("You are Cy, in a conversation with Ann and Bo.")
 
 
@@ -95,7 +103,9 @@ def test_same_model_twice_gets_distinct_labels():
 def test_debate_judge_has_its_own_system_prompt_and_closing():
     debate = load_shape("debate")
     messages = sent(debate, turns("P1", "C2", "P3", "C4", shape=debate))
-    assert messages[0].content.startswith("You are Judge, the judge of a debate between Proposition and Opposition.")
+    assert messages[0].content.startswith(
+        "You are Judge, the judge of a debate between Proposition and Opposition."
+    )
     assert messages[1:5] == [
         HumanMessage("Proposition: P1"),
         HumanMessage("Opposition: C2"),

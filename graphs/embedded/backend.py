@@ -109,9 +109,7 @@ class Backend(Protocol):
 
     def unload(self, model: str) -> None: ...
 
-    def chat(
-        self, request: ChatRequest, cancelled: Callable[[], bool]
-    ) -> Iterator[ChatDelta | ChatDone]:
+    def chat(self, request: ChatRequest, cancelled: Callable[[], bool]) -> Iterator[ChatDelta | ChatDone]:
         """Yield deltas, then exactly one ChatDone. Stop early when cancelled() turns true."""
         ...
 

