@@ -6,8 +6,11 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -21,6 +24,8 @@ from graphs.spec import NAME_PATTERN, Shape
 from graphs.state import Turn
 
 MAX_TOPIC_BYTES = 1_000_000
+EXIT_PAUSED = 3
+"""A run paused for the facilitator's interjection: not failed, not completed."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,11 +68,44 @@ def build_parser() -> Parser:
         metavar="NAME.KEY=VALUE",
         help="a participant's option, label or persona",
     )
+    run.add_argument(
+        "--interject",
+        action="append",
+        type=int,
+        default=[],
+        metavar="N",
+        help="pause before turn N for the facilitator's own words (repeatable)",
+    )
     run.add_argument("--embedded", action="store_true", help="start the embedded model server for this run")
     run.add_argument(
         "--json", action="store_true", help="print a JSON summary instead of the streaming dialogue"
     )
+    residency_options(run)
+    run.add_argument(
+        "--residency",
+        choices=["auto", "exclusive", "shared"],
+        default="auto",
+        help="exclusive: one model at a time on each host; shared: all stay loaded; auto: shared if they fit",
+    )
+    run.add_argument("--strict-context", action="store_true", help="stop the run when a prompt was truncated")
     runs_dir_option(run)
+
+    def continuing(command: argparse.ArgumentParser) -> None:
+        command.add_argument("run_id", metavar="RUN_ID")
+        command.add_argument("--host", action="append", default=[], metavar="URL|NAME=URL")
+        command.add_argument("--embedded", action="store_true", help="use the embedded model server")
+        command.add_argument("--json", action="store_true", help="print a JSON summary")
+        runs_dir_option(command)
+
+    resume = commands.add_parser("resume", help="continue a failed or interrupted run from its last turn")
+    continuing(resume)
+    resume.add_argument("--say", metavar="TEXT", help="the facilitator's words, when the run waits for them")
+
+    fork = commands.add_parser("fork", help="a new run that copies a run's first N turns, then goes on")
+    continuing(fork)
+    fork.add_argument("--at", type=int, required=True, metavar="N", help="copy turns 1..N")
+    fork.add_argument("--model", action="append", default=[], metavar="NAME=MODEL")
+    fork.add_argument("--set", action="append", default=[], metavar="NAME.KEY=VALUE")
 
     runs = commands.add_parser("runs", help="list recorded runs with their totals")
     runs.add_argument("--json", action="store_true")
@@ -86,7 +124,33 @@ def build_parser() -> Parser:
         "serve", help="run the embedded model server (Ollama's API) in the foreground"
     )
     serve.add_argument("--port", type=int, default=11434)
+
+    doctor = commands.add_parser(
+        "doctor", help="check the server, the models, and whether each runs fully on the GPU"
+    )
+    doctor.add_argument("shape", metavar="SHAPE", nargs="?", help="a shape whose participants to check")
+    doctor.add_argument(
+        "--model", action="append", default=[], metavar="[NAME=]MODEL", help="a model (or participant's)"
+    )
+    doctor.add_argument("--host", action="append", default=[], metavar="URL|NAME=URL")
+    doctor.add_argument("--set", action="append", default=[], metavar="NAME.KEY=VALUE")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    residency_options(doctor)
+
+    ui = commands.add_parser("ui", help="start the Streamlit page on 127.0.0.1 (Ctrl-C stops it)")
+    ui.add_argument("--port", type=int, default=8501)
+    ui.add_argument("--host", metavar="URL", help="the page's default Ollama address (default: $OLLAMA_HOST)")
+    runs_dir_option(ui)
     return parser
+
+
+def residency_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--require-gpu",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop rather than run a model partly on the CPU (default: on once a host shows VRAM)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,10 +173,72 @@ def cmd_run(args: argparse.Namespace) -> int:
     from graphs.spec import load_shape, with_overrides
 
     shape = with_overrides(load_shape(args.shape), parse_models(args.model), parse_settings(args.set))
+    if args.interject:
+        shape = shape.model_copy(
+            update={"interject_before": sorted(set(shape.interject_before + args.interject))}
+        )
     topic = read_topic(args.topic, args.topic_file)
     turns = args.turns if args.turns is not None else shape.turns
     if turns < 2:
         raise ShapeError(f"--turns {turns}: a dialogue needs at least 2 turns (an opening and a closing)")
+    with model_hosts(args, shape) as hosts:
+        observer = make_observer(args)
+        request = RunRequest(
+            shape=shape,
+            topic=topic,
+            turns=turns,
+            hosts=hosts,
+            runs_dir=runs_dir(args),
+            embedded=args.embedded,
+            residency_policy=args.residency,
+            require_gpu=args.require_gpu,
+            strict_context=args.strict_context,
+        )
+        return report_outcome(args, observer, lambda: run_dialogue(request, observer))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from graphs.durable import resume_dialogue
+    from graphs.spec import Shape
+
+    run = RunStore(runs_dir(args)).load(args.run_id)
+    args.embedded = args.embedded or (run.meta.embedded and not args.host)
+    shape = Shape.model_validate(run.meta.spec) if run.meta.spec else None
+    with model_hosts(args, shape, keep_recorded=True) as hosts:
+        observer = make_observer(args)
+        return report_outcome(
+            args,
+            observer,
+            lambda: resume_dialogue(args.run_id, runs_dir(args), hosts, args.say, observer),
+        )
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    from graphs.durable import fork_dialogue
+    from graphs.spec import Shape
+
+    run = RunStore(runs_dir(args)).load(args.run_id)
+    args.embedded = args.embedded or (run.meta.embedded and not args.host)
+    shape = Shape.model_validate(run.meta.spec) if run.meta.spec else None
+    models, settings = parse_models(args.model), parse_settings(args.set)
+    with model_hosts(args, shape, keep_recorded=True) as hosts:
+        observer = make_observer(args)
+        return report_outcome(
+            args,
+            observer,
+            lambda: fork_dialogue(args.run_id, args.at, runs_dir(args), models, settings, hosts, observer),
+        )
+
+
+@contextmanager
+def model_hosts(
+    args: argparse.Namespace, shape: Shape | None, keep_recorded: bool = False
+) -> Iterator[dict[str, str]]:
+    """Where each participant's models are, starting the embedded server if asked.
+
+    With keep_recorded (resume, fork), only hosts the user names are returned; the run's
+    recorded hosts fill in the rest.
+    """
     default_host, named_hosts = parse_hosts(args.host, shape)
     server = None
     if args.embedded:
@@ -123,29 +249,80 @@ def cmd_run(args: argparse.Namespace) -> int:
         server = start_embedded()
         default_host = server.url
     try:
-        hosts = resolve_hosts(shape, default_host, named_hosts)
-        observer = SummaryObserver() if args.json else TerminalObserver(sys.stdout)
-        request = RunRequest(shape=shape, topic=topic, turns=turns, hosts=hosts, runs_dir=runs_dir(args))
-        try:
-            outcome = run_dialogue(request, observer)
-        except KeyboardInterrupt:
-            if observer.folder:
-                print(f"\nduologue: interrupted; finished turns kept in {observer.folder}", file=sys.stderr)
-            return 130
+        if shape is None:
+            yield {}
+        elif keep_recorded:
+            chosen = {name: named_hosts.get(name) or default_host for name in shape.participant_names}
+            yield {name: host for name, host in chosen.items() if host}
+        else:
+            yield resolve_hosts(shape, default_host, named_hosts)
     finally:
         if server is not None:
             server.stop()
+
+
+def make_observer(args: argparse.Namespace) -> TerminalObserver | SummaryObserver:
+    return SummaryObserver() if args.json else TerminalObserver(sys.stdout)
+
+
+def report_outcome(
+    args: argparse.Namespace, observer: TerminalObserver | SummaryObserver, hold: Callable[[], Any]
+) -> int:
+    """Run `hold`, then say how it ended: the JSON summary, or a line for the terminal."""
+    try:
+        with interrupt_signals():
+            outcome = hold()
+    except KeyboardInterrupt:
+        observer.end_line()
+        where = f"; finished turns kept in {observer.folder}" if observer.folder else ""
+        print(f"duologue: interrupted{where}", file=sys.stderr)
+        return 130
+    except DuologueError:
+        observer.end_line()
+        raise
+    paused = outcome.paused_before_turn
     if args.json:
         summary = {
             "run_id": outcome.run_id,
             "folder": str(outcome.folder),
             "status": outcome.status,
+            "paused_before_turn": paused,
             "turns": [outcome.records[n].model_dump() for n in sorted(outcome.records)],
         }
         print(json.dumps(summary, indent=2))
-    else:
+    elif paused is None:
         print(f"\nRun {outcome.run_id} {outcome.status}: {outcome.folder}")
+    if paused is not None:
+        print(
+            f"duologue: run {outcome.run_id} is waiting for the facilitator before turn {paused}; "
+            f'continue with `duologue resume {outcome.run_id} --say "..."` (--say "" adds nothing)',
+            file=sys.stderr,
+        )
+        return EXIT_PAUSED
     return 0
+
+
+@contextmanager
+def interrupt_signals() -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C; a second Ctrl-C or SIGTERM exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = 0
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal received
+        received += 1
+        if received > 1:
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -202,7 +379,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "runs": cmd_runs, "show": cmd_show, "shapes": cmd_shapes, "serve": cmd_serve}
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from graphs.doctor import examine, participants_for, render
+    from graphs.ollama import default_host, normalize_host
+    from graphs.spec import load_shape
+
+    shape = load_shape(args.shape) if args.shape else None
+    participants = participants_for(shape, args.model, parse_settings(args.set))
+    default, named = parse_hosts(args.host, shape)
+    fallback = default or default_host()
+    hosts = {
+        p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback) for p in participants
+    }
+    turns = shape.turns if shape else 4
+    report = examine(participants, hosts, args.require_gpu, turns=turns, default_host=fallback)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
+    return report.exit_code
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`streamlit run` on the page installed as graphs.ui, bound to 127.0.0.1 only."""
+    import subprocess
+    from importlib.resources import files
+
+    app = Path(str(files("graphs.ui").joinpath("app.py")))
+    env = dict(os.environ)
+    if args.runs_dir is not None:
+        env[RUNS_DIR_ENV] = str(args.runs_dir.resolve())
+    if args.host:
+        env["OLLAMA_HOST"] = args.host
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1"]
+    command += ["--server.port", str(args.port), "--server.headless", "true"]
+    command += ["--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    print(f"duologue: the page is at http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    return subprocess.call(command, env=env)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "fork": cmd_fork,
+    "runs": cmd_runs,
+    "show": cmd_show,
+    "shapes": cmd_shapes,
+    "serve": cmd_serve,
+    "ui": cmd_ui,
+    "doctor": cmd_doctor,
+}
 
 
 def runs_dir(args: argparse.Namespace) -> Path | None:
@@ -235,7 +458,7 @@ def parse_settings(values: list[str]) -> list[tuple[str, str, Any]]:
     return settings
 
 
-def parse_hosts(values: list[str], shape: Shape) -> tuple[str | None, dict[str, str]]:
+def parse_hosts(values: list[str], shape: Shape | None) -> tuple[str | None, dict[str, str]]:
     from graphs.ollama import normalize_host
 
     default: str | None = None
@@ -243,7 +466,8 @@ def parse_hosts(values: list[str], shape: Shape) -> tuple[str | None, dict[str, 
     for value in values:
         name, sep, url = value.partition("=")
         if sep and re.match(NAME_PATTERN, name) and "/" not in name:
-            shape.participant(name)
+            if shape is not None:
+                shape.participant(name)
             named[name] = normalize_host(url)
         elif default is not None:
             raise ShapeError(
@@ -293,6 +517,7 @@ class TerminalObserver:
         self.folder: Path | None = None
         self.dim = out.isatty() and not os.environ.get("NO_COLOR")
         self._thinking = False
+        self._mid_line = False
 
     def run_started(self, run_id: str, folder: Path) -> None:
         self.folder = folder
@@ -310,15 +535,24 @@ class TerminalObserver:
             self._thinking = thinking
         self.out.write(text)
         self.out.flush()
+        self._mid_line = not text.endswith("\n")
 
     def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
         from graphs.transcript import stats_line
 
+        self.end_line()
+        self.out.write(f"{stats_line(record)}\n")
+        self.out.flush()
+
+    def end_line(self) -> None:
+        """Finish a line cut short, so what follows (a stats line, an error) starts clean."""
         if self._thinking:
             self.out.write("\x1b[0m")
             self._thinking = False
-        self.out.write(f"\n{stats_line(record)}\n")
-        self.out.flush()
+        if self._mid_line:
+            self.out.write("\n")
+            self.out.flush()
+            self._mid_line = False
 
 
 class SummaryObserver:
@@ -336,6 +570,9 @@ class SummaryObserver:
         pass
 
     def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
+        pass
+
+    def end_line(self) -> None:
         pass
 
 

@@ -33,3 +33,7 @@ class RunInterrupted(DuologueError):
     """Stopped on request (Ctrl-C, SIGTERM, the page's Stop button); finished turns are kept."""
 
     exit_code = 130
+
+
+class RunBusy(DuologueError):
+    """Another process is driving this run right now."""

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from langchain_core.messages import AIMessage
 from langgraph.graph import END
 from langgraph.runtime import Runtime
-from langgraph.types import Command
+from langgraph.types import Command, interrupt
 
 from graphs.context import DialogueContext
 from graphs.ollama import chat_model, default_host
 from graphs.relay import messages_for
 from graphs.schedule import PlannedTurn, plan_turns
-from graphs.state import DialogueState, Turn
+from graphs.state import DialogueState, Interjection, Turn
 
 FACILITATOR = "facilitator"
 CLOSING = "closing"
@@ -32,10 +32,17 @@ def next_turn(context: DialogueContext, state: DialogueState) -> PlannedTurn | N
 def make_facilitator(default: DialogueContext) -> Callable[..., Command]:
     def facilitator(state: DialogueState, runtime: Runtime[DialogueContext]) -> Command:
         """Route to whoever is due; END once the turn cap in the state is reached."""
-        planned = next_turn(runtime.context or default, state)
+        context = runtime.context or default
+        planned = next_turn(context, state)
         if planned is None:
             return Command(goto=END)
-        return Command(goto=CLOSING if planned.kind == "closing" else planned.speaker)
+        goto = CLOSING if planned.kind == "closing" else planned.speaker
+        if planned.number not in context.shape.interject_before:
+            return Command(goto=goto)
+        # Pauses the run; `duologue resume RUN_ID --say TEXT` continues with TEXT as the value.
+        said = interrupt({"before_turn": planned.number})
+        interjection = Interjection(before_turn=planned.number, text=str(said or "").strip())
+        return Command(goto=goto, update={"interjections": [interjection]})
 
     return facilitator
 
@@ -54,7 +61,12 @@ def speak(state: DialogueState, context: DialogueContext) -> dict[str, list[Turn
     planned = next_turn(context, state)
     assert planned is not None, "the facilitator routed past the last turn"
     messages = messages_for(
-        context.shape, state["topic"], state.get("turns", []), planned, state["max_turns"]
+        context.shape,
+        state["topic"],
+        state.get("turns", []),
+        planned,
+        state["max_turns"],
+        state.get("interjections", []),
     )
     model = context.models.get(planned.speaker)
     if model is None:

@@ -39,6 +39,12 @@ class RunMeta(BaseModel):
     ended_at: str | None = None
     versions: dict[str, str] = {}
     error: str | None = None
+    spec: dict[str, Any] | None = None
+    """The whole shape as run (overrides applied), so the run can be resumed or forked."""
+    embedded: bool = False
+    forked_from: dict[str, Any] | None = None
+    paused_before_turn: int | None = None
+    """Set while the run waits for the facilitator's interjection (`resume --say`)."""
 
 
 class TraceRecord(BaseModel):
@@ -69,10 +75,31 @@ class TraceRecord(BaseModel):
     truncated: bool = False
     done_reason: str | None = None
     thinking_chars: int = 0
+    thinking: str | None = None
+    """The turn's thinking, kept apart from the answer and never relayed to the others."""
+    eval_includes_thinking: bool = False
+    """eval_count (completion_tokens, tokens_per_s) counts the thinking tokens too."""
+    context_length: int | None = None
+    """The context the model was loaded with (/api/ps): the num_ctx in force."""
+    expected_prompt_tokens: int | None = None
+    """The context guard's lower bound for prompt_eval_count; fewer means truncated."""
+    residency: str | None = None
+    """How the model was placed for the turn: shared, exclusive, or cpu (a CPU-only server)."""
+    require_gpu: bool | None = None
+    unloaded: list[str] = []
+    """Models unloaded from the speaker's host to make room before the turn."""
+    retried: bool = False
+    """The model was not fully in VRAM, so it was reloaded once after VRAM recovered."""
+    residency_s: float | None = None
+    """Seconds spent placing the model before the request (unloads, waits, preload)."""
+    preload_s: float | None = None
+    slow: bool = False
+    """Decoded below the participant's min_tok_s, whatever /api/ps said."""
     error: str | None = None
     total_duration: int | None = None
     load_duration: int | None = None
     prompt_eval_count: int | None = None
+    prompt_eval_cached_count: int | None = None
     prompt_eval_duration: int | None = None
     eval_count: int | None = None
     eval_duration: int | None = None
@@ -87,8 +114,12 @@ class TraceRecord(BaseModel):
         found = []
         if self.gpu_fraction is not None and self.gpu_fraction < 1.0:
             found.append("CPU" if self.gpu_fraction == 0 else f"CPU {1 - self.gpu_fraction:.0%}")
+        if self.slow:
+            found.append("slow")
         if self.truncated:
             found.append("truncated")
+        if self.eval_includes_thinking:
+            found.append("thinking")
         if self.done_reason == "length":
             found.append("cut by length")
         if self.error:

@@ -15,7 +15,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from graphs.prompting import render
 from graphs.schedule import PlannedTurn, plan_turns
 from graphs.spec import Shape
-from graphs.state import Turn
+from graphs.state import Interjection, Turn
+
+FACILITATOR_LABEL = "Facilitator"
 
 
 def labels(shape: Shape) -> dict[str, str]:
@@ -26,7 +28,12 @@ def labels(shape: Shape) -> dict[str, str]:
 
 
 def messages_for(
-    shape: Shape, topic: str, turns: Sequence[Turn], planned: PlannedTurn, total_turns: int
+    shape: Shape,
+    topic: str,
+    turns: Sequence[Turn],
+    planned: PlannedTurn,
+    total_turns: int,
+    interjections: Sequence[Interjection] = (),
 ) -> list[BaseMessage]:
     speaker = shape.participant(planned.speaker)
     names = labels(shape)
@@ -43,9 +50,12 @@ def messages_for(
     messages: list[BaseMessage] = [SystemMessage(system)]
     plan = {t.number: t for t in plan_turns(shape, total_turns)}
     prefix_labels = len(shape.participants) > 2
+    said_before = {i["before_turn"]: i["text"] for i in interjections if i["text"].strip()}
     for turn in [*turns, None]:
-        # A speaker's framing goes right before each of its turns, this one included.
         due = planned if turn is None else plan[turn["number"]]
+        if due.number in said_before:
+            messages.append(HumanMessage(f"{FACILITATOR_LABEL}: {said_before[due.number]}"))
+        # A speaker's framing goes right before each of its turns, this one included.
         if due.speaker == speaker.name:
             framing = framing_for(shape, due, values)
             if framing:

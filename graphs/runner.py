@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
 
-from graphs import ollama
+from graphs import ollama, residency
 from graphs.build import build_graph, recursion_limit
 from graphs.context import DialogueContext
 from graphs.errors import DuologueError, RunFailed, RunInterrupted
@@ -70,6 +70,14 @@ class RunRequest:
     run_id: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     """Set it (from any thread) to interrupt the run, as Ctrl-C would."""
+    embedded: bool = False
+    """The models are on duologue's embedded server, which a resume must start again."""
+    residency_policy: residency.Policy = "auto"
+    """Where models sit while they speak: auto, exclusive or shared (graphs/residency.py)."""
+    require_gpu: bool | None = None
+    """Stop rather than let a turn run partly on the CPU; None: once its host has shown VRAM."""
+    strict_context: bool = False
+    """Stop when Ollama truncated a prompt, instead of flagging the turn."""
 
 
 @dataclass
@@ -79,6 +87,8 @@ class RunOutcome:
     status: str
     turns: list[Turn] = field(default_factory=list)
     records: dict[int, TraceRecord] = field(default_factory=dict)
+    interjections: dict[int, str] = field(default_factory=dict)
+    paused_before_turn: int | None = None
 
 
 def run_dialogue(
@@ -86,40 +96,66 @@ def run_dialogue(
     observer: RunObserver | None = None,
     models: Mapping[str, Runnable] | None = None,
 ) -> RunOutcome:
-    """Hold the dialogue; raise RunFailed (after recording it) if it stops early.
+    """Hold a new dialogue; raise RunFailed (after recording it) if it stops early.
 
     `models` replaces the Ollama connectors, for tests with scripted models.
     """
+    server_versions = {} if models else check_servers(request.shape, request.hosts)
+    if not models:  # pin num_ctx and think before run.json records the options
+        request.shape = residency.resolve_shape(request.shape, request.hosts, request.topic, request.turns)
+    writer = RunStore(request.runs_dir).create(initial_meta(request, server_versions))
+    state: DialogueState = {"topic": request.topic, "max_turns": request.turns, "turns": []}
+    outcome = RunOutcome(writer.run_id, writer.folder, "running")
+    return drive(request, writer, outcome, state, observer, models)
+
+
+def drive(
+    request: RunRequest,
+    writer: RunWriter,
+    outcome: RunOutcome,
+    graph_input: Any,
+    observer: RunObserver | None = None,
+    models: Mapping[str, Runnable] | None = None,
+) -> RunOutcome:
+    """Run the graph from `graph_input` (a first state, None to continue, or a resume Command)."""
     observer = observer or SilentObserver()
     shape = request.shape
-    server_versions = {} if models else check_servers(shape, request.hosts)
     connectors = (
         dict(models)
         if models
-        else {p.name: ollama.chat_model(p, request.hosts[p.name]) for p in shape.participants}
+        else residency.connectors(
+            shape, request.hosts, request.topic, request.turns, residency_settings(request)
+        )
     )
-    store = RunStore(request.runs_dir)
-    writer = store.create(initial_meta(request, server_versions))
-    observer.run_started(writer.run_id, writer.folder)
-    outcome = RunOutcome(writer.run_id, writer.folder, "running")
-    try:
-        hold(request, writer, observer, connectors, outcome)
-    except (KeyboardInterrupt, RunInterrupted):
-        finish(writer, outcome, "interrupted", "interrupted by the user")
-        writer.save_transcript(transcript_text(request, writer.meta, outcome, "Run interrupted by the user"))
-        raise
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as one line
-        message = failure_message(exc, request, outcome)
-        finish(writer, outcome, "failed", message)
-        writer.save_transcript(transcript_text(request, writer.meta, outcome, f"Run failed: {message}"))
-        raise RunFailed(
-            f"{message} (run {writer.run_id}: {len(outcome.turns)} finished turn(s) kept)"
-        ) from exc
-    finally:
-        if not models:
-            for connector in connectors.values():
-                ollama.close_chat_model(connector)
-    finish(writer, outcome, "completed", None)
+    with writer.lock():
+        writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
+        observer.run_started(writer.run_id, writer.folder)
+        try:
+            with writer.checkpointer() as checkpointer:
+                hold(request, writer, observer, connectors, outcome, graph_input, checkpointer)
+        except (KeyboardInterrupt, RunInterrupted):
+            finish(writer, outcome, "interrupted", "interrupted by the user")
+            writer.save_transcript(
+                transcript_text(request, writer.meta, outcome, "Run interrupted by the user")
+            )
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as one line
+            message = failure_message(exc, request, outcome)
+            finish(writer, outcome, "failed", message)
+            writer.save_transcript(transcript_text(request, writer.meta, outcome, f"Run failed: {message}"))
+            raise RunFailed(
+                f"{message} (run {writer.run_id}: {len(outcome.turns)} finished turn(s) kept)"
+            ) from exc
+        finally:
+            if not models:
+                for connector in connectors.values():
+                    ollama.close_chat_model(connector)
+        if outcome.paused_before_turn is not None:
+            pause = f"Waiting for the facilitator before turn {outcome.paused_before_turn}"
+            finish(writer, outcome, "interrupted", None, paused_before_turn=outcome.paused_before_turn)
+            writer.save_transcript(transcript_text(request, writer.meta, outcome, pause))
+        else:
+            finish(writer, outcome, "completed", None)
     return outcome
 
 
@@ -129,6 +165,8 @@ def hold(
     observer: RunObserver,
     connectors: Mapping[str, Runnable],
     outcome: RunOutcome,
+    graph_input: Any,
+    checkpointer: Any,
 ) -> None:
     shape = request.shape
     names = labels(shape)
@@ -143,11 +181,16 @@ def hold(
         done = len(state.get("turns", [])) if isinstance(state, dict) else 0
         return asdict(plan[done]) if done < len(plan) else None
 
+    last_seq = max((r.seq for r in RunStore(writer.folder.parent).load(writer.run_id).trace), default=0)
     recorder = TraceRecorder(
-        writer.run_id, record, writer.append_inputs, planner=planned_for, hosts=dict(request.hosts)
+        writer.run_id,
+        record,
+        writer.append_inputs,
+        planner=planned_for,
+        hosts=dict(request.hosts),
+        first_seq=last_seq + 1,
     )
-    graph: Any = build_graph(shape)
-    state: DialogueState = {"topic": request.topic, "max_turns": request.turns, "turns": []}
+    graph: Any = build_graph(shape, checkpointer=checkpointer)
     config: Any = {
         "callbacks": [recorder],
         "recursion_limit": recursion_limit(request.turns),
@@ -155,9 +198,14 @@ def hold(
         "metadata": {"run_id": writer.run_id, "shape": shape.name},
         "configurable": {"thread_id": writer.run_id},
     }
-    announce(observer, plan[0], names, shape)
+    if len(outcome.turns) < len(plan):
+        announce(observer, plan[len(outcome.turns)], names, shape)
     for mode, payload in graph.stream(
-        state, config, context=DialogueContext(shape, connectors), stream_mode=["messages", "updates"]
+        graph_input,
+        config,
+        context=DialogueContext(shape, connectors),
+        stream_mode=["messages", "updates"],
+        durability="sync",
     ):
         if request.stop.is_set():
             raise RunInterrupted(f"run {writer.run_id} interrupted")
@@ -170,8 +218,15 @@ def hold(
                 if isinstance(chunk.content, str) and chunk.content:
                     observer.token(chunk.content, False)
             continue
+        if "__interrupt__" in payload:
+            outcome.paused_before_turn = len(outcome.turns) + 1
+            continue
         for update in payload.values():
-            for turn in (update or {}).get("turns", []) if isinstance(update, dict) else []:
+            if not isinstance(update, dict):
+                continue
+            for said in update.get("interjections", []):
+                outcome.interjections[said["before_turn"]] = said["text"]
+            for turn in update.get("turns", []):
                 outcome.turns.append(turn)
                 writer.save_transcript(transcript_text(request, writer.meta, outcome))
                 observer.turn_finished(turn, outcome.records.get(turn["number"]))
@@ -198,7 +253,13 @@ def transcript_text(
         "## Facilitator: duologue (passed messages, did not participate)",
         f"## Run: {meta.run_id} · shape {shape.name}",
     ]
-    return render_transcript(title, header, outcome.turns, names, outcome.records, ending)
+    return render_transcript(
+        title, header, outcome.turns, names, outcome.records, ending, outcome.interjections
+    )
+
+
+def residency_settings(request: RunRequest) -> residency.ResidencySettings:
+    return residency.ResidencySettings(request.residency_policy, request.require_gpu, request.strict_context)
 
 
 def check_servers(shape: Shape, hosts: Mapping[str, str]) -> dict[str, str]:
@@ -237,12 +298,14 @@ def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> Run
         turns=request.turns,
         started_at=now_iso(),
         versions=versions,
+        spec=shape.model_dump(mode="json"),
+        embedded=request.embedded,
     )
 
 
-def finish(writer: RunWriter, outcome: RunOutcome, status: str, error: str | None) -> None:
+def finish(writer: RunWriter, outcome: RunOutcome, status: str, error: str | None, **more: Any) -> None:
     outcome.status = status
-    writer.save_meta(status=status, ended_at=now_iso(), error=error)
+    writer.save_meta(status=status, ended_at=now_iso(), error=error, **more)
 
 
 def failure_message(exc: BaseException, request: RunRequest, outcome: RunOutcome) -> str:

@@ -7,25 +7,28 @@ loses a finished turn.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from graphs.errors import RunNotFound
+from graphs.errors import RunBusy, RunNotFound
 from graphs.records import InputsRecord, RunMeta, TraceRecord
 
 RUNS_DIR_ENV = "DUOLOGUE_RUNS_DIR"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 Row = TypeVar("Row", bound=BaseModel)
 META, TRANSCRIPT, TRACE, INPUTS = "run.json", "transcript.md", "trace.jsonl", "inputs.jsonl"
+CHECKPOINTS, LOCK = "checkpoints.sqlite", ".lock"
 
 
 def default_runs_dir() -> Path:
@@ -81,6 +84,40 @@ class RunWriter:
     def save_transcript(self, text: str) -> None:
         write_atomic(self.folder / TRANSCRIPT, text)
 
+    @contextmanager
+    def checkpointer(self) -> Iterator[Any]:
+        """The run's LangGraph checkpointer: SQLite in the run's folder."""
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        with SqliteSaver.from_conn_string(str(self.folder / CHECKPOINTS)) as saver:
+            yield saver
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held while a process drives the run, so two cannot write it at once.
+
+        flock is released by the kernel when the holder dies, so a killed run can be resumed.
+        """
+        with open(self.folder / LOCK, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunBusy(
+                    f"run {self.run_id} is being driven by {holder}; wait for it to finish or stop it first"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 @dataclass
 class RunRecord:
@@ -114,6 +151,11 @@ class RunStore:
         writer = RunWriter(folder, meta)
         writer.save_meta()
         return writer
+
+    def reopen(self, run_id: str) -> RunWriter:
+        """A writer for a run that exists, to continue it."""
+        run = self.load(run_id)
+        return RunWriter(run.folder, run.meta)
 
     def folder(self, run_id: str) -> Path:
         """The run's folder; refuses ids that could step outside the runs folder."""

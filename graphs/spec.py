@@ -61,6 +61,9 @@ class Participant(BaseModel):
     persona: str = ""
     system: str | None = Field(default=None, description="template overriding framing.system")
     options: ModelOptions = Field(default_factory=ModelOptions)
+    min_tok_s: float | None = Field(
+        default=None, gt=0, description="flag a turn as slow below this decode rate, whatever /api/ps says"
+    )
 
     @property
     def display(self) -> str:
@@ -96,6 +99,9 @@ class Shape(BaseModel):
     turns: int = Field(default=4, ge=2, le=500, description="all turns, the closing included")
     closing: Closing = Field(default_factory=Closing)
     framing: Framing = Field(default_factory=Framing)
+    interject_before: list[int] = Field(
+        default_factory=list, description="turns before which the facilitator pauses to add words"
+    )
 
     @model_validator(mode="after")
     def _names_are_consistent(self) -> Shape:
@@ -146,6 +152,13 @@ def load_shape(name_or_path: str) -> Shape:
     return parse_shape(path.read_text(encoding="utf-8"), source=str(path))
 
 
+def builtin_shape_text(name: str) -> str:
+    """A built-in shape's YAML file as written, comments included (the page shows it)."""
+    if name not in builtin_shape_names():
+        raise ShapeError(f"no built-in shape '{name}' ({', '.join(builtin_shape_names())})")
+    return resources.files("graphs.shapes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+
+
 def parse_shape(text: str, source: str) -> Shape:
     try:
         data = yaml.safe_load(text)
@@ -174,7 +187,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{where}: {message}{suffix}"
 
 
-PARTICIPANT_SETTINGS = frozenset({"label", "persona", "model"})
+PARTICIPANT_SETTINGS = frozenset({"label", "persona", "model", "min_tok_s"})
 
 
 def with_overrides(shape: Shape, models: dict[str, str], settings: list[tuple[str, str, Any]]) -> Shape:

@@ -18,7 +18,15 @@ class Turn(TypedDict):
     thinking: str
 
 
+class Interjection(TypedDict):
+    """Words of the facilitator's own, said before a turn when a shape or user asks for it."""
+
+    before_turn: int
+    text: str
+
+
 class DialogueState(TypedDict, total=False):
     topic: str
     max_turns: int
     turns: Annotated[list[Turn], operator.add]
+    interjections: Annotated[list[Interjection], operator.add]

@@ -30,6 +30,7 @@ RAW_FIELDS = (
     "total_duration",
     "load_duration",
     "prompt_eval_count",
+    "prompt_eval_cached_count",
     "prompt_eval_duration",
     "eval_count",
     "eval_duration",
@@ -125,6 +126,11 @@ class TraceRecorder(BaseCallbackHandler):
         node.final = final
         thinking = getattr(message, "additional_kwargs", {}).get("reasoning_content") or ""
         node.thinking_chars = len(thinking)
+        # What the connector's residency and context guard found (graphs/ollama.py, FINDINGS_KEY).
+        with self._lock:
+            node.facts.update(final.get("duologue") or {})
+            if thinking:
+                node.facts["thinking"] = str(thinking)
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         if name != EVENT_TURN_FACTS:
@@ -180,6 +186,8 @@ def build_record(
     raw: dict[str, int] = {key: int(final[key]) for key in RAW_FIELDS if final.get(key) is not None}
     eval_count, eval_ns = raw.get("eval_count"), raw.get("eval_duration")
     prompt_count, prompt_ns = raw.get("prompt_eval_count"), raw.get("prompt_eval_duration")
+    # prompt_eval_duration covers only what was not served from the prompt cache.
+    evaluated = prompt_count - raw.get("prompt_eval_cached_count", 0) if prompt_count else None
     fields: dict[str, Any] = {
         "run_id": run_id,
         "seq": seq,
@@ -195,7 +203,7 @@ def build_record(
         "prompt_tokens": prompt_count,
         "completion_tokens": eval_count,
         "tokens_per_s": rate(eval_count, eval_ns),
-        "prompt_tokens_per_s": rate(prompt_count, prompt_ns),
+        "prompt_tokens_per_s": rate(evaluated, prompt_ns),
         "load_s": raw["load_duration"] / NS if "load_duration" in raw else None,
         "done_reason": final.get("done_reason"),
         "thinking_chars": node.thinking_chars,

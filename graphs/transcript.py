@@ -24,11 +24,16 @@ def render_transcript(
     labels: Mapping[str, str],
     records: Mapping[int, TraceRecord],
     ending: str | None = None,
+    interjections: Mapping[int, str] | None = None,
 ) -> str:
+    """`interjections`: the facilitator's own words, by the turn they came before."""
     parts = [f"# {title}", *header_lines, "", "---", ""]
     for index, turn in enumerate(turns):
         if index:
             parts += ["---", ""]
+        said = (interjections or {}).get(turn["number"])
+        if said:
+            parts += [f"### Facilitator — before Turn {turn['number']}", "", said.strip(), "", "---", ""]
         label = labels.get(turn["speaker"], turn["speaker"])
         parts.append(f"### Turn {turn['number']}: {label} — {turn['kind'].capitalize()}")
         parts.append(stats_line(records.get(turn["number"])))

@@ -49,7 +49,8 @@ def test_duet_against_an_ollama_server(essay: Path, runs_dir: Path, capsys):
 
     # Every request of a participant carries its complete options, identically.
     bodies = [(r.model, r.options, r.keep_alive, r.stream) for r in backend.chat_requests]
-    options = {"num_gpu": 999, "temperature": 0.7, "seed": -1, "num_predict": 1024}
+    # num_ctx is sized to the dialogue: 4 turns of up to 1024 tokens, the essay, the templates.
+    options = {"num_ctx": 6144, "num_gpu": 999, "temperature": 0.7, "seed": -1, "num_predict": 1024}
     assert bodies == [
         ("glm-4.7-flash", options, "30m", True),
         ("qwen3:32b", options, "30m", True),
@@ -143,7 +144,7 @@ def test_server_failing_mid_turn_marks_run_failed_and_keeps_turns(essay: Path, r
         (["--set", "c.num_ctx=1"], "duologue: error: --set names 'c', who is not in shape 'duet'; its participants are a, b\n"),
         (
             ["--set", "a.num_ctxx=8192"],
-            "duologue: error: --set a.num_ctxx: unknown key 'num_ctxx'; known keys: keep_alive, label, main_gpu, model, "
+            "duologue: error: --set a.num_ctxx: unknown key 'num_ctxx'; known keys: keep_alive, label, main_gpu, min_tok_s, model, "
             "num_batch, num_ctx, num_gpu, num_predict, num_thread, persona, repeat_penalty, seed, stop, temperature, "
             "think, top_k, top_p, use_mmap\n",
         ),

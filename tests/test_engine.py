@@ -79,6 +79,8 @@ def test_duet_writes_the_reference_transcript_and_records(runs_dir: Path):
 
     assert outcome.status == "completed"
     assert sorted(p.name for p in outcome.folder.iterdir()) == [
+        ".lock",
+        "checkpoints.sqlite",
         "inputs.jsonl",
         "run.json",
         "trace.jsonl",

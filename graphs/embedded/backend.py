@@ -66,6 +66,9 @@ class ChatDone:
     prompt_eval_duration: int
     eval_count: int
     eval_duration: int
+    prompt_eval_cached_count: int = 0
+    """Prompt tokens served from the KV cache. As in Ollama, prompt_eval_count counts the
+    whole prompt (cached tokens included) and prompt_eval_duration only the evaluated part."""
 
 
 @dataclass

@@ -12,8 +12,9 @@ num_ctx (default 4096; the model was trained on 8192) and num_thread (default mi
 Unknown keys are ignored, as Ollama does; a num_ctx or num_thread change reloads that name.
 
 Each name has its own llama.cpp context, so in a duet each speaker's KV cache still holds
-its previous turn: a new prompt evaluates only the tokens past the common prefix, and
-prompt_eval_count/prompt_eval_duration report just those, as Ollama does on a cache hit.
+its previous turn: a new prompt evaluates only the tokens past the common prefix. As in
+Ollama, prompt_eval_count is the whole prompt, prompt_eval_cached_count the part served
+from the cache, and prompt_eval_duration the time spent on the rest.
 
 Everything runs on the CPU, so /api/ps reports size_vram 0, and that is the truth rather
 than a model that spilled off a GPU. Residency checks should recognise the embedded server
@@ -441,7 +442,8 @@ class LlamaBackend:
                     done_reason=reason,
                     total_duration=time.perf_counter_ns() - started,
                     load_duration=load_ns,
-                    prompt_eval_count=evaluated,
+                    prompt_eval_count=len(tokens),
+                    prompt_eval_cached_count=len(tokens) - evaluated,
                     prompt_eval_duration=prompt_ns,
                     eval_count=count,
                     eval_duration=eval_ns,

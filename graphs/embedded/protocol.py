@@ -35,9 +35,10 @@ from graphs.embedded.backend import (
     find_model,
     keep_alive_seconds,
 )
+from graphs.errors import DuologueError
 
 
-class PortInUse(OSError):
+class PortInUse(DuologueError, OSError):
     """The port is taken (often by a real Ollama); the message tells how to pick another."""
 
 
@@ -401,6 +402,8 @@ def _whole_answer(request: ChatRequest, items: Iterator[ChatDelta | ChatDone]) -
 
 def _final(request: ChatRequest, done: ChatDone, content: str, thinking: str) -> dict[str, Any]:
     metrics = asdict(done)
+    if not metrics["prompt_eval_cached_count"]:
+        del metrics["prompt_eval_cached_count"]  # Ollama omits it when empty
     return {
         "model": request.model,
         "created_at": _now(),

@@ -1,0 +1,175 @@
+"""Continuing runs: resume one that stopped, or fork one at a turn.
+
+A run's checkpoints (SQLite in its folder, thread id = run id) hold the finished turns;
+its run.json holds the whole shape as it ran. Together they let a run continue where
+it stopped without generating a finished turn again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.runnables import Runnable
+from langgraph.types import Command
+
+from graphs.build import build_graph
+from graphs.errors import DuologueError, RunNotFound
+from graphs.records import FORMAT_VERSION, RunMeta, TraceRecord
+from graphs.runner import RunObserver, RunOutcome, RunRequest, check_servers, drive, initial_meta
+from graphs.runstore import RunRecord, RunStore
+from graphs.spec import Shape, with_overrides
+from graphs.state import DialogueState, Turn
+
+
+class NothingToResume(DuologueError):
+    """The run is complete already: not a failure, so the CLI exits 0."""
+
+    exit_code = 0
+
+
+def resume_dialogue(
+    run_id: str,
+    runs_dir: Any = None,
+    hosts: Mapping[str, str] | None = None,
+    say: str | None = None,
+    observer: RunObserver | None = None,
+    models: Mapping[str, Runnable] | None = None,
+) -> RunOutcome:
+    """Continue a failed or interrupted run from its last finished turn.
+
+    `hosts` replaces recorded hosts by participant name (an embedded server's port changes).
+    `say` answers a pause for the facilitator's interjection.
+    """
+    store = RunStore(runs_dir)
+    run = store.load(run_id)
+    shape = resumable_shape(run)
+    if run.meta.status == "completed":
+        raise NothingToResume(f"run {run_id} is already completed; nothing to resume")
+    request = request_for(run, shape, hosts)
+    state = checkpoint_state(store, run, shape)
+    values: dict[str, Any] = dict(state.values) if state else {}
+    paused = bool(state and state.interrupts)
+    if paused and say is None:
+        raise DuologueError(
+            f"run {run_id} is waiting for the facilitator before turn {len(values.get('turns', [])) + 1}; "
+            "resume it with --say TEXT (or --say '' to add nothing)"
+        )
+    if say is not None and not paused:
+        raise DuologueError(f"run {run_id} is not waiting for the facilitator; resume it without --say")
+    graph_input: Any
+    if paused:
+        graph_input = Command(resume=say)
+    elif values:
+        graph_input = None
+    else:
+        graph_input = first_state(request, [], [])
+    if not models:
+        check_servers(shape, request.hosts)
+    outcome = RunOutcome(run_id, run.folder, "running")
+    outcome.turns = list(values.get("turns", []))
+    outcome.records = latest_records(run.trace, len(outcome.turns))
+    outcome.interjections = {i["before_turn"]: i["text"] for i in values.get("interjections", [])}
+    return drive(request, store.reopen(run_id), outcome, graph_input, observer, models)
+
+
+def fork_dialogue(
+    run_id: str,
+    at: int,
+    runs_dir: Any = None,
+    model_overrides: Mapping[str, str] | None = None,
+    settings: list[tuple[str, str, Any]] | None = None,
+    hosts: Mapping[str, str] | None = None,
+    observer: RunObserver | None = None,
+    models: Mapping[str, Runnable] | None = None,
+) -> RunOutcome:
+    """A new run whose first `at` turns are the original's, continued with changed participants."""
+    store = RunStore(runs_dir)
+    run = store.load(run_id)
+    original = resumable_shape(run)
+    state = checkpoint_state(store, run, original)
+    values: dict[str, Any] = dict(state.values) if state else {}
+    done: list[Turn] = list(values.get("turns", []))
+    if not 1 <= at <= len(done):
+        raise DuologueError(
+            f"--at {at}: run {run_id} has {len(done)} finished turn(s); "
+            f"fork it at a turn from 1 to {len(done)}"
+            if done
+            else f"run {run_id} has no finished turn to fork from"
+        )
+    shape = with_overrides(original, dict(model_overrides or {}), list(settings or []))
+    request = request_for(run, shape, hosts)
+    request.run_id = None
+    server_versions = {} if models else check_servers(shape, request.hosts)
+    meta = initial_meta(request, server_versions).model_copy(
+        update={"forked_from": {"run_id": run_id, "at": at}, "embedded": run.meta.embedded}
+    )
+    writer = store.create(meta)
+    copied = latest_records(run.trace, at)
+    for seq, number in enumerate(sorted(copied), start=1):
+        copied[number] = copied[number].model_copy(update={"run_id": writer.run_id, "seq": seq})
+        writer.append_trace(copied[number])
+    inputs = {i.turn: i for i in run.inputs() if i.turn <= at}
+    for number in sorted(inputs):
+        writer.append_inputs(inputs[number].model_copy(update={"run_id": writer.run_id}))
+    interjections = [i for i in values.get("interjections", []) if i["before_turn"] <= at]
+    outcome = RunOutcome(writer.run_id, writer.folder, "running")
+    outcome.turns = done[:at]
+    outcome.records = copied
+    outcome.interjections = {i["before_turn"]: i["text"] for i in interjections}
+    return drive(request, writer, outcome, first_state(request, done[:at], interjections), observer, models)
+
+
+def resumable_shape(run: RunRecord) -> Shape:
+    meta: RunMeta = run.meta
+    if meta.format_version != FORMAT_VERSION or meta.spec is None:
+        raise DuologueError(
+            f"run {meta.run_id} was recorded in run-record format {meta.format_version}, which this "
+            f"duologue (format {FORMAT_VERSION}) can read but not continue; start a new run instead"
+        )
+    try:
+        return Shape.model_validate(meta.spec)
+    except ValueError:
+        raise RunNotFound(
+            f"run {meta.run_id}: run.json's shape is not readable; it cannot be continued"
+        ) from None
+
+
+def request_for(run: RunRecord, shape: Shape, hosts: Mapping[str, str] | None) -> RunRequest:
+    recorded = {p.name: p.host for p in run.meta.participants}
+    chosen = {name: (hosts or {}).get(name) or recorded.get(name, "") for name in shape.participant_names}
+    return RunRequest(
+        shape=shape,
+        topic=run.meta.topic,
+        turns=run.meta.turns,
+        hosts=chosen,
+        runs_dir=run.folder.parent,
+        run_id=run.meta.run_id,
+        embedded=run.meta.embedded,
+    )
+
+
+def checkpoint_state(store: RunStore, run: RunRecord, shape: Shape) -> Any:
+    """The last checkpoint of the run's thread, or None if it has none."""
+    writer = store.reopen(run.meta.run_id)
+    with writer.checkpointer() as checkpointer:
+        state = build_graph(shape, checkpointer).get_state({"configurable": {"thread_id": run.meta.run_id}})
+    return state if state.values or state.next else None
+
+
+def latest_records(trace: list[TraceRecord], up_to_turn: int) -> dict[int, TraceRecord]:
+    """The last record of each finished turn; earlier attempts of a turn stay in the log."""
+    latest: dict[int, TraceRecord] = {}
+    for record in trace:
+        if record.is_turn and record.turn is not None and record.turn <= up_to_turn and not record.error:
+            latest[record.turn] = record
+    return latest
+
+
+def first_state(request: RunRequest, turns: list[Turn], interjections: list[Any]) -> DialogueState:
+    return {
+        "topic": request.topic,
+        "max_turns": request.turns,
+        "turns": turns,
+        "interjections": interjections,
+    }
