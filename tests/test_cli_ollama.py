@@ -201,3 +201,29 @@ def test_runs_dir_from_environment(essay: Path, tmp_path: Path, monkeypatch, cap
     capsys.readouterr()
     assert main(["runs", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 1
+
+
+def test_embedded_without_the_extra_says_how_to_install_it(runs_dir: Path, monkeypatch, capsys):
+    from graphs.embedded import llama_backend
+
+    monkeypatch.setattr(llama_backend, "_LLAMA_IMPORT_ERROR", ImportError("No module named 'llama_cpp'"))
+    assert main(["run", "duet", "--embedded", "--topic", "t", "--runs-dir", str(runs_dir)]) == 2
+    assert capsys.readouterr().err == (
+        "duologue: error: llama-cpp-python is not installed (No module named 'llama_cpp'); install it with: "
+        "pip install 'duologue[embedded]' (llama-cpp-python compiles from source, about 5 minutes on 2 cores)\n"
+    )
+    assert not runs_dir.exists()
+
+
+def test_serve_on_a_port_in_use_is_one_line(monkeypatch, capsys):
+    import socket
+
+    pytest.importorskip("llama_cpp")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (
+        f"duologue: error: port {port} on 127.0.0.1 is already in use; pick another with --port\n"
+    )

@@ -40,7 +40,9 @@ def turn_sections(transcript: str) -> list[str]:
     sections = [section.strip() for section in body if section.strip().startswith("### Turn")]
     if sections:
         sections[-1] = "\n".join(
-            line for line in sections[-1].splitlines() if not line.startswith(("*Run ", "Total: ", "*Waiting "))
+            line
+            for line in sections[-1].splitlines()
+            if not line.startswith(("*Run ", "Total: ", "*Waiting "))
         ).strip()
     return sections
 
@@ -71,7 +73,10 @@ def test_resume_after_a_server_fault_continues_without_regenerating(runs_dir: Pa
         "### Turn 4: qwen3:32b — Closing",
     ]
     # The healthy server was asked for turns 3 and 4 only: the speaker's full history each time.
-    assert [(r.model, len(r.messages)) for r in backend.chat_requests] == [("glm-4.7-flash", 5), ("qwen3:32b", 6)]
+    assert [(r.model, len(r.messages)) for r in backend.chat_requests] == [
+        ("glm-4.7-flash", 5),
+        ("qwen3:32b", 6),
+    ]
     assert backend.chat_requests[0].messages[2]["content"] == A_REPLIES[0]
     trace_turns = [r.turn for r in resumed.turn_records]
     assert trace_turns == [1, 2, 3, 3, 4], "the failed attempt of turn 3 stays in the log"
@@ -120,12 +125,19 @@ def test_resume_a_completed_run_changes_nothing(runs_dir: Path, capsys):
     with fake_ollama(models()) as (server, backend):
         assert main(run_args(server.url, runs_dir)) == 0
         run = only_run(runs_dir)
-        files = {p.name: p.read_bytes() for p in run.folder.iterdir() if p.is_file() and p.suffix != ".sqlite"}
+        files = {
+            p.name: p.read_bytes() for p in run.folder.iterdir() if p.is_file() and p.suffix != ".sqlite"
+        }
         capsys.readouterr()
         assert main(["resume", run.meta.run_id, "--runs-dir", str(runs_dir)]) == 0
         assert len(backend.chat_requests) == 4
-    assert capsys.readouterr().err == f"duologue: error: run {run.meta.run_id} is already completed; nothing to resume\n"
-    assert {p.name: p.read_bytes() for p in run.folder.iterdir() if p.is_file() and p.suffix != ".sqlite"} == files
+    assert (
+        capsys.readouterr().err
+        == f"duologue: error: run {run.meta.run_id} is already completed; nothing to resume\n"
+    )
+    assert {
+        p.name: p.read_bytes() for p in run.folder.iterdir() if p.is_file() and p.suffix != ".sqlite"
+    } == files
 
 
 def test_resume_refuses_what_is_not_a_run(runs_dir: Path, tmp_path: Path, capsys):
@@ -168,19 +180,38 @@ def test_second_resume_is_refused_while_the_first_holds_the_run(runs_dir: Path, 
 
 
 def test_fork_copies_the_first_turns_then_continues_with_another_model(runs_dir: Path, capsys):
-    with fake_ollama([*models(), FakeModel("llama3.2:3b", replies=["Llama disagrees.", "Llama closes."])]) as (
+    with fake_ollama(
+        [*models(), FakeModel("llama3.2:3b", replies=["Llama disagrees.", "Llama closes."])]
+    ) as (
         server,
         backend,
     ):
         assert main(run_args(server.url, runs_dir)) == 0
         original = only_run(runs_dir)
         before = len(backend.chat_requests)
-        assert main(["fork", original.meta.run_id, "--at", "2", "--model", "b=llama3.2:3b", "--runs-dir", str(runs_dir)]) == 0
+        assert (
+            main(
+                [
+                    "fork",
+                    original.meta.run_id,
+                    "--at",
+                    "2",
+                    "--model",
+                    "b=llama3.2:3b",
+                    "--runs-dir",
+                    str(runs_dir),
+                ]
+            )
+            == 0
+        )
         forked_requests = backend.chat_requests[before:]
     forked = next(r for r in RunStore(runs_dir).list() if r.meta.run_id != original.meta.run_id)
     assert forked.meta.forked_from == {"run_id": original.meta.run_id, "at": 2}
     assert forked.meta.status == "completed"
-    assert [(p.name, p.model) for p in forked.meta.participants] == [("a", "glm-4.7-flash"), ("b", "llama3.2:3b")]
+    assert [(p.name, p.model) for p in forked.meta.participants] == [
+        ("a", "glm-4.7-flash"),
+        ("b", "llama3.2:3b"),
+    ]
     assert [(r.model, len(r.messages)) for r in forked_requests] == [("glm-4.7-flash", 5), ("llama3.2:3b", 6)]
     sections = turn_sections(forked.transcript())
     original_sections = turn_sections(original.transcript())
@@ -215,7 +246,12 @@ def test_facilitator_interjection_pauses_and_is_relayed(runs_dir: Path, capsys):
         )
         assert main(["resume", run.meta.run_id, "--runs-dir", str(runs_dir)]) == 2
         assert "resume it with --say TEXT" in capsys.readouterr().err
-        assert main(["resume", run.meta.run_id, "--say", "An echo doesn't remember.", "--runs-dir", str(runs_dir)]) == 0
+        assert (
+            main(
+                ["resume", run.meta.run_id, "--say", "An echo doesn't remember.", "--runs-dir", str(runs_dir)]
+            )
+            == 0
+        )
         requests = backend.chat_requests
     assert len(requests) == 4
     # Both later speakers hear the facilitator, right before the turn it came before.

@@ -46,7 +46,17 @@ def recording_server():
 
 def test_duet_on_the_real_model_records_what_the_server_reported(recording_server, runs_dir: Path, capsys):
     server, reported = recording_server
-    argv = ["run", "duet", "--topic-file", str(ESSAY), "--host", server.url, "--runs-dir", str(runs_dir), *SHORT]
+    argv = [
+        "run",
+        "duet",
+        "--topic-file",
+        str(ESSAY),
+        "--host",
+        server.url,
+        "--runs-dir",
+        str(runs_dir),
+        *SHORT,
+    ]
     assert main(argv) == 0
     [run] = RunStore(runs_dir).list()
     records = run.turn_records
