@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TextIO
 import yaml
 
 from graphs.errors import DuologueError, RunFailed, ShapeError
+from graphs.observe import SilentObserver
 from graphs.records import TraceRecord
 from graphs.runstore import RUNS_DIR_ENV, RunStore
 from graphs.schedule import PlannedTurn
@@ -88,6 +89,11 @@ def build_parser() -> Parser:
         help="exclusive: one model at a time on each host; shared: all stay loaded; auto: shared if they fit",
     )
     run.add_argument("--strict-context", action="store_true", help="stop the run when a prompt was truncated")
+    run.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="don't export this run to LangSmith, even when it is configured",
+    )
     runs_dir_option(run)
 
     def continuing(command: argparse.ArgumentParser) -> None:
@@ -95,6 +101,7 @@ def build_parser() -> Parser:
         command.add_argument("--host", action="append", default=[], metavar="URL|NAME=URL")
         command.add_argument("--embedded", action="store_true", help="use the embedded model server")
         command.add_argument("--json", action="store_true", help="print a JSON summary")
+        command.add_argument("--no-trace", action="store_true", help="don't export to LangSmith this time")
         runs_dir_option(command)
 
     resume = commands.add_parser("resume", help="continue a failed or interrupted run from its last turn")
@@ -114,7 +121,9 @@ def build_parser() -> Parser:
     show = commands.add_parser("show", help="print a run's transcript, or with --trace its per-turn table")
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument("--trace", action="store_true", help="the per-turn trace table")
-    show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "--json", action="store_true", help="the run and its trace as JSON; with --trace, the table's rows"
+    )
     runs_dir_option(show)
 
     shapes = commands.add_parser("shapes", help="list the built-in shapes, or print one's graph")
@@ -134,6 +143,10 @@ def build_parser() -> Parser:
     )
     doctor.add_argument("--host", action="append", default=[], metavar="URL|NAME=URL")
     doctor.add_argument("--set", action="append", default=[], metavar="NAME.KEY=VALUE")
+    doctor_topic = doctor.add_mutually_exclusive_group()
+    doctor_topic.add_argument("--topic", metavar="TEXT", help="size num_ctx for this topic, as a run would")
+    doctor_topic.add_argument("--topic-file", type=Path, metavar="PATH")
+    doctor.add_argument("--turns", type=int, metavar="N", help="size num_ctx for this many turns")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     residency_options(doctor)
 
@@ -141,6 +154,16 @@ def build_parser() -> Parser:
     ui.add_argument("--port", type=int, default=8501)
     ui.add_argument("--host", metavar="URL", help="the page's default Ollama address (default: $OLLAMA_HOST)")
     runs_dir_option(ui)
+
+    bench = commands.add_parser(
+        "bench", help="measure the framework's own cost next to a raw client loop and raw llama.cpp"
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    bench.add_argument("--repeat", type=int, default=5, metavar="N", help="repetitions per side (default 5)")
+    bench.add_argument("--turns", type=int, default=100, metavar="N", help="turns of the overhead duet")
+    bench.add_argument(
+        "--skip-embedded", action="store_true", help="leave out the figures that need the embedded model"
+    )
     return parser
 
 
@@ -193,6 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             residency_policy=args.residency,
             require_gpu=args.require_gpu,
             strict_context=args.strict_context,
+            trace=not args.no_trace,
         )
         return report_outcome(args, observer, lambda: run_dialogue(request, observer))
 
@@ -209,7 +233,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return report_outcome(
             args,
             observer,
-            lambda: resume_dialogue(args.run_id, runs_dir(args), hosts, args.say, observer),
+            lambda: resume_dialogue(
+                args.run_id, runs_dir(args), hosts, args.say, observer, trace=False if args.no_trace else None
+            ),
         )
 
 
@@ -226,7 +252,16 @@ def cmd_fork(args: argparse.Namespace) -> int:
         return report_outcome(
             args,
             observer,
-            lambda: fork_dialogue(args.run_id, args.at, runs_dir(args), models, settings, hosts, observer),
+            lambda: fork_dialogue(
+                args.run_id,
+                args.at,
+                runs_dir(args),
+                models,
+                settings,
+                hosts,
+                observer,
+                trace=False if args.no_trace else None,
+            ),
         )
 
 
@@ -342,10 +377,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from graphs.report import TRACE_HEADERS, table, trace_rows
+    from graphs.report import TRACE_HEADERS, table, trace_dicts, trace_rows
 
     run = RunStore(runs_dir(args)).load(args.run_id)
-    if args.json:
+    if args.json and args.trace:
+        print(json.dumps(trace_dicts(run.turn_records), indent=2))
+    elif args.json:
         payload: dict[str, Any] = {
             "run": run.meta.model_dump(),
             "trace": [r.model_dump() for r in run.turn_records],
@@ -391,8 +428,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     hosts = {
         p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback) for p in participants
     }
-    turns = shape.turns if shape else 4
-    report = examine(participants, hosts, args.require_gpu, turns=turns, default_host=fallback)
+    topic = read_topic(args.topic, args.topic_file) if args.topic or args.topic_file else ""
+    turns = args.turns or (shape.turns if shape else 4)
+    report = examine(participants, hosts, args.require_gpu, turns, topic, default_host=fallback)
     print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
     return report.exit_code
 
@@ -415,6 +453,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(command, env=env)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from graphs.bench import BenchSettings, render_table, run_bench
+
+    settings = BenchSettings(turns=args.turns, repeat=args.repeat, embedded=not args.skip_embedded)
+    result = run_bench(settings, progress=bench_progress if sys.stderr.isatty() else None)
+    if result["embedded_skipped"]:
+        print(f"duologue bench: {result['embedded_skipped']}", file=sys.stderr)
+    print(json.dumps(result, indent=2) if args.json else render_table(result))
+    return 0
+
+
+def bench_progress(line: str) -> None:
+    print(f"duologue bench: {line}", file=sys.stderr)
+
+
 COMMANDS = {
     "run": cmd_run,
     "resume": cmd_resume,
@@ -425,6 +478,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "ui": cmd_ui,
     "doctor": cmd_doctor,
+    "bench": cmd_bench,
 }
 
 
@@ -555,22 +609,13 @@ class TerminalObserver:
             self._mid_line = False
 
 
-class SummaryObserver:
+class SummaryObserver(SilentObserver):
     """For --json: nothing while the run goes on, so stdout stays one JSON document."""
 
     folder: Path | None = None
 
     def run_started(self, run_id: str, folder: Path) -> None:
         self.folder = folder
-
-    def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
-        pass
-
-    def token(self, text: str, thinking: bool) -> None:
-        pass
-
-    def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
-        pass
 
     def end_line(self) -> None:
         pass

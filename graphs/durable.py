@@ -16,10 +16,13 @@ from langgraph.types import Command
 from graphs.build import build_graph
 from graphs.errors import DuologueError, RunNotFound
 from graphs.records import FORMAT_VERSION, RunMeta, TraceRecord
+from graphs.residency import resolve_shape
 from graphs.runner import RunObserver, RunOutcome, RunRequest, check_servers, drive, initial_meta
 from graphs.runstore import RunRecord, RunStore
 from graphs.spec import Shape, with_overrides
 from graphs.state import DialogueState, Turn
+
+RECORDED_SETTINGS = frozenset({"residency_policy", "require_gpu", "strict_context", "trace"})
 
 
 class NothingToResume(DuologueError):
@@ -35,6 +38,7 @@ def resume_dialogue(
     say: str | None = None,
     observer: RunObserver | None = None,
     models: Mapping[str, Runnable] | None = None,
+    trace: bool | None = None,
 ) -> RunOutcome:
     """Continue a failed or interrupted run from its last finished turn.
 
@@ -46,7 +50,7 @@ def resume_dialogue(
     shape = resumable_shape(run)
     if run.meta.status == "completed":
         raise NothingToResume(f"run {run_id} is already completed; nothing to resume")
-    request = request_for(run, shape, hosts)
+    request = request_for(run, shape, hosts, trace)
     state = checkpoint_state(store, run, shape)
     values: dict[str, Any] = dict(state.values) if state else {}
     paused = bool(state and state.interrupts)
@@ -82,6 +86,7 @@ def fork_dialogue(
     hosts: Mapping[str, str] | None = None,
     observer: RunObserver | None = None,
     models: Mapping[str, Runnable] | None = None,
+    trace: bool | None = None,
 ) -> RunOutcome:
     """A new run whose first `at` turns are the original's, continued with changed participants."""
     store = RunStore(runs_dir)
@@ -97,10 +102,15 @@ def fork_dialogue(
             if done
             else f"run {run_id} has no finished turn to fork from"
         )
-    shape = with_overrides(original, dict(model_overrides or {}), list(settings or []))
-    request = request_for(run, shape, hosts)
+    swapped = {
+        name for name, model in (model_overrides or {}).items() if original.participant(name).model != model
+    }
+    shape = with_overrides(unpinned(original, swapped), dict(model_overrides or {}), list(settings or []))
+    request = request_for(run, shape, hosts, trace)
     request.run_id = None
     server_versions = {} if models else check_servers(shape, request.hosts)
+    if not models:  # a new model gets its own num_ctx and think, as a new run would
+        request.shape = resolve_shape(shape, request.hosts, request.topic, request.turns)
     meta = initial_meta(request, server_versions).model_copy(
         update={"forked_from": {"run_id": run_id, "at": at}, "embedded": run.meta.embedded}
     )
@@ -120,6 +130,21 @@ def fork_dialogue(
     return drive(request, writer, outcome, first_state(request, done[:at], interjections), observer, models)
 
 
+def unpinned(shape: Shape, names: set[str]) -> Shape:
+    """The shape with num_ctx and think left open again for the named participants.
+
+    The recorded shape holds the options resolved for the old model; a fork that swaps the
+    model must size them for the new one (a --set in the fork pins them again).
+    """
+    participants = [
+        p.model_copy(update={"options": p.options.model_copy(update={"num_ctx": None, "think": None})})
+        if p.name in names
+        else p
+        for p in shape.participants
+    ]
+    return shape.model_copy(update={"participants": participants})
+
+
 def resumable_shape(run: RunRecord) -> Shape:
     meta: RunMeta = run.meta
     if meta.format_version != FORMAT_VERSION or meta.spec is None:
@@ -135,9 +160,15 @@ def resumable_shape(run: RunRecord) -> Shape:
         ) from None
 
 
-def request_for(run: RunRecord, shape: Shape, hosts: Mapping[str, str] | None) -> RunRequest:
+def request_for(
+    run: RunRecord, shape: Shape, hosts: Mapping[str, str] | None, trace: bool | None = None
+) -> RunRequest:
+    """The run's request as it was recorded; `hosts` and `trace` override what they name."""
     recorded = {p.name: p.host for p in run.meta.participants}
     chosen = {name: (hosts or {}).get(name) or recorded.get(name, "") for name in shape.participant_names}
+    kept = {key: value for key, value in run.meta.settings.items() if key in RECORDED_SETTINGS}
+    if trace is not None:
+        kept["trace"] = trace
     return RunRequest(
         shape=shape,
         topic=run.meta.topic,
@@ -146,6 +177,7 @@ def request_for(run: RunRecord, shape: Shape, hosts: Mapping[str, str] | None) -
         runs_dir=run.folder.parent,
         run_id=run.meta.run_id,
         embedded=run.meta.embedded,
+        **kept,
     )
 
 

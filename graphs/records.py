@@ -42,6 +42,8 @@ class RunMeta(BaseModel):
     spec: dict[str, Any] | None = None
     """The whole shape as run (overrides applied), so the run can be resumed or forked."""
     embedded: bool = False
+    settings: dict[str, Any] = {}
+    """The run-level settings a resume or fork keeps: residency_policy, require_gpu, strict_context, trace."""
     forked_from: dict[str, Any] | None = None
     paused_before_turn: int | None = None
     """Set while the run waits for the facilitator's interjection (`resume --say`)."""

@@ -56,6 +56,29 @@ def trace_rows(records: Sequence[TraceRecord]) -> list[list[str]]:
     ]
 
 
+TRACE_FIELDS = (
+    "turn",
+    "speaker",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_per_s",
+    "ttft_s",
+    "load_s",
+    "latency_s",
+    "gpu_fraction",
+    "flags",
+    "error",
+)
+"""The trace table's columns for machines (`show --trace --json`), with the error's text."""
+
+
+def trace_dicts(records: Sequence[TraceRecord]) -> list[dict[str, object]]:
+    return [
+        {name: r.flags if name == "flags" else getattr(r, name) for name in TRACE_FIELDS} for r in records
+    ]
+
+
 def run_totals(run: RunRecord) -> dict[str, object]:
     records = run.turn_records
     flags = sorted({flag.split(" ")[0] for r in records for flag in r.flags})
@@ -65,7 +88,7 @@ def run_totals(run: RunRecord) -> dict[str, object]:
         "shape": run.meta.shape,
         "models": sorted({p.model for p in run.meta.participants}),
         "status": run.meta.status,
-        "turns_done": len(records),
+        "turns_done": len({r.turn for r in records if not r.error}),  # a failed attempt is no turn
         "turns": run.meta.turns,
         "tokens": sum(r.completion_tokens or 0 for r in records),
         "generation_minutes": round(sum(r.latency_s for r in records) / 60, 1),

@@ -13,15 +13,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
 
-from graphs import ollama, residency
+from graphs import ollama, residency, smith
 from graphs.build import build_graph, recursion_limit
 from graphs.context import DialogueContext
 from graphs.errors import DuologueError, RunFailed, RunInterrupted
+from graphs.observe import RunObserver, SilentObserver
 from graphs.records import ParticipantRecord, RunMeta, TraceRecord
 from graphs.relay import labels
 from graphs.runstore import RunStore, RunWriter, new_run_id, now_iso
@@ -30,32 +31,6 @@ from graphs.spec import Shape
 from graphs.state import DialogueState, Turn
 from graphs.tracing import TraceRecorder
 from graphs.transcript import render_transcript
-
-
-class RunObserver(Protocol):
-    """What a front end sees of a run while it happens."""
-
-    def run_started(self, run_id: str, folder: Path) -> None: ...
-
-    def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None: ...
-
-    def token(self, text: str, thinking: bool) -> None: ...
-
-    def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None: ...
-
-
-class SilentObserver:
-    def run_started(self, run_id: str, folder: Path) -> None:
-        pass
-
-    def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
-        pass
-
-    def token(self, text: str, thinking: bool) -> None:
-        pass
-
-    def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
-        pass
 
 
 @dataclass
@@ -78,6 +53,8 @@ class RunRequest:
     """Stop rather than let a turn run partly on the CPU; None: once its host has shown VRAM."""
     strict_context: bool = False
     """Stop when Ollama truncated a prompt, instead of flagging the turn."""
+    trace: bool = True
+    """Export the run's trace to LangSmith when it is configured (graphs/smith.py); --no-trace."""
 
 
 @dataclass
@@ -120,18 +97,22 @@ def drive(
     """Run the graph from `graph_input` (a first state, None to continue, or a resume Command)."""
     observer = observer or SilentObserver()
     shape = request.shape
-    connectors = (
-        dict(models)
-        if models
-        else residency.connectors(
-            shape, request.hosts, request.topic, request.turns, residency_settings(request)
-        )
-    )
+    connectors: dict[str, Runnable] = {}
     with writer.lock():
         writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
         observer.run_started(writer.run_id, writer.folder)
         try:
-            with writer.checkpointer() as checkpointer:
+            connectors = (
+                dict(models)
+                if models
+                else residency.connectors(
+                    shape, request.hosts, request.topic, request.turns, residency_settings(request)
+                )
+            )
+            with (
+                writer.checkpointer() as checkpointer,
+                smith.exporting(request.trace, writer.run_id, shape, request.hosts),
+            ):
                 hold(request, writer, observer, connectors, outcome, graph_input, checkpointer)
         except (KeyboardInterrupt, RunInterrupted):
             finish(writer, outcome, "interrupted", "interrupted by the user")
@@ -300,6 +281,12 @@ def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> Run
         versions=versions,
         spec=shape.model_dump(mode="json"),
         embedded=request.embedded,
+        settings={
+            "residency_policy": request.residency_policy,
+            "require_gpu": request.require_gpu,
+            "strict_context": request.strict_context,
+            "trace": request.trace,
+        },
     )
 
 

@@ -99,13 +99,17 @@ class FakeBackend:
     that doesn't spills to the CPU if nothing else is loaded, else the least recently used
     models are evicted until it fits. For unload_lag_loads loads after an unload or eviction
     the freed memory still reads as used, so such a load spills or runs on the CPU entirely.
+    unload_lag_s does the same by time, as on a real card: memory freed less than that many
+    seconds ago still reads as used. unload_delay_s keeps a model asked to unload (keep_alive 0)
+    resident, and listed by /api/ps, for that long, as Ollama's runner takes a moment to exit.
     A change of num_ctx, num_batch, num_gpu, main_gpu, use_mmap or num_thread reloads.
 
     fail_on_call=k makes the k-th chat call (from 1) fail after a few tokens: fail_mode "error"
     sends Ollama's final {"error": ...} line, "drop" cuts the connection.
 
-    Records: chat_requests (every ChatRequest) and events, pairs of (kind, model) with kind in
-    load, reload, evict, unload, cancel (the client left or stopped reading), fail.
+    Records: chat_requests (every ChatRequest), load_requests (model, options, keep_alive) of
+    every empty-messages load, and events, pairs of (kind, model) with kind in load, reload,
+    evict, unload, cancel (the client left or stopped reading), fail.
     """
 
     version = "0.15.6"
@@ -119,6 +123,8 @@ class FakeBackend:
         fail_on_call: int | None = None,
         fail_mode: Literal["error", "drop"] = "error",
         token_delay_s: float = 0.0,
+        unload_lag_s: float = 0.0,
+        unload_delay_s: float = 0.0,
     ) -> None:
         self._models = [m if isinstance(m, FakeModel) else FakeModel(m) for m in models]
         self.vram_bytes = vram_bytes
@@ -127,11 +133,16 @@ class FakeBackend:
         self.fail_on_call = fail_on_call
         self.fail_mode = fail_mode
         self.token_delay_s = token_delay_s
+        self.unload_lag_s = unload_lag_s
+        self.unload_delay_s = unload_delay_s
         self.chat_requests: list[ChatRequest] = []
+        self.load_requests: list[tuple[str, dict[str, Any], Any]] = []
         self.events: list[tuple[str, str]] = []
         self._resident: dict[str, _Resident] = {}  # least recently used first
         self._stale_bytes = 0  # freed, but not yet seen as free
         self._lag_left = 0
+        self._stale_until: list[tuple[float, int]] = []  # (monotonic deadline, bytes) for unload_lag_s
+        self._leaving: dict[str, float] = {}  # model -> when its delayed unload takes effect
         self._calls_per_model: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -154,6 +165,7 @@ class FakeBackend:
     def loaded(self) -> list[LoadedModel]:
         """Most recently used first."""
         with self._lock:
+            self._finish_unloads()
             return [
                 LoadedModel(
                     name=name,
@@ -166,14 +178,28 @@ class FakeBackend:
             ]
 
     def load(self, model: str, options: dict[str, Any], keep_alive: Any) -> int:
+        self.load_requests.append((model, dict(options), keep_alive))
         with self._lock:
             return self._ensure_loaded(self._model(model), options, keep_alive)
 
     def unload(self, model: str) -> None:
         name = self._model(model).name
         with self._lock:
-            if name in self._resident:
+            if name not in self._resident:
+                return
+            if self.unload_delay_s:
+                self._leaving.setdefault(name, time.monotonic() + self.unload_delay_s)
+            else:
                 self._release(name, "unload")
+
+    def _finish_unloads(self) -> None:
+        """Complete the delayed unloads whose time has come."""
+        now = time.monotonic()
+        for name, when in list(self._leaving.items()):
+            if when <= now:
+                del self._leaving[name]
+                if name in self._resident:
+                    self._release(name, "unload")
 
     def chat(self, request: ChatRequest, cancelled: Callable[[], bool]) -> Iterator[ChatDelta | ChatDone]:
         self.chat_requests.append(request)
@@ -250,6 +276,9 @@ class FakeBackend:
         settings = {key: options.get(key, default) for key, default in RELOAD_DEFAULTS.items()}
         settings["num_ctx"] = min(int(options.get("num_ctx") or self.default_num_ctx), model.context_length)
         expires_at = _expires_at(keep_alive)
+        self._finish_unloads()
+        if self._leaving.pop(model.name, None) is not None:
+            self._release(model.name, "unload")  # a request for a model on its way out reloads it
         resident = self._resident.pop(model.name, None)
         if resident and resident.settings == settings:
             resident.expires_at = expires_at
@@ -262,7 +291,10 @@ class FakeBackend:
         wanted = size * gpu_layers // LAYERS
         while wanted > self._free_vram() and self._resident:
             self._release(next(iter(self._resident)), "evict")
+        now = time.monotonic()
+        self._stale_until = [(until, freed) for until, freed in self._stale_until if until > now]
         seen_free = self._free_vram() - (self._stale_bytes if self._lag_left else 0)
+        seen_free -= sum(freed for _, freed in self._stale_until)
         if self._lag_left:
             self._lag_left -= 1
             if not self._lag_left:
@@ -277,10 +309,13 @@ class FakeBackend:
 
     def _release(self, name: str, event: str) -> None:
         freed = self._resident.pop(name)
+        self._leaving.pop(name, None)
         self.events.append((event, name))
         if self.unload_lag_loads:
             self._stale_bytes += freed.size_vram
             self._lag_left = self.unload_lag_loads
+        if self.unload_lag_s and freed.size_vram:
+            self._stale_until.append((time.monotonic() + self.unload_lag_s, freed.size_vram))
 
 
 @contextmanager

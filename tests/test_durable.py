@@ -288,3 +288,37 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_finished_turns(runs_dir: Pa
     assert run.meta.status == "interrupted"
     assert turn_sections(run.transcript())[0].splitlines()[0] == "### Turn 1: glm-4.7-flash — Opening"
     assert len(turn_sections(run.transcript())) == 1
+
+
+def test_resume_keeps_the_runs_residency_policy(runs_dir: Path, capsys):
+    with fake_ollama(models(), fail_on_call=3) as (server, _):
+        assert main(run_args(server.url, runs_dir, "--residency", "exclusive")) == 1
+    run = only_run(runs_dir)
+    assert run.meta.settings["residency_policy"] == "exclusive"
+    with fake_ollama(models()) as (server, backend):
+        assert main(["resume", run.meta.run_id, "--host", server.url, "--runs-dir", str(runs_dir)]) == 0
+        events = list(backend.events)
+    # Two small models would share the card under the default policy; exclusive unloads the other.
+    assert ("unload", "glm-4.7-flash") in events
+    assert only_run(runs_dir).meta.settings == run.meta.settings
+
+
+def test_fork_to_a_model_that_cannot_think_resizes_its_options(runs_dir: Path, capsys):
+    thinking = [
+        FakeModel("glm-4.7-flash", replies=A_REPLIES),
+        FakeModel("qwen3:32b", replies=B_REPLIES, thinks=True, context_length=8192),
+        FakeModel("llama3.2:3b", replies=["Llama speaks."], context_length=4096),
+    ]
+    with fake_ollama(thinking) as (server, backend):
+        assert main(run_args(server.url, runs_dir)) == 0
+        original = only_run(runs_dir)
+        qwen = next(p for p in original.meta.participants if p.name == "b")
+        assert qwen.options["think"] is True
+        assert main(["fork", original.meta.run_id, "--at", "1", "--model", "b=llama3.2:3b", "--runs-dir", str(runs_dir)]) == 0
+        llama_requests = [r for r in backend.chat_requests if r.model == "llama3.2:3b"]
+    forked = next(r for r in RunStore(runs_dir).list() if r.meta.run_id != original.meta.run_id)
+    llama = next(p for p in forked.meta.participants if p.name == "b")
+    assert "think" not in llama.options
+    assert llama.options["num_ctx"] <= 4096
+    assert [r.think for r in llama_requests] == [None, None]
+    assert {r.options["num_ctx"] for r in llama_requests} == {llama.options["num_ctx"]}

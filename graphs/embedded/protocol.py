@@ -147,6 +147,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "duologue-ollama"
     server: _HTTPServer
+    # TCP_NODELAY, as Go (Ollama) sets it: each NDJSON line is its own small write, and with
+    # Nagle on, the client's delayed ACK held the last one back about 40 ms per request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.owner.verbose:

@@ -1,0 +1,308 @@
+"""`duologue doctor`: will these models run, and run on the GPU, before a dialogue relies on it.
+
+For each host: is the server reachable, and which version. For each participant: is its
+model there; where it sits once loaded alone with the participant's exact options (as
+`ollama ps` puts it: "100% GPU", "48%/52% CPU/GPU"), with its context length; a short
+timed generation (tok/s, load time). Then whether a host's participants stay loaded
+together. The verdict fails if a participant would run on the CPU under require_gpu.
+
+Models are placed as an `exclusive` run would place them (graphs/residency.py), so what
+the doctor reports is what a run gets. All HTTP goes through graphs/ollama.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from graphs import ollama, residency
+from graphs.errors import DuologueError, OllamaError, ShapeError
+from graphs.spec import PARTICIPANT_SETTINGS, ModelOptions, Participant, describe_validation_error
+
+PROBE_PROMPT = "Say hello in one short sentence."
+PROBE_TOKENS = 32
+"""The timed generation's num_predict; sampling options never make Ollama reload."""
+DEFAULT_TURNS = 4
+BARE_NAMES = "abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass
+class ModelCheck:
+    name: str
+    model: str
+    host: str
+    present: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    thinks: bool = False
+    processor: str | None = None
+    """Where the model sits loaded alone, as `ollama ps` prints it."""
+    gpu_fraction: float | None = None
+    size: int | None = None
+    size_vram: int | None = None
+    context_length: int | None = None
+    load_s: float | None = None
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+    generation_load_s: float | None = None
+    require_gpu: bool = False
+    error: str | None = None
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.gpu_fraction is not None and self.gpu_fraction < 1
+
+
+@dataclass
+class HostCheck:
+    url: str
+    reachable: bool = False
+    version: str | None = None
+    error: str | None = None
+    embedded: bool = False
+    shown_vram: bool = False
+    together: bool | None = None
+    """Every participant of the host fully in VRAM at once; None with a single participant."""
+    together_processors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DoctorReport:
+    hosts: list[HostCheck]
+    models: list[ModelCheck]
+
+    @property
+    def problems(self) -> list[str]:
+        found = [f"{h.url}: {h.error}" for h in self.hosts if h.error]
+        for m in self.models:
+            if m.error:
+                found.append(f"{m.name} ({m.model}): {m.error}")
+            elif m.on_cpu and m.require_gpu:
+                num_ctx = m.context_length or residency.MIN_CONTEXT
+                smaller = max(
+                    residency.MIN_CONTEXT, num_ctx // 2 // residency.CONTEXT_STEP * residency.CONTEXT_STEP
+                )
+                found.append(
+                    f"{m.name} ({m.model}) would run {1 - (m.gpu_fraction or 0):.0%} on the CPU "
+                    f"({m.processor}) even loaded alone; try a smaller context "
+                    f"(--set {m.name}.num_ctx={smaller}) or OLLAMA_MAX_LOADED_MODELS=1 on the server"
+                )
+        return found
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.problems else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hosts": [asdict(h) for h in self.hosts],
+            "models": [asdict(m) | {"on_cpu": m.on_cpu} for m in self.models],
+            "problems": self.problems,
+            "ok": not self.problems,
+        }
+
+
+def participants_for(
+    shape: Any | None, models: Sequence[str], settings: Sequence[tuple[str, str, Any]]
+) -> list[Participant]:
+    """The participants to examine: a shape's (overrides applied), or bare `--model`s.
+
+    Bare models are named a, b, c, ... unless given as NAME=MODEL.
+    """
+    if shape is not None:
+        from graphs.spec import with_overrides
+
+        named = dict(pair(value, "--model") for value in models)
+        return list(with_overrides(shape, named, list(settings)).participants)
+    entries: dict[str, dict[str, Any]] = {}
+    for index, value in enumerate(models):
+        name, model = pair(value, "--model") if "=" in value else (BARE_NAMES[index % 26], value)
+        entries[name] = {"name": name, "model": model}
+    option_keys = set(ModelOptions.model_fields)
+    for name, key, value in settings:
+        if name not in entries:
+            raise ShapeError(f"--set names '{name}', who is not among the models ({', '.join(entries)})")
+        if key in PARTICIPANT_SETTINGS:
+            entries[name][key] = value
+        elif key in option_keys:
+            entries[name].setdefault("options", {})[key] = value
+        else:
+            raise ShapeError(f"--set {name}.{key}: unknown key '{key}'")
+    try:
+        return [Participant.model_validate(entry) for entry in entries.values()]
+    except ValidationError as exc:
+        raise ShapeError(f"--model/--set: {describe_validation_error(exc)}") from None
+
+
+def pair(value: str, flag: str) -> tuple[str, str]:
+    name, sep, rest = value.partition("=")
+    if not sep or not name.strip() or not rest.strip():
+        raise ShapeError(f"{flag} {value!r}: expected NAME=MODEL")
+    return name.strip(), rest.strip()
+
+
+def examine(
+    participants: Sequence[Participant],
+    hosts: Mapping[str, str],
+    require_gpu: bool | None = None,
+    turns: int = DEFAULT_TURNS,
+    topic: str = "",
+    default_host: str | None = None,
+) -> DoctorReport:
+    """Check every host and participant; `hosts` maps participant names to URLs."""
+    urls = list(dict.fromkeys(hosts[p.name] for p in participants)) or [default_host or ollama.default_host()]
+    report = DoctorReport([], [])
+    for url in urls:
+        host = HostCheck(url)
+        report.hosts.append(host)
+        here = [p for p in participants if hosts.get(p.name) == url]
+        checks = [ModelCheck(p.name, p.model, url) for p in here]
+        report.models += checks
+        try:
+            host.version = ollama.server_version(url)
+            host.reachable = True
+            host.embedded = residency.EMBEDDED_MARK in host.version
+            available = ollama.list_models(url)
+        except OllamaError as exc:
+            host.error = str(exc)
+            continue
+        resolved: list[tuple[Participant, ModelCheck]] = []
+        for participant, check in zip(here, checks, strict=True):
+            check.present = ollama.has_model(available, participant.model)
+            if not check.present:
+                have = ", ".join(available) or "none"
+                check.error = (
+                    f"not on the server (it has: {have}); pull it with `ollama pull {participant.model}`"
+                )
+                continue
+            try:
+                facts = ollama.show_model(url, participant.model)
+                options = residency.resolve_options(participant, facts, topic, turns, url)
+            except DuologueError as exc:
+                check.error = str(exc)
+                continue
+            check.thinks = facts.thinks
+            check.options = options.model_dump(exclude_none=True)
+            resolved.append((participant.model_copy(update={"options": options}), check))
+        for participant, check in resolved:
+            try:
+                place_alone(host, participant, check)
+                timed_generation(url, participant, check)
+            except DuologueError as exc:
+                check.error = str(exc)
+        for _, check in resolved:
+            check.require_gpu = require_gpu if require_gpu is not None else host.shown_vram
+        if len(resolved) > 1 and not host.embedded:
+            try:
+                place_together(host, [p for p, _ in resolved])
+            except DuologueError as exc:
+                host.error = str(exc)
+    return report
+
+
+def place_alone(host: HostCheck, participant: Participant, check: ModelCheck) -> None:
+    """Load the model as an exclusive run would: others unloaded first, then its exact options."""
+    if not host.embedded:
+        others = [r.name for r in running(host) if not ollama.same_model(r.name, participant.model)]
+        for name in others:
+            ollama.unload_model(host.url, name)
+        if others:
+            timing = residency.TIMING
+            ollama.wait_unloaded(host.url, others, timing.unload_timeout_s, timing.poll_s)
+            time.sleep(timing.settle_s)
+    check.load_s = round(ollama.load_model(host.url, participant.model, participant.options), 3)
+    resident = ollama.find_resident(running(host), participant.model)
+    if resident is None:
+        raise OllamaError(f"not in /api/ps at {host.url} right after loading it")
+    check.processor = resident.processor
+    check.gpu_fraction = round(resident.gpu_fraction, 4)
+    check.size, check.size_vram = resident.size, resident.size_vram
+    check.context_length = resident.context_length
+    if host.embedded:
+        check.gpu_fraction = None  # CPU by design: nothing to flag
+        check.processor = "100% CPU (embedded server)"
+
+
+def timed_generation(url: str, participant: Participant, check: ModelCheck) -> None:
+    """A short generation with the loaded options (num_predict aside, which never reloads)."""
+    body = ollama.load_body(participant.model, participant.options)
+    body["messages"] = [{"role": "user", "content": PROBE_PROMPT}]
+    body["options"] = body["options"] | {"num_predict": PROBE_TOKENS}
+    final = ollama.call_json(url, "POST", "/api/chat", body, ollama.REQUEST_TIMEOUT_S)
+    check.tokens = final.get("eval_count")
+    rate = residency.decode_rate(final)
+    check.tokens_per_s = round(rate, 1) if rate is not None else None
+    load_ns = final.get("load_duration")
+    check.generation_load_s = round(load_ns / 1e9, 3) if isinstance(load_ns, int) else None
+
+
+def place_together(host: HostCheck, participants: Sequence[Participant]) -> None:
+    """Load every participant of the host, none unloaded, and see whether all stay in VRAM."""
+    for participant in participants:
+        ollama.load_model(host.url, participant.model, participant.options)
+    residents = running(host)
+    host.together = True
+    for participant in participants:
+        resident = ollama.find_resident(residents, participant.model)
+        host.together_processors[participant.name] = resident.processor if resident else "not loaded"
+        if resident is None or resident.gpu_fraction < 1:
+            host.together = False
+
+
+def running(host: HostCheck) -> list[ollama.Resident]:
+    residents = ollama.running_models(host.url)
+    if any(r.size_vram > 0 for r in residents):
+        host.shown_vram = True
+    return residents
+
+
+def render(report: DoctorReport) -> str:
+    lines = []
+    for host in report.hosts:
+        if not host.reachable:
+            lines.append(f"{host.url}: unreachable")
+        else:
+            kind = " (duologue's embedded server, CPU only)" if host.embedded else ""
+            lines.append(f"{host.url}: Ollama {host.version}{kind}")
+        checks = [m for m in report.models if m.host == host.url]
+        width = max((len(m.model) for m in checks), default=0)
+        for m in checks:
+            lines.append(f"  {m.name:<6} {m.model:<{width}}  {describe_check(m, host)}")
+        if host.together is not None:
+            where = ", ".join(f"{name}: {place}" for name, place in host.together_processors.items())
+            verdict = (
+                "yes, all stay 100% on the GPU (residency auto: shared)"
+                if host.together
+                else "no, they do not all fit in VRAM at once (residency auto: exclusive, one at a time)"
+            )
+            lines.append(f"  together: {verdict} [{where}]")
+    problems = report.problems
+    if problems:
+        lines += [f"problem: {p}" for p in problems]
+    elif report.models:
+        lines.append("ok: every model is there and runs as required")
+    else:
+        lines.append("ok: the server answers; name a shape or --model to check models")
+    return "\n".join(lines)
+
+
+def describe_check(check: ModelCheck, host: HostCheck) -> str:
+    if not host.reachable:
+        return "not checked"
+    if not check.present:
+        return "missing"
+    parts = ["present"]
+    if check.processor:
+        size, load = residency.gb(check.size or 0), check.load_s or 0.0
+        parts.append(
+            f"loaded alone: {check.processor}, {size}, context {check.context_length}, load {load:.1f}s"
+        )
+    if check.tokens_per_s is not None:
+        thinking = " (thinking)" if check.options.get("think") else ""
+        parts.append(f"generation: {check.tokens_per_s:.1f} tok/s over {check.tokens} tokens{thinking}")
+    if check.error:
+        parts.append(f"error: {check.error}")
+    return "; ".join(parts)

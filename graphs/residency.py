@@ -1,0 +1,404 @@
+"""Where each model sits while it speaks, and whether it heard the whole dialogue.
+
+Policy only: every request to Ollama goes through graphs/ollama.py.
+
+Before a run, resolve_shape() pins what a participant's options leave open: num_ctx,
+sized to the dialogue and capped at the model's trained context, and think, on for
+models that can think, so their thinking is captured rather than silently dropped.
+
+During a run, each participant's connector carries a guard from RunResidency:
+
+- before a turn it places the model. `exclusive` unloads every other model on the
+  speaker's host, waits until /api/ps no longer lists them and lets the free-VRAM reading
+  settle; `shared` keeps them all loaded. Either way it then loads the speaker's model
+  with its exact options and reads /api/ps. `auto` preloads all of a host's participants
+  once and picks `shared` if they all sit fully in VRAM together, else `exclusive`.
+- with require_gpu (on by default once the host has shown any model in VRAM), a model
+  not fully in VRAM is reloaded once after VRAM has had time to recover; if it still is
+  not, the run stops with GpuRequired, saying what to try.
+- after a turn it compares prompt_eval_count with the least an untruncated prompt could
+  count: a shortfall marks the turn truncated (ContextTruncated with strict_context).
+  A decode rate under the participant's min_tok_s marks it slow.
+
+The findings go to the turn's trace record (see TraceRecord's fields).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from graphs import ollama
+from graphs.errors import OllamaError
+from graphs.ollama import Resident, find_resident
+from graphs.spec import ModelOptions, Participant, Shape
+
+Policy = Literal["auto", "exclusive", "shared"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+
+
+@dataclass
+class Timing:
+    """How long to wait for Ollama; tests shorten these."""
+
+    settle_s: float = 1.0
+    """After unloading, before loading: the free-VRAM reading lags behind an unload."""
+    recovery_s: float = 5.0
+    """Before the one retry of a model that loaded partly on the CPU (Ollama itself waits up to 5 s)."""
+    unload_timeout_s: float = 30.0
+    poll_s: float = 0.25
+
+
+TIMING = Timing()
+
+# Sizing num_ctx to a dialogue: the topic, then every turn at its longest, plus templates.
+CONTEXT_STEP = 1024
+MIN_CONTEXT = 2048
+PROMPT_OVERHEAD_TOKENS = 512
+TURN_OVERHEAD_TOKENS = 128
+UNBOUNDED_TURN_TOKENS = 2048
+"""A turn's length when num_predict does not bound it (-1, -2)."""
+BYTES_PER_TOKEN = 3
+"""Generous: English runs about 4 bytes a token, so this overestimates the topic."""
+
+EMBEDDED_MARK = "+embedded"
+"""In the version of duologue's embedded server, which is CPU-only by design: nothing to place."""
+
+
+class ResidencyError(OllamaError):
+    """A turn could not run as required; `facts` go on the turn's trace record."""
+
+    def __init__(self, message: str, facts: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.facts = facts or {}
+
+
+class GpuRequired(ResidencyError):
+    """require_gpu is on and the speaker's model would not fit fully in VRAM."""
+
+
+class ContextTruncated(ResidencyError):
+    """strict_context is on and Ollama dropped part of the prompt."""
+
+
+@dataclass(frozen=True)
+class ResidencySettings:
+    policy: Policy = "auto"
+    require_gpu: bool | None = None
+    """None: on for a host once it has shown any model in VRAM."""
+    strict_context: bool = False
+
+
+# -- before the run: options -----------------------------------------------------------------
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
+
+
+def size_context(topic: str, turns: int, num_predict: int | None, trained: int | None) -> int:
+    """A num_ctx that holds the topic and every turn, rounded up, capped at the trained context."""
+    per_turn = num_predict if num_predict and num_predict > 0 else UNBOUNDED_TURN_TOKENS
+    wanted = PROMPT_OVERHEAD_TOKENS + estimate_tokens(topic) + turns * (per_turn + TURN_OVERHEAD_TOKENS)
+    num_ctx = max(MIN_CONTEXT, math.ceil(wanted / CONTEXT_STEP) * CONTEXT_STEP)
+    return min(num_ctx, trained) if trained else num_ctx
+
+
+def resolve_options(
+    participant: Participant, facts: ollama.ModelFacts, topic: str, turns: int, host: str
+) -> ModelOptions:
+    """The participant's options with num_ctx and think pinned where they were left open."""
+    options = participant.options
+    update: dict[str, Any] = {}
+    if options.num_ctx is None:
+        update["num_ctx"] = size_context(topic, turns, options.num_predict, facts.context_length)
+    if facts.thinks and options.think is None:
+        update["think"] = True  # captured, not dropped: Ollama thinks by default and counts it
+    if options.think and not facts.thinks:
+        raise OllamaError(
+            f"{participant.name}: model '{participant.model}' at {host} does not think "
+            f"(its capabilities: {', '.join(facts.capabilities) or 'none'}); "
+            f"drop think from its options (--set {participant.name}.think=null)"
+        )
+    return options.model_copy(update=update) if update else options
+
+
+def resolve_shape(shape: Shape, hosts: Mapping[str, str], topic: str, turns: int) -> Shape:
+    """The shape with every participant's options resolved against its server (/api/show)."""
+    participants = []
+    for participant in shape.participants:
+        host = hosts[participant.name]
+        facts = ollama.show_model(host, participant.model)
+        options = resolve_options(participant, facts, topic, turns, host)
+        participants.append(participant.model_copy(update={"options": options}))
+    return shape.model_copy(update={"participants": participants})
+
+
+def connectors(
+    shape: Shape, hosts: Mapping[str, str], topic: str, turns: int, settings: ResidencySettings
+) -> dict[str, Any]:
+    """A guarded ChatOllama per participant, options resolved, sharing one RunResidency."""
+    resolved = resolve_shape(shape, hosts, topic, turns)
+    run = RunResidency(resolved, hosts, settings)
+    return {
+        p.name: ollama.chat_model(p, hosts[p.name], guard=run.guard(p.name)) for p in resolved.participants
+    }
+
+
+# -- during the run: placing models and checking turns ------------------------------------
+
+
+@dataclass
+class _Host:
+    url: str
+    participants: list[Participant]
+    policy: Literal["shared", "exclusive"] | None = None
+    shown_vram: bool = False
+    embedded: bool | None = None
+
+
+@dataclass
+class _Seen:
+    """A participant's previous request, for the next one's expected prompt count."""
+
+    messages: list[dict[str, str]]
+    prompt_eval_count: int | None
+
+
+@dataclass
+class ParticipantGuard:
+    """The TurnGuard of one participant's connector."""
+
+    run: RunResidency
+    participant: Participant
+    last_before: dict[str, Any] = field(default_factory=dict)
+
+    def before(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        self.last_before = self.run.before_turn(self.participant)
+        return self.last_before
+
+    def after(
+        self, messages: list[dict[str, str]], final: Mapping[str, Any], thinking: str
+    ) -> dict[str, Any]:
+        return self.run.after_turn(self.participant, messages, final, thinking, self.last_before)
+
+
+class RunResidency:
+    """One run's residency policy and context guard, per host."""
+
+    def __init__(self, shape: Shape, hosts: Mapping[str, str], settings: ResidencySettings) -> None:
+        self.shape = shape
+        self.settings = settings
+        self._hosts: dict[str, _Host] = {}
+        self._host_of: dict[str, _Host] = {}
+        for participant in shape.participants:
+            url = hosts[participant.name]
+            host = self._hosts.setdefault(url, _Host(url, []))
+            host.participants.append(participant)
+            self._host_of[participant.name] = host
+        self._seen: dict[str, _Seen] = {}
+        self._lock = threading.Lock()
+
+    def guard(self, name: str) -> ParticipantGuard:
+        return ParticipantGuard(self, self.shape.participant(name))
+
+    # -- before a turn
+
+    def before_turn(self, participant: Participant) -> dict[str, Any]:
+        with self._lock:
+            host = self._host_of[participant.name]
+            started = time.perf_counter()
+            if self._is_embedded(host):
+                return {"residency": "cpu", "require_gpu": False}
+            if host.policy is None:
+                host.policy = self._first_placement(host)
+            unloaded: list[str] = []
+            if host.policy == "exclusive":
+                unloaded += self._make_room(host, participant)
+            preload_s = ollama.load_model(host.url, participant.model, participant.options)
+            resident = self._reading(host, participant)
+            required = self._requires_gpu(host)
+            retried = False
+            if resident.gpu_fraction < 1 and required:
+                if self._auto_shared(host):
+                    host.policy = "exclusive"  # they no longer fit together
+                time.sleep(TIMING.recovery_s)
+                if host.policy == "exclusive":
+                    unloaded += self._make_room(host, participant)
+                ollama.unload_model(host.url, participant.model)
+                ollama.wait_unloaded(host.url, [participant.model], TIMING.unload_timeout_s, TIMING.poll_s)
+                time.sleep(TIMING.settle_s)
+                preload_s += ollama.load_model(host.url, participant.model, participant.options)
+                resident = self._reading(host, participant)
+                retried = True
+            elif self._auto_shared(host) and host.shown_vram and not self._all_fit(host):
+                host.policy = "exclusive"  # another model took room since: swap from now on
+            facts = {
+                "residency": host.policy,
+                "require_gpu": required,
+                "unloaded": unloaded,
+                "retried": retried,
+                "preload_s": round(preload_s, 6),
+                "residency_s": round(time.perf_counter() - started, 6),
+                "gpu_fraction": round(resident.gpu_fraction, 4),
+                "size": resident.size,
+                "size_vram": resident.size_vram,
+                "context_length": resident.context_length,
+            }
+            if resident.gpu_fraction < 1 and required:
+                raise GpuRequired(self._gpu_message(host, participant, resident), facts)
+            return facts
+
+    def _auto_shared(self, host: _Host) -> bool:
+        return host.policy == "shared" and self.settings.policy == "auto"
+
+    def _is_embedded(self, host: _Host) -> bool:
+        if host.embedded is None:
+            host.embedded = EMBEDDED_MARK in ollama.server_version(host.url)
+        return host.embedded
+
+    def _first_placement(self, host: _Host) -> Literal["shared", "exclusive"]:
+        """exclusive as asked; else preload every participant of the host and see if they fit."""
+        if self.settings.policy == "exclusive":
+            return "exclusive"
+        for participant in host.participants:
+            ollama.load_model(host.url, participant.model, participant.options)
+        if self.settings.policy == "shared" or self._all_fit(host):
+            return "shared"
+        # A server that has never shown VRAM runs everything on the CPU: swapping gains nothing.
+        return "exclusive" if host.shown_vram else "shared"
+
+    def _all_fit(self, host: _Host) -> bool:
+        residents = self._ps(host)
+        for participant in host.participants:
+            resident = find_resident(residents, participant.model)
+            if resident is None or resident.gpu_fraction < 1:
+                return False
+        return True
+
+    def _make_room(self, host: _Host, participant: Participant) -> list[str]:
+        """Unload every other model on the host; wait until gone, then for VRAM to settle."""
+        others = [r.name for r in self._ps(host) if not ollama.same_model(r.name, participant.model)]
+        if not others:
+            return []
+        for name in others:
+            ollama.unload_model(host.url, name)
+        ollama.wait_unloaded(host.url, others, TIMING.unload_timeout_s, TIMING.poll_s)
+        time.sleep(TIMING.settle_s)
+        return others
+
+    def _reading(self, host: _Host, participant: Participant) -> Resident:
+        resident = find_resident(self._ps(host), participant.model)
+        if resident is None:
+            raise ResidencyError(
+                f"{participant.name} ({participant.model}) is not in /api/ps at {host.url} right after "
+                "loading it; another client may be unloading models there"
+            )
+        return resident
+
+    def _ps(self, host: _Host) -> list[Resident]:
+        residents = ollama.running_models(host.url)
+        if any(r.size_vram > 0 for r in residents):
+            host.shown_vram = True
+        return residents
+
+    def _requires_gpu(self, host: _Host) -> bool:
+        if self.settings.require_gpu is not None:
+            return self.settings.require_gpu
+        return host.shown_vram
+
+    def _gpu_message(self, host: _Host, participant: Participant, resident: Resident) -> str:
+        cpu = 1 - resident.gpu_fraction
+        tries = []
+        if host.policy != "exclusive":
+            tries.append("--residency exclusive")
+        num_ctx = resident.context_length or participant.options.num_ctx
+        if num_ctx and num_ctx > MIN_CONTEXT:
+            smaller = max(MIN_CONTEXT, num_ctx // 2 // CONTEXT_STEP * CONTEXT_STEP)
+            tries.append(f"a smaller context (--set {participant.name}.num_ctx={smaller})")
+        tries.append("OLLAMA_MAX_LOADED_MODELS=1 on the server")
+        alone = "unloading every other model and " if host.policy == "exclusive" else ""
+        return (
+            f"{participant.name} ({participant.model}) at {host.url} is {cpu:.0%} on the CPU "
+            f"({resident.processor}: {gb(resident.size_vram)} of {gb(resident.size)} in VRAM, "
+            f"context {num_ctx}) even after {alone}reloading it; try {', '.join(tries)}, "
+            "or --no-require-gpu to run it on the CPU anyway"
+        )
+
+    # -- after a turn
+
+    def after_turn(
+        self,
+        participant: Participant,
+        messages: list[dict[str, str]],
+        final: Mapping[str, Any],
+        thinking: str,
+        before: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        with self._lock:
+            facts: dict[str, Any] = {}
+            if thinking:
+                facts["eval_includes_thinking"] = True
+            rate = decode_rate(final)
+            if participant.min_tok_s and rate is not None and rate < participant.min_tok_s:
+                facts["slow"] = True
+            count = final.get("prompt_eval_count")
+            expected = expected_prompt_tokens(messages, self._seen.get(participant.name))
+            self._seen[participant.name] = _Seen(list(messages), count)
+            facts["expected_prompt_tokens"] = expected
+            num_ctx = before.get("context_length") or participant.options.num_ctx
+            # Ollama counts the whole prompt, cached tokens included (prompt_eval_cached_count apart).
+            short = count is not None and count < expected
+            if short or (num_ctx and sum(words(m) for m in messages) > num_ctx):
+                facts["truncated"] = True
+                if self.settings.strict_context:
+                    raise ContextTruncated(
+                        self._truncation_message(participant, count, expected, num_ctx), facts
+                    )
+            return facts
+
+    def _truncation_message(
+        self, participant: Participant, count: int | None, expected: int, num_ctx: int | None
+    ) -> str:
+        bigger = math.ceil(max(expected * 2, (num_ctx or 0) * 2) / CONTEXT_STEP) * CONTEXT_STEP
+        return (
+            f"{participant.name} ({participant.model}) was sent a prompt of at least {expected} tokens "
+            f"but Ollama evaluated {count} (num_ctx {num_ctx}): it dropped the oldest messages; "
+            f"give it a larger context (--set {participant.name}.num_ctx={bigger}) or fewer turns, "
+            "or leave out --strict-context to flag such turns and go on"
+        )
+
+
+def words(message: Mapping[str, str]) -> int:
+    """A lower bound of a message's tokens: tokenizers split at whitespace, then within words."""
+    return len(str(message.get("content") or "").split())
+
+
+def expected_prompt_tokens(messages: Sequence[Mapping[str, str]], previous: _Seen | None) -> int:
+    """The least prompt_eval_count an untruncated prompt of `messages` can have.
+
+    Between two turns of one speaker the prompt only grows at the end, so it counts at
+    least the previous prompt's count plus the words appended since.
+    """
+    least = sum(words(m) for m in messages)
+    if previous and previous.prompt_eval_count is not None:
+        before = previous.messages
+        if len(before) <= len(messages) and list(messages[: len(before)]) == before:
+            grown = previous.prompt_eval_count + sum(words(m) for m in messages[len(before) :])
+            least = max(least, grown)
+    return least
+
+
+def decode_rate(final: Mapping[str, Any]) -> float | None:
+    count, duration = final.get("eval_count"), final.get("eval_duration")
+    if not count or not duration:
+        return None
+    return float(count) / (float(duration) / 1e9)
+
+
+def gb(size: int) -> str:
+    return f"{size / 2**30:.1f} GB"

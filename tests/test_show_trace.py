@@ -1,0 +1,106 @@
+"""`duologue show RUN_ID --trace [--json]` and `duologue runs` on completed and failed runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fakeollama import FakeModel, fake_ollama
+
+from graphs.cli import main
+from graphs.report import TRACE_FIELDS, trace_rows
+from graphs.runstore import RunStore
+
+HEADERS = [
+    "turn",
+    "speaker",
+    "model",
+    "in",
+    "out",
+    "tok/s",
+    "ttft",
+    "s",
+    "load",
+    "s",
+    "latency",
+    "s",
+    "GPU",
+    "flags",
+]
+
+
+def duet_models() -> list[FakeModel]:
+    return [
+        FakeModel("glm-4.7-flash", replies=["An opening.", "A reply."], gpu_tok_s=9.0),
+        FakeModel("qwen3:32b", replies=["A response.", "A closing."], gpu_tok_s=1.4),
+    ]
+
+
+def run_duet(runs_dir: Path, **backend: object) -> str:
+    with fake_ollama(duet_models(), **backend) as (server, _):  # type: ignore[arg-type]
+        main(
+            [
+                "run", "duet", "--model", "a=glm-4.7-flash", "--model", "b=qwen3:32b", "--topic", "t",
+                "--turns", "4", "--host", server.url, "--runs-dir", str(runs_dir), "--json",
+            ]
+        )  # fmt: skip
+    [run] = RunStore(runs_dir).list()
+    return run.meta.run_id
+
+
+def show(runs_dir: Path, run_id: str, capsys, *extra: str) -> str:
+    capsys.readouterr()
+    assert main(["show", run_id, "--trace", "--runs-dir", str(runs_dir), *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_trace_table_and_its_json(runs_dir: Path, capsys):
+    run_id = run_duet(runs_dir)
+    records = RunStore(runs_dir).load(run_id).turn_records
+
+    table = show(runs_dir, run_id, capsys).splitlines()
+    assert table[0].split() == HEADERS
+    assert [line.split()[:5] for line in table[2:]] == [
+        [str(r.turn), r.speaker, r.model, str(r.prompt_tokens), str(r.completion_tokens)] for r in records
+    ]
+    assert [r.speaker for r in records] == ["a", "b", "a", "b"]
+    assert all(r.prompt_tokens and r.completion_tokens for r in records)
+    assert [line.split()[5] for line in table[2:]] == ["9.0", "1.4", "9.0", "1.4"]
+    assert all(line.split()[-2:] == ["100%", "-"] for line in table[2:])
+
+    rows = json.loads(show(runs_dir, run_id, capsys, "--json"))
+    assert [list(row) for row in rows] == [list(TRACE_FIELDS)] * 4
+    assert [row["turn"] for row in rows] == [1, 2, 3, 4]
+    assert [row["tokens_per_s"] for row in rows] == [9.0, 1.4, 9.0, 1.4]
+    assert [row["completion_tokens"] for row in rows] == [r.completion_tokens for r in records]
+    assert all(row["flags"] == [] and row["error"] is None and row["gpu_fraction"] == 1.0 for row in rows)
+    # The same numbers as the table, unformatted.
+    assert [r[:3] for r in trace_rows(records)] == [[str(r["turn"]), r["speaker"], r["model"]] for r in rows]
+
+
+def test_trace_of_a_failed_run_has_an_error_row(runs_dir: Path, capsys):
+    run_id = run_duet(runs_dir, fail_on_call=3)
+    table = show(runs_dir, run_id, capsys).splitlines()
+    assert len(table) == 2 + 3
+    failed = table[-1].split()
+    assert failed[:3] == ["3", "a", "glm-4.7-flash"] and failed[-1] == "error"
+    assert failed[3:5] == ["-", "-"]  # no final chunk: no counts
+
+    rows = json.loads(show(runs_dir, run_id, capsys, "--json"))
+    assert [row["turn"] for row in rows] == [1, 2, 3]
+    assert rows[2]["flags"] == ["error"] and rows[2]["error"]
+    assert rows[0]["error"] is None
+
+    capsys.readouterr()
+    assert main(["runs", "--runs-dir", str(runs_dir), "--json"]) == 0
+    [totals] = json.loads(capsys.readouterr().out)
+    assert (totals["status"], totals["turns_done"], totals["turns"]) == ("failed", 2, 4)
+    done = RunStore(runs_dir).load(run_id).turn_records[:2]
+    assert totals["tokens"] == sum(r.completion_tokens or 0 for r in done) and totals["flags"] == ["error"]
+
+
+def test_trace_of_a_run_without_a_turn(runs_dir: Path, capsys):
+    run_id = run_duet(runs_dir, fail_on_call=1, fail_mode="error")
+    table = show(runs_dir, run_id, capsys).splitlines()
+    assert table[0].split() == HEADERS and len(table) == 3  # header, rule, the failed first turn
+    assert json.loads(show(runs_dir, run_id, capsys, "--json"))[0]["flags"] == ["error"]
