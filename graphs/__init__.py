@@ -20,10 +20,12 @@ _EXPORTS = {
     "parse_shape": "graphs.spec",
     "builtin_shape_names": "graphs.spec",
     "with_overrides": "graphs.spec",
+    "builtin_shape_text": "graphs.spec",
     "PlannedTurn": "graphs.schedule",
     "plan_turns": "graphs.schedule",
     "labels": "graphs.relay",
     "mermaid": "graphs.build",
+    "graph_dot": "graphs.build",
     "Turn": "graphs.state",
     "RunRequest": "graphs.runner",
     "RunOutcome": "graphs.runner",
@@ -31,6 +33,7 @@ _EXPORTS = {
     "run_dialogue": "graphs.runner",
     "RunStore": "graphs.runstore",
     "RunRecord": "graphs.runstore",
+    "new_run_id": "graphs.runstore",
     "RunMeta": "graphs.records",
     "TraceRecord": "graphs.records",
     "InputsRecord": "graphs.records",
@@ -39,25 +42,31 @@ _EXPORTS = {
     "default_host": "graphs.ollama",
     "normalize_host": "graphs.ollama",
     "list_models": "graphs.ollama",
+    "start_embedded": "graphs.embedded.serve",
+    "embedded_models": "graphs.embedded.serve",
+    "EmbeddedUnavailable": "graphs.embedded.llama_backend",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from graphs.build import mermaid
+    from graphs.build import graph_dot, mermaid
+    from graphs.embedded.llama_backend import EmbeddedUnavailable
+    from graphs.embedded.serve import embedded_models, start_embedded
     from graphs.errors import DuologueError, RunFailed, RunInterrupted
     from graphs.ollama import default_host, list_models, normalize_host
     from graphs.records import InputsRecord, RunMeta, TraceRecord
     from graphs.relay import labels
     from graphs.report import run_totals
     from graphs.runner import RunObserver, RunOutcome, RunRequest, run_dialogue
-    from graphs.runstore import RunRecord, RunStore
+    from graphs.runstore import RunRecord, RunStore, new_run_id
     from graphs.schedule import PlannedTurn, plan_turns
     from graphs.spec import (
         ModelOptions,
         Participant,
         Shape,
         builtin_shape_names,
+        builtin_shape_text,
         load_shape,
         parse_shape,
         with_overrides,

@@ -34,3 +34,43 @@ def recursion_limit(turns: int) -> int:
 
 def mermaid(shape: Shape) -> str:
     return build_graph(shape).get_graph().draw_mermaid()
+
+
+def graph_dot(shape: Shape) -> str:
+    """The compiled graph as Graphviz DOT, labelled with who speaks and on which model.
+
+    The page draws this with st.graphviz_chart, which renders in the browser without a CDN
+    (mermaid would need one).
+    """
+    graph = build_graph(shape).get_graph()
+    closer = shape.closing.speaker
+    closing_by = "whoever is due" if closer == "next" else shape.participant(closer).display
+
+    def label(node: str) -> list[str]:
+        if node in ("__start__", "__end__"):
+            return [node.strip("_")]
+        if node == FACILITATOR:
+            return ["facilitator", "relays; calls no model"]
+        if node == CLOSING:
+            return ["closing synthesis", f"by {closing_by}"]
+        participant = shape.participant(node)
+        if participant.label:
+            return [participant.label, f"{node} · {participant.model}"]
+        return [node, participant.model]
+
+    def quoted(*lines: str) -> str:
+        return '"' + "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in lines) + '"'
+
+    lines = [
+        f"digraph {quoted(shape.name)} {{",
+        "  rankdir=TB;",
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
+    ]
+    for node in graph.nodes:
+        terminal = ', shape=oval, fillcolor="#dddddd"' if node in ("__start__", "__end__") else ""
+        lines.append(f"  {quoted(node)} [label={quoted(*label(node))}{terminal}];")
+    for edge in graph.edges:
+        style = " [style=dashed]" if edge.conditional else ""
+        lines.append(f"  {quoted(edge.source)} -> {quoted(edge.target)}{style};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,393 @@
+"""The Streamlit page through AppTest, against the Ollama-protocol test server.
+
+Each test drives the real app (ui/app.py and its pages) with a temporary runs folder
+($DUOLOGUE_RUNS_DIR); runs go through the page's background worker to the test server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fakeollama import FakeModel, fake_ollama
+from streamlit.testing.v1 import AppTest
+
+from graphs import RunRequest, RunStore, graph_dot, load_shape, run_dialogue, with_overrides
+from graphs.ui import common
+from graphs.ui.live import Registry
+from graphs.ui.render import safe_markdown
+
+APP = str(Path(__file__).parent.parent / "ui" / "app.py")
+HOSTILE = "See <img src=x onerror=alert(1)> and <script>alert(2)</script>, for $5 or $10. ![t](http://x.invalid/t.png)"
+A_REPLIES = ["The essay presents a paradox. How do you see it?", "You separate capability from preference."]
+B_REPLIES = ["The tension is profound.", "We converge on the duality and diverge on inheritance."]
+
+
+def duet_models(**b_kwargs) -> list[FakeModel]:
+    return [
+        FakeModel("glm-4.7-flash", replies=A_REPLIES, gpu_tok_s=9.0),
+        FakeModel("qwen3:32b", replies=B_REPLIES, **({"gpu_tok_s": 1.4} | b_kwargs)),
+    ]
+
+
+@pytest.fixture
+def page_env(runs_dir: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("DUOLOGUE_RUNS_DIR", str(runs_dir))
+    return runs_dir
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def run_status(runs_dir: Path, run_id: str) -> str | None:
+    path = runs_dir / run_id / "run.json"
+    return json.loads(path.read_text())["status"] if path.exists() else None
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page says, for assertions that don't care which element says it."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [e.value for e in at.error] + [w.value for w in at.warning] + [i.value for i in at.info]
+    return "\n".join(parts)
+
+
+def launch_page(url: str, monkeypatch) -> AppTest:
+    monkeypatch.setenv("OLLAMA_HOST", url)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def pick(at: AppTest, key: str, label: str) -> None:
+    at.selectbox(key=key).set_value(label)
+
+
+def finish(at: AppTest, runs_dir: Path, run_id: str) -> AppTest:
+    """Wait for the run to end on disk, then for the page to swap its live view for the record."""
+    wait_until(lambda: run_status(runs_dir, run_id) not in (None, "running"), what=f"run {run_id}")
+    wait_until(lambda: not _has_stop(at.run(), run_id), what="the page to show the finished run")
+    return at
+
+
+def _has_stop(at: AppTest, run_id: str) -> bool:
+    return any(b.key == f"stop:{run_id}" for b in at.button)
+
+
+# ---- launch, stream, inspect ------------------------------------------------------------------
+
+
+def test_launch_a_duet_then_inspect_every_turn(page_env: Path, monkeypatch):
+    with fake_ollama(duet_models(), token_delay_s=0.01) as (server, _backend):
+        at = launch_page(server.url, monkeypatch)
+        # The host's models (/api/tags) and the embedded ones are offered to each participant.
+        offered = at.selectbox(key="Built-in:duet:a:model").options
+        assert offered[:2] == ["glm-4.7-flash", "qwen3:32b"]
+        assert any("embedded" in label for label in offered[2:])
+        pick(at, "Built-in:duet:a:model", "glm-4.7-flash")
+        pick(at, "Built-in:duet:b:model", "qwen3:32b")
+        at.number_input(key="Built-in:duet:a:temperature").set_value(0.3)
+        at.number_input(key="Built-in:duet:b:num_ctx").set_value(8192)
+        at.text_area(key="topic-text").set_value("Inherited memory: who owes what to a predecessor?")
+        at.button(key="launch").click().run()
+        assert not at.exception, at.exception
+
+        # The page now names the run in its URL and shows it live, with a Stop button.
+        run_id = at.query_params["run"]
+        run_id = run_id[0] if isinstance(run_id, list) else run_id
+        assert _has_stop(at, run_id) or run_status(page_env, run_id) == "completed"
+        at = finish(at, page_env, run_id)
+
+    assert not at.exception, at.exception
+    run = RunStore(page_env).load(run_id)
+    assert run.meta.status == "completed"
+    options = {p.name: p.options for p in run.meta.participants}
+    assert options["a"]["temperature"] == 0.3 and options["b"]["num_ctx"] == 8192
+
+    page = texts(at)
+    for heading in ("Turn 1: glm-4.7-flash — Opening", "Turn 4: qwen3:32b — Closing"):
+        assert heading in page
+    assert A_REPLIES[0] in page and B_REPLIES[1] in page
+    assert "tok/s" in page  # the stats lines
+
+    [table] = [d for d in at.dataframe if d.key == "trace-table"] or [at.dataframe[0]]
+    trace = table.value
+    assert list(trace["turn"]) == [1, 2, 3, 4]
+    assert list(trace["model"]) == ["glm-4.7-flash", "qwen3:32b"] * 2
+    assert trace["tok/s"].round(1).tolist() == [9.0, 1.4, 9.0, 1.4]
+    assert len(at.get("vega_lite_chart")) == 4  # tok/s, latency, tokens, time split
+    sent = [e.label for e in at.expander]
+    assert sent[0] == "Turn 1: glm-4.7-flash was sent 2 messages" and len(sent) == 4
+    inputs = run.inputs()
+    assert [c.value for c in at.code][: len(inputs[0].messages)] == [m["content"] for m in inputs[0].messages]
+    assert len(at.get("graphviz_chart")) == 1
+    downloads = {b.proto.label for b in at.get("download_button")}
+    assert {"transcript.md", "trace.jsonl"} <= downloads
+
+
+def test_stop_interrupts_the_run_and_keeps_finished_turns(page_env: Path, monkeypatch):
+    with fake_ollama(duet_models(), token_delay_s=0.05) as (server, _backend):
+        at = launch_page(server.url, monkeypatch)
+        pick(at, "Built-in:duet:a:model", "glm-4.7-flash")
+        pick(at, "Built-in:duet:b:model", "qwen3:32b")
+        at.number_input(key="Built-in:duet:turns").set_value(6)
+        at.button(key="launch").click().run()
+        run_id = at.query_params["run"]
+        run_id = run_id[0] if isinstance(run_id, list) else run_id
+        wait_until(lambda: (page_env / run_id / "transcript.md").exists(), what="a finished turn")
+        at.run()
+        at.button(key=f"stop:{run_id}").click().run()
+        at = finish(at, page_env, run_id)
+
+    run = RunStore(page_env).load(run_id)
+    assert run.meta.status == "interrupted"
+    kept = len(run.turn_records)
+    assert 1 <= kept < 6
+    assert any("interrupted" in w.value for w in at.warning)
+    assert len(at.dataframe[0].value) == kept
+    assert "Turn 1: glm-4.7-flash — Opening" in texts(at)
+
+
+def test_the_worker_streams_tokens_and_two_runs_never_mix(runs_dir: Path):
+    """Two runs at once, each with its own buffer: no token or turn of one shows in the other."""
+    alpha = FakeModel("alpha:1b", replies=["alpha " * 30])
+    omega = FakeModel("omega:1b", replies=["omega " * 30])
+    registry = Registry()
+    with fake_ollama([alpha, omega], token_delay_s=0.01) as (server, _backend):
+        duet = load_shape("duet")
+
+        def request(model: str) -> RunRequest:
+            shape = with_overrides(duet, {"a": model, "b": model}, [])
+            return RunRequest(shape, "a topic", 4, {"a": server.url, "b": server.url}, runs_dir=runs_dir)
+
+        first, second = registry.launch(request("alpha:1b")), registry.launch(request("omega:1b"))
+        assert first.run_id != second.run_id
+        partial: list[str] = []
+
+        def saw_partial_text() -> bool:
+            current = first.snapshot().current
+            if current is not None and 0 < len(current.text.split()) < 30:
+                partial.append(current.text)
+            return bool(partial) or first.done
+
+        wait_until(saw_partial_text, what="a turn mid-stream")
+        wait_until(lambda: first.done and second.done, what="both runs")
+
+    assert partial, "the current turn's tokens were never seen while streaming"
+    for live, word, other in ((first, "alpha", "omega"), (second, "omega", "alpha")):
+        snap = live.snapshot()
+        assert snap.status == "completed" and len(snap.turns) == 4
+        assert all(word in t.text and other not in t.text for t in snap.turns)
+        assert all(t.stats.startswith("*(") for t in snap.turns)
+        assert other not in RunStore(runs_dir).load(live.run_id).transcript()
+        assert registry.get(live.run_id) is live
+    assert registry.active() == []
+
+
+def test_runs_still_going_when_the_server_stops_are_recorded_as_interrupted(runs_dir: Path):
+    registry = Registry()
+    with fake_ollama(duet_models(), token_delay_s=0.05) as (server, _backend):
+        shape = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
+        live = registry.launch(
+            RunRequest(shape, "t", 8, {"a": server.url, "b": server.url}, runs_dir=runs_dir)
+        )
+        wait_until(lambda: live.snapshot().turns, what="a finished turn")
+        registry.shutdown(timeout_s=10)  # what the server's exit hook does
+    assert live.snapshot().status == "interrupted"
+    run = RunStore(runs_dir).load(live.run_id)
+    assert run.meta.status == "interrupted" and 1 <= len(run.turn_records) < 8
+
+
+# ---- untrusted text ---------------------------------------------------------------------------
+
+
+def test_model_text_is_markdown_with_html_off(page_env: Path, monkeypatch):
+    models = [FakeModel("glm-4.7-flash", replies=[HOSTILE]), FakeModel("qwen3:32b")]
+    with fake_ollama(models) as (server, _backend):
+        shape = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
+        outcome = run_dialogue(
+            RunRequest(shape, "t", 2, {"a": server.url, "b": server.url}, runs_dir=page_env)
+        )
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/run.py")
+    at.query_params["run"] = outcome.run_id
+    at.run()
+    assert not at.exception, at.exception
+    [shown] = [m for m in at.markdown if "onerror" in m.value]
+    assert not shown.proto.allow_html
+    assert "\\$5" in shown.value and "!\\[t]" in shown.value
+
+
+def test_safe_markdown_disarms_latex_and_images_but_not_code():
+    text = "Costs $5 ![x](http://t/x.png)\n```\necho $HOME ![y](z)\n```\nand `$PATH` too"
+    assert (
+        safe_markdown(text)
+        == "Costs \\$5 !\\[x](http://t/x.png)\n```\necho $HOME ![y](z)\n```\nand `$PATH` too"
+    )
+
+
+# ---- bad input and faults ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run_id", ["../..", "../outside", "no-such-run"])
+def test_a_run_id_that_is_not_a_run(page_env: Path, tmp_path: Path, run_id: str):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "run.json").write_text('{"secret": "must not be read"}')
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/run.py")
+    at.query_params["run"] = run_id
+    at.run()
+    assert not at.exception, at.exception
+    [error] = at.error
+    assert "not a run id" in error.value or "no run" in error.value
+    assert "secret" not in texts(at)
+
+
+def test_unreachable_host_says_so_and_offers_the_embedded_model(page_env: Path, monkeypatch):
+    with fake_ollama([]) as (server, _backend):
+        closed = server.url  # nothing listens here once the server has stopped
+    at = launch_page(closed, monkeypatch)
+    assert any("cannot reach Ollama" in e.value for e in at.error)
+    assert any("embedded model" in i.value for i in at.info)
+    assert at.selectbox(key="Built-in:duet:a:model").options == [
+        "smollm2:135m · embedded (CPU, this machine)",
+        "smollm2:135m-warm · embedded (CPU, this machine)",
+    ]
+
+
+def test_a_failed_run_shows_its_error_and_finished_turns(page_env: Path, monkeypatch):
+    with fake_ollama(duet_models(), fail_on_call=3) as (server, _backend):
+        registry = Registry()
+        shape = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
+        live = registry.launch(
+            RunRequest(shape, "t", 4, {"a": server.url, "b": server.url}, runs_dir=page_env)
+        )
+        wait_until(lambda: live.done, what="the run to fail")
+        missing = with_overrides(shape, {"b": "not-pulled:7b"}, [])
+        early = common.registry().launch(  # the page's own registry, which the run page reads
+            RunRequest(missing, "t", 4, {"a": server.url, "b": server.url}, runs_dir=page_env)
+        )
+        wait_until(lambda: early.done, what="the run to fail")
+
+    assert live.snapshot().status == "failed" and "fake failure" in (live.error or "")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/run.py")
+    at.query_params["run"] = live.run_id
+    at.run()
+    [error] = at.error
+    assert "The run failed" in error.value and "turn 3" in error.value
+    trace = at.dataframe[0].value  # the two finished turns, and the failed one flagged
+    assert list(trace["turn"]) == [1, 2, 3] and list(trace["flags"]) == ["", "", "error"]
+    assert B_REPLIES[0] in texts(at)
+
+    # A run that failed before its first turn has no folder: the page shows the worker's error.
+    assert early.snapshot().status == "failed" and early.snapshot().folder is None
+    assert "not-pulled:7b" in (early.error or "")
+    at.query_params["run"] = early.run_id
+    at.run()
+    [error] = at.error
+    assert "failed before its first turn" in error.value and "not-pulled:7b" in error.value
+
+
+def test_topic_upload_has_a_limit_and_must_be_text(page_env: Path, monkeypatch):
+    with fake_ollama(duet_models()) as (server, _backend):
+        at = launch_page(server.url, monkeypatch)
+        at.radio(key="topic-source").set_value("From a file").run()
+        uploader = at.file_uploader(key="topic-file")
+        uploader.set_value(("big.md", b"word " * 250_000, "text/markdown")).run()
+        assert any("the limit is 1,000 kB" in e.value for e in at.error)
+        at.file_uploader(key="topic-file").set_value(
+            ("latin.txt", "caf\xe9".encode("latin-1"), "text/plain")
+        ).run()
+        assert any("not UTF-8" in e.value for e in at.error)
+        at.file_uploader(key="topic-file").set_value(
+            ("essay.md", b"An essay in five words.", "text/markdown")
+        )
+        at.run()
+        assert not at.error
+        assert any("essay.md: 5 words" in c.value for c in at.caption)
+
+
+# ---- the other pages ---------------------------------------------------------------------------
+
+
+def test_runs_page_lists_every_run_with_its_flags(page_env: Path):
+    # qwen3:32b is bigger than the emulated GPU, so it spills to the CPU: the CPU flag.
+    with fake_ollama(duet_models(weights_bytes=30 * 2**30), vram_bytes=24 * 2**30) as (server, _backend):
+        shape = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
+        hosts = {"a": server.url, "b": server.url}
+        run_dialogue(
+            RunRequest(shape, "t", 4, hosts, runs_dir=page_env, residency_policy="shared", require_gpu=False)
+        )
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/runs.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns) == [
+        "started", "shape", "models", "turns", "tokens", "generation s", "status", "flags", "run",
+    ]  # fmt: skip
+    [row] = table.to_dict("records")
+    assert row["shape"] == "duet" and row["turns"] == "4/4" and row["status"] == "completed"
+    assert row["models"] == "glm-4.7-flash, qwen3:32b" and "CPU" in row["flags"]
+
+
+def test_shapes_page_draws_each_shape_and_shows_its_file():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/shapes.py").run()
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header][:3] == ["debate", "duet", "panel"]
+    assert len(at.get("graphviz_chart")) == 3
+    assert any("name: duet" in c.value for c in at.code)
+    at.file_uploader(key="own-shape").set_value(
+        ("mine.yaml", b"name: mine\nparticipants: []\n", "text/yaml")
+    ).run()
+    assert any("mine.yaml" in e.value for e in at.error)
+
+
+def test_graph_dot_names_every_speaker():
+    dot = graph_dot(load_shape("debate"))
+    assert dot.startswith('digraph "debate" {')
+    for node in ('"facilitator"', '"pro" [label="Proposition\\npro · smollm2:135m"]', '"closing"'):
+        assert node in dot
+    assert '"facilitator" -> "pro" [style=dashed];' in dot
+
+
+def test_duologue_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path: Path):
+    import subprocess
+
+    from graphs.cli import main
+
+    seen: dict[str, object] = {}
+
+    def call(command, env):
+        seen.update(command=command, env=env)
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", call)
+    assert main(["ui", "--port", "8611", "--runs-dir", str(tmp_path)]) == 0
+    command = seen["command"]
+    assert isinstance(command, list) and command[1:4] == ["-m", "streamlit", "run"]
+    assert Path(command[4]).resolve() == Path(APP).resolve()
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert command[command.index("--server.port") + 1] == "8611"
+    assert seen["env"]["DUOLOGUE_RUNS_DIR"] == str(tmp_path.resolve())  # type: ignore[index]
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_threads() -> Iterator[None]:
+    """Every run a test starts has ended by its end (the test server is gone by then)."""
+    before = {t.name for t in threading.enumerate()}
+    yield
+    stray = [t for t in threading.enumerate() if t.name.startswith("duologue-run-") and t.name not in before]
+    for thread in stray:
+        thread.join(10)
+    assert not [t for t in stray if t.is_alive()]

@@ -1,0 +1,231 @@
+"""The page in a real browser: `duologue ui` on 127.0.0.1, driven by headless Chromium.
+
+Launches a duet against the Ollama-protocol test server, watches it stream, waits for it
+to finish, and checks the transcript, the trace table, the charts and the graph are on the
+page. Screenshots land in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakeollama import FakeModel, fake_ollama
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+HOSTILE = "Note <img src=x onerror=alert(1)> and <script>alert(2)</script> here."
+A_REPLIES = [
+    f"The essay presents a paradox. {HOSTILE} How do you see it?",
+    "You separate capability from preference.",
+]
+B_REPLIES = ["The tension is profound.", "We converge on the duality and diverge on inheritance."]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian's chromium and chromium-driver (make browser)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer within {timeout_s} s")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`duologue ui` in its own process group, pointed at the test server; stopped afterwards."""
+    models = [
+        FakeModel("glm-4.7-flash", replies=A_REPLIES, gpu_tok_s=9.0),
+        FakeModel("qwen3:32b", replies=B_REPLIES, gpu_tok_s=1.4),
+    ]
+    runs_dir = tmp_path / "runs"
+    port = free_port()
+    with fake_ollama(models, token_delay_s=0.08) as (server, _backend):
+        command = [sys.executable, "-m", "graphs.cli", "ui", "--port", str(port)]
+        command += ["--runs-dir", str(runs_dir), "--host", server.url]
+        log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(f"http://127.0.0.1:{port}/_stcore/health", timeout_s=60)
+            yield f"http://127.0.0.1:{port}", runs_dir
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+            log.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--window-size=1400,1800",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    # An explicit driver path: selenium-manager never tries to download one.
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.save_screenshot(str(tmp_path / "last.png"))  # what the page showed at the end, pass or fail
+        driver.quit()
+
+
+def test_launch_watch_and_inspect_a_duet_in_a_browser(page, browser, tmp_path: Path):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, runs_dir = page
+    driver = browser
+    wait = WebDriverWait(driver, 60)
+
+    def body() -> str:
+        return driver.find_element(By.TAG_NAME, "body").text
+
+    def button(label: str):
+        return wait.until(
+            ec.element_to_be_clickable((By.XPATH, f"//button[normalize-space(.)='{label}']")),
+            message=f"no '{label}' button",
+        )
+
+    def choose(participant: str, model: str) -> None:
+        """Pick a model in a participant's selectbox: type it, then take the match."""
+        box = wait.until(
+            ec.element_to_be_clickable((By.CSS_SELECTOR, f".st-key-participant-{participant} input")),
+            message=f"no model picker for {participant}",
+        )
+        box.click()
+        box.send_keys(model)
+        wait.until(
+            ec.presence_of_element_located((By.XPATH, f"//*[@role='option'][normalize-space(.)='{model}']"))
+        )
+        box.send_keys(Keys.ENTER)
+
+    driver.get(url)
+    wait.until(lambda d: "Launch a dialogue" in body(), message="the launch page did not load")
+    choose("a", "glm-4.7-flash")
+    choose("b", "qwen3:32b")
+    driver.save_screenshot(str(tmp_path / "launch.png"))
+    button("Launch").click()
+
+    # The run streams: the URL names it, the Stop button and the first turn's words appear.
+    wait.until(lambda d: "run=" in d.current_url, message="the page did not open the run")
+    run_id = driver.current_url.split("run=", 1)[1]
+    wait.until(lambda d: "Turn 1: glm-4.7-flash — Opening" in body(), message="nothing streamed")
+    driver.save_screenshot(str(tmp_path / "streaming.png"))
+    # The run lives in the server, not the browser session: a reload finds it by the URL.
+    driver.refresh()
+    wait.until(lambda d: "Turn 1: glm-4.7-flash — Opening" in body(), message="the reload lost the run")
+    assert f"run={run_id}" in driver.current_url
+    # Then it finishes, and the page shows the record: transcript first.
+    WebDriverWait(driver, 120).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "[role=tab]") and "Total: " in body(),
+        message="the run did not finish",
+    )
+    assert (runs_dir / run_id / "run.json").exists()
+    text = body()
+    for heading in ("Turn 1: glm-4.7-flash — Opening", "Turn 4: qwen3:32b — Closing"):
+        assert heading in text
+    assert B_REPLIES[1] in text and "tok/s" in text
+    # Model text is Markdown with HTML off: the tags show as text and none of them runs.
+    assert "<img src=x onerror=alert(1)>" in text and "<script>alert(2)</script>" in text
+    assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMarkdownContainer] img[onerror]")
+    assert not driver.find_elements(By.CSS_SELECTOR, "[data-testid=stMarkdownContainer] script")
+    driver.save_screenshot(str(tmp_path / "transcript.png"))
+
+    # The per-turn trace table and its charts.
+    driver.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Turns: trace and charts']").click()
+    table = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=stDataFrame]")))
+    # The grid draws on a canvas; its cells are also in an accessible table, filled once drawn.
+    wait.until(
+        lambda d: "qwen3:32b" in (table.get_attribute("textContent") or ""), message="an empty trace table"
+    )
+    cells = table.get_attribute("textContent") or ""
+    assert "tok/s" in cells and "latency s" in cells and "glm-4.7-flash" in cells
+    wait.until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart] svg")) >= 4,
+        message="the four per-turn charts were not drawn",
+    )
+    time.sleep(1)  # let the charts draw before the picture
+    driver.save_screenshot(str(tmp_path / "trace.png"))
+
+    # The shape's graph, drawn in the browser with no network.
+    driver.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Graph']").click()
+    wait.until(
+        lambda d: (
+            "facilitator" in (d.find_element(By.CSS_SELECTOR, "[data-testid=stGraphVizChart] svg").text or "")
+        )
+    )
+    driver.save_screenshot(str(tmp_path / "graph.png"))
+
+    # The Runs page lists it; selecting its row (the grid's first row checkbox) opens it again.
+    driver.get(f"{url}/runs")
+    canvas = wait.until(
+        ec.visibility_of_element_located(
+            (By.CSS_SELECTOR, "[data-testid=stDataFrame] [data-testid=data-grid-canvas]")
+        )
+    )
+    grid = driver.find_element(By.CSS_SELECTOR, "[data-testid=stDataFrame]")
+    wait.until(lambda d: run_id in (grid.get_attribute("textContent") or ""), message="the run is not listed")
+    driver.save_screenshot(str(tmp_path / "runs.png"))
+    for _attempt in range(5):  # a click that lands before the grid is interactive does nothing
+        box = canvas.rect  # header row and data rows are 35 px high; the selection column comes first
+        ActionChains(driver).move_to_element_with_offset(
+            canvas, 16 - box["width"] / 2, 52 - box["height"] / 2
+        ).click().perform()
+        try:
+            WebDriverWait(driver, 5).until(lambda d: f"run={run_id}" in d.current_url)
+            break
+        except TimeoutException:
+            canvas = driver.find_element(
+                By.CSS_SELECTOR, "[data-testid=stDataFrame] [data-testid=data-grid-canvas]"
+            )
+    assert f"run={run_id}" in driver.current_url, "selecting the row did not open the run"
+    wait.until(lambda d: "Turns: trace and charts" in body())
+    print(f"screenshots in {tmp_path}")

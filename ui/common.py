@@ -1,0 +1,57 @@
+"""What every page shares: the process-wide registry of runs, the embedded server, hosts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from graphs import (
+    DuologueError,
+    RunStore,
+    list_models,
+    normalize_host,
+    start_embedded,
+)
+
+from .live import Registry
+
+LIST_TIMEOUT_S = 3.0
+"""How long the launch page waits for a host's model list; it asks again after the cache ttl."""
+
+
+@st.cache_resource(show_spinner=False)
+def registry() -> Registry:
+    """One per server process: runs outlive the script runs, sessions and reloads that watch them."""
+    return Registry()
+
+
+@st.cache_resource(show_spinner="Starting the embedded model server…", on_release=lambda s: s.stop())
+def embedded_server():  # an OllamaServer: .url, .stop()
+    """One embedded server per process, started the first time a run asks for it."""
+    return start_embedded()
+
+
+def store() -> RunStore:
+    """The runs folder: $DUOLOGUE_RUNS_DIR (set by `duologue ui --runs-dir`) or ./runs."""
+    return RunStore()
+
+
+@dataclass(frozen=True)
+class HostModels:
+    host: str
+    models: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def host_models(host: str) -> HostModels:
+    """A host's models (/api/tags), or the one-line reason it can't say; both are cached
+    briefly, so a host that doesn't answer doesn't stall every rerun."""
+    try:
+        host = normalize_host(host)
+        return HostModels(host, tuple(list_models(host, timeout=LIST_TIMEOUT_S)))
+    except DuologueError as exc:
+        return HostModels(host, error=str(exc))
+    except ValueError as exc:
+        return HostModels(host, error=f"{host!r} is not a host address ({exc})")

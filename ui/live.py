@@ -1,0 +1,235 @@
+"""Runs held in background threads, outside Streamlit's script runs.
+
+Streamlit stops the script run on every widget interaction, so a dialogue can't live in
+one. Each launched run gets a thread and a LiveRun, which is its RunObserver: the thread
+writes tokens and finished turns into it, and the page reads consistent snapshots of it
+on a timer. The Registry holding them is process-wide (st.cache_resource), so a rerun, a
+page change or a browser reload finds the run again by its id; each run has its own
+LiveRun and its own stop event, so two runs at once never mix.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graphs import (
+    DuologueError,
+    PlannedTurn,
+    RunInterrupted,
+    RunRequest,
+    TraceRecord,
+    Turn,
+    labels,
+    new_run_id,
+    run_dialogue,
+    stats_line,
+)
+
+log = logging.getLogger("duologue.ui")
+
+TERMINAL = frozenset({"completed", "failed", "interrupted"})
+KEEP_FINISHED = 50
+"""Finished runs kept in memory (their records stay on disk regardless)."""
+
+
+@dataclass(frozen=True)
+class LiveTurn:
+    """A turn as the page shows it while the run goes on."""
+
+    number: int
+    speaker: str
+    label: str
+    kind: str
+    model: str
+    text: str
+    thinking: str = ""
+    stats: str = ""
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent copy of a LiveRun, safe to render while the worker keeps writing."""
+
+    run_id: str
+    status: str
+    error: str | None
+    folder: Path | None
+    turns: tuple[LiveTurn, ...]
+    current: LiveTurn | None
+    planned_turns: int
+    elapsed_s: float
+    stopping: bool
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass
+class LiveRun:
+    """One run's observer buffer; the worker thread writes it, the page reads snapshots."""
+
+    run_id: str
+    request: RunRequest
+    status: str = "starting"
+    error: str | None = None
+    folder: Path | None = None
+    turns: list[LiveTurn] = field(default_factory=list)
+    current: LiveTurn | None = None
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    thread: threading.Thread | None = None
+    _text: list[str] = field(default_factory=list)
+    _thinking: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # RunObserver: called from the worker thread.
+
+    def run_started(self, run_id: str, folder: Path) -> None:
+        with self._lock:
+            self.status, self.folder = "running", folder
+
+    def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
+        with self._lock:
+            self.current = LiveTurn(planned.number, planned.speaker, label, planned.kind, model, "")
+            self._text, self._thinking = [], []
+
+    def token(self, text: str, thinking: bool) -> None:
+        with self._lock:
+            (self._thinking if thinking else self._text).append(text)
+
+    def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
+        names = labels(self.request.shape)
+        model = record.model if record and record.model else ""
+        with self._lock:
+            if self.current is not None and self.current.number == turn["number"]:
+                model = model or self.current.model
+            self.turns.append(
+                LiveTurn(
+                    number=turn["number"],
+                    speaker=turn["speaker"],
+                    label=names.get(turn["speaker"], turn["speaker"]),
+                    kind=turn["kind"],
+                    model=model,
+                    text=turn["text"],
+                    thinking=turn.get("thinking", ""),
+                    stats=stats_line(record),
+                    flags=tuple(record.flags) if record else (),
+                )
+            )
+            self.current = None
+            self._text, self._thinking = [], []
+
+    # The page's side.
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            current = self.current
+            if current is not None:
+                current = LiveTurn(
+                    current.number,
+                    current.speaker,
+                    current.label,
+                    current.kind,
+                    current.model,
+                    "".join(self._text),
+                    "".join(self._thinking),
+                )
+            end = self.ended if self.ended is not None else time.monotonic()
+            return Snapshot(
+                run_id=self.run_id,
+                status=self.status,
+                error=self.error,
+                folder=self.folder,
+                turns=tuple(self.turns),
+                current=current,
+                planned_turns=self.request.turns,
+                elapsed_s=end - self.started,
+                stopping=self.request.stop.is_set() and self.status not in TERMINAL,
+            )
+
+    def stop(self) -> None:
+        """Ask the run to stop; it ends as `interrupted` and keeps its finished turns."""
+        self.request.stop.set()
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def work(self, runner: Callable[..., Any] = run_dialogue) -> None:
+        """The worker thread's body: hold the run and record how it ended."""
+        status, error = "failed", None
+        try:
+            outcome = runner(self.request, self)
+            status = outcome.status
+        except RunInterrupted:
+            status = "interrupted"
+        except DuologueError as exc:  # RunFailed included: its message says which turn and why
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a worker must never die silently
+            log.exception("run %s failed", self.run_id)
+            error = f"{exc.__class__.__name__}: {exc}"
+        with self._lock:
+            self.status, self.error, self.ended = status, error, time.monotonic()
+            if status != "running":
+                self.current = None
+
+
+class Registry:
+    """Every run this server process launched, by run id."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, LiveRun] = {}
+        self._lock = threading.Lock()
+        # At exit, stop the runs before concurrent.futures shuts its pools down under them (its
+        # hook is threading's too; those run newest first), so each is recorded as interrupted.
+        register = getattr(threading, "_register_atexit", atexit.register)
+        register(self.shutdown)
+
+    def launch(self, request: RunRequest, runner: Callable[..., Any] = run_dialogue) -> LiveRun:
+        """Start the run in its own thread; the request gets a run id first, so the page can
+        name the run (in its URL) before the worker has written anything."""
+        if request.run_id is None:
+            request.run_id = new_run_id(request.shape.name)
+        live = LiveRun(request.run_id, request)
+        with self._lock:
+            if request.run_id in self._runs:
+                raise DuologueError(f"run {request.run_id} is already running here")
+            self._prune()
+            self._runs[request.run_id] = live
+        live.thread = threading.Thread(
+            target=live.work, args=(runner,), name=f"duologue-run-{request.run_id}", daemon=True
+        )
+        live.thread.start()
+        return live
+
+    def get(self, run_id: str) -> LiveRun | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    def active(self) -> list[LiveRun]:
+        with self._lock:
+            return [run for run in self._runs.values() if not run.done]
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop every run at exit, so each is recorded as interrupted rather than left running."""
+        runs = self.active()
+        for run in runs:
+            run.stop()
+        deadline = time.monotonic() + timeout_s
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _prune(self) -> None:
+        finished = [run_id for run_id, run in self._runs.items() if run.done]
+        for run_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._runs[run_id]

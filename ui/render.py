@@ -1,0 +1,368 @@
+"""How a run looks on the page: transcript, trace table, charts, inputs, graph.
+
+Model output is untrusted. It is rendered as Markdown with HTML off (st.markdown escapes
+raw HTML unless unsafe_allow_html=True), and safe_markdown() also disarms the two Markdown
+features that act on their own: images, which the browser would fetch from wherever the
+model pointed, and `$...$`, which Streamlit would typeset as LaTeX and so garble prices.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from graphs import (
+    DuologueError,
+    InputsRecord,
+    RunRecord,
+    Shape,
+    TraceRecord,
+    builtin_shape_names,
+    graph_dot,
+    labels,
+    load_shape,
+    run_totals,
+    with_overrides,
+)
+
+from .live import LiveTurn
+
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+CODE_SPAN = re.compile(r"(`+)(?:.+?)\1")
+# Material icons ship with Streamlit; emoji need a font a headless browser may lack.
+STATUS_ICONS = {
+    "completed": ":green[:material/check_circle:]",
+    "running": ":blue[:material/hourglass_top:]",
+    "starting": ":blue[:material/hourglass_top:]",
+    "failed": ":red[:material/error:]",
+    "interrupted": ":orange[:material/stop_circle:]",
+}
+
+
+def safe_markdown(text: str) -> str:
+    """Model text made safe to hand to st.markdown: `$` and `![` escaped outside code."""
+    out: list[str] = []
+    fence: str | None = None
+    for line in text.split("\n"):
+        opener = FENCE.match(line)
+        if fence is not None:
+            if opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence):
+                fence = None
+            out.append(line)
+        elif opener:
+            fence = opener.group(1)
+            out.append(line)
+        else:
+            out.append(_escape_outside_code_spans(line))
+    return "\n".join(out)
+
+
+def _escape_outside_code_spans(line: str) -> str:
+    parts, last = [], 0
+    for span in CODE_SPAN.finditer(line):
+        parts.append(_escape(line[last : span.start()]))
+        parts.append(span.group(0))
+        last = span.end()
+    parts.append(_escape(line[last:]))
+    return "".join(parts)
+
+
+def _escape(text: str) -> str:
+    return text.replace("$", "\\$").replace("![", "!\\[")
+
+
+def show_model_text(text: str) -> None:
+    """Untrusted text as Markdown, HTML off."""
+    st.markdown(safe_markdown(text) if text.strip() else "*(empty reply)*", unsafe_allow_html=False)
+
+
+def status_label(status: str) -> str:
+    return f"{STATUS_ICONS.get(status, '')} {status}".strip()
+
+
+def show_live_turn(turn: LiveTurn, streaming: bool = False) -> None:
+    """A turn in the reference's layout: heading, stats line (once finished), text."""
+    st.markdown(f"#### Turn {turn.number}: {plain(turn.label)} — {turn.kind.capitalize()}")
+    if streaming:
+        st.caption(f"{plain(turn.model)} · writing…")
+        if turn.thinking:
+            st.caption("thinking: " + plain(turn.thinking[-600:]))
+    else:
+        st.markdown(turn.stats)
+    show_model_text(turn.text or ("…" if streaming else ""))
+
+
+def plain(text: str) -> str:
+    """Text from a shape, a model or a URL, shown inline without any Markdown meaning."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", " ".join(text.split()))
+
+
+# ---- the trace -------------------------------------------------------------------------
+
+
+def trace_frame(records: Sequence[TraceRecord], names: dict[str, str]) -> pd.DataFrame:
+    """One row per model turn, in the columns `duologue show --trace` prints."""
+    rows = [
+        {
+            "turn": r.turn,
+            "speaker": names.get(r.speaker or "", r.speaker),
+            "model": r.model,
+            "prompt tokens": r.prompt_tokens,
+            "tokens": r.completion_tokens,
+            "tok/s": r.tokens_per_s,
+            "ttft s": r.ttft_s,
+            "load s": r.load_s,
+            "latency s": r.latency_s,
+            "GPU": None if r.gpu_fraction is None else r.gpu_fraction * 100,
+            "done": r.done_reason,
+            "placed": getattr(r, "residency", None),
+            "flags": ", ".join(r.flags),
+        }
+        for r in records
+    ]
+    return pd.DataFrame(rows, columns=TRACE_COLUMNS)
+
+
+TRACE_COLUMNS = [
+    "turn",
+    "speaker",
+    "model",
+    "prompt tokens",
+    "tokens",
+    "tok/s",
+    "ttft s",
+    "load s",
+    "latency s",
+    "GPU",
+    "done",
+    "placed",
+    "flags",
+]
+
+
+def show_trace_table(records: Sequence[TraceRecord], names: dict[str, str]) -> None:
+    if not records:
+        st.caption("No finished turn yet.")
+        return
+    st.dataframe(
+        trace_frame(records, names),
+        hide_index=True,
+        column_config={
+            "turn": st.column_config.NumberColumn(width=50),
+            "prompt tokens": st.column_config.NumberColumn(
+                "in", help="prompt tokens Ollama evaluated", width=60
+            ),
+            "tokens": st.column_config.NumberColumn("out", help="tokens generated", width=60),
+            "placed": st.column_config.TextColumn(
+                help="How the model was placed for the turn: shared, exclusive, or cpu (a CPU-only server)"
+            ),
+            "done": st.column_config.TextColumn(
+                help="Ollama's done_reason: stop, or length (cut by num_predict)"
+            ),
+            "tok/s": st.column_config.NumberColumn(format="%.1f"),
+            "ttft s": st.column_config.NumberColumn(format="%.2f"),
+            "load s": st.column_config.NumberColumn(format="%.2f"),
+            "latency s": st.column_config.NumberColumn(format="%.1f"),
+            "GPU": st.column_config.ProgressColumn(
+                "GPU",
+                help="share of the model in VRAM (from /api/ps)",
+                format="%.0f%%",
+                min_value=0,
+                max_value=100,
+            ),
+        },
+        key="trace-table",
+    )
+
+
+def chart_frame(records: Sequence[TraceRecord], names: dict[str, str]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        rows.append(
+            {
+                "turn": r.turn,
+                "speaker": names.get(r.speaker or "", r.speaker or "?"),
+                "tok/s": r.tokens_per_s,
+                "latency s": r.latency_s,
+                "prompt tokens": r.prompt_tokens,
+                "tokens": r.completion_tokens,
+                "load": (r.load_duration or 0) / 1e9,
+                "prompt": (r.prompt_eval_duration or 0) / 1e9,
+                "generation": (r.eval_duration or 0) / 1e9,
+                "flags": ", ".join(r.flags) or "-",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def show_charts(records: Sequence[TraceRecord], names: dict[str, str]) -> None:
+    """Per-turn charts: a model on the CPU, a slow load or a truncated prompt stands out."""
+    records = [r for r in records if not r.error]  # a failed attempt has no timings to compare
+    if not records:
+        return
+    data = chart_frame(records, names)
+    turn = alt.X("turn:O", title="turn", axis=alt.Axis(labelAngle=0))
+    speaker = alt.Color("speaker:N", title="speaker")
+    tips = ["turn:O", "speaker:N", "tok/s:Q", "latency s:Q", "tokens:Q", "prompt tokens:Q", "flags:N"]
+
+    def bars(y: str, title: str) -> alt.Chart:
+        return (
+            alt.Chart(data, title=title, height=220)
+            .mark_bar()
+            .encode(x=turn, y=alt.Y(f"{y}:Q", title=None), color=speaker, tooltip=tips)
+        )
+
+    tokens = (
+        alt.Chart(data, title="Tokens in and out", height=220)
+        .transform_fold(["prompt tokens", "tokens"], as_=["direction", "count"])
+        .transform_calculate(direction="datum.direction === 'tokens' ? 'out (reply)' : 'in (prompt)'")
+        .mark_bar()
+        .encode(
+            x=turn,
+            xOffset=alt.XOffset("direction:N", sort=["in (prompt)", "out (reply)"]),
+            y=alt.Y("count:Q", title=None),
+            color=alt.Color(
+                "direction:N",
+                title="tokens",
+                sort=["in (prompt)", "out (reply)"],
+                scale=alt.Scale(range=["#9ecae1", "#3182bd"]),
+            ),
+            tooltip=["turn:O", "speaker:N", "direction:N", "count:Q"],
+        )
+    )
+    stages = ["load", "prompt", "generation"]
+    time_split = (
+        alt.Chart(data, title="Where the time went (s): load, prompt, generation", height=220)
+        .transform_fold(stages, as_=["stage", "seconds"])
+        .transform_calculate(order="indexof(['load', 'prompt', 'generation'], datum.stage)")
+        .mark_bar()
+        .encode(
+            x=turn,
+            y=alt.Y("seconds:Q", title=None, stack="zero"),
+            color=alt.Color(
+                "stage:N",
+                sort=stages,
+                scale=alt.Scale(domain=stages, range=["#fdae6b", "#9ecae1", "#3182bd"]),
+            ),
+            order=alt.Order("order:Q"),
+            tooltip=["turn:O", "speaker:N", "stage:N", alt.Tooltip("seconds:Q", format=".2f")],
+        )
+    )
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(bars("tok/s", "Decode speed (tok/s)"), width="stretch")
+        st.altair_chart(tokens, width="stretch")
+    with right:
+        st.altair_chart(bars("latency s", "Latency (s)"), width="stretch")
+        st.altair_chart(time_split, width="stretch")
+    st.caption(
+        "Latency is the turn's wall time, as in the stats line; the time split is Ollama's own "
+        "account of it (load_duration, prompt_eval_duration, eval_duration)."
+    )
+
+
+# ---- inputs, graph, header -------------------------------------------------------------
+
+
+def show_inputs(inputs: Sequence[InputsRecord], names: dict[str, str]) -> None:
+    """Exactly what each model was sent, message by message, as plain text."""
+    if not inputs:
+        st.caption("No inputs recorded yet.")
+        return
+    for entry in inputs:
+        who = names.get(entry.speaker, entry.speaker)
+        who = who if who == entry.model else f"{who} ({entry.model})"
+        count = len(entry.messages)
+        label = f"Turn {entry.turn}: {who} was sent {count} message{'s' * (count != 1)}"
+        with st.expander(label):
+            for index, message in enumerate(entry.messages, 1):
+                content = message.get("content", "")
+                st.caption(f"{index}. {message.get('role', '?')} · {len(content)} characters")
+                st.code(content, language=None, wrap_lines=True)
+
+
+def show_graph(shape: Shape) -> None:
+    st.graphviz_chart(graph_dot(shape), width="content")
+
+
+def shape_of(run: RunRecord) -> Shape | None:
+    """The shape as run: recorded in run.json, or for older records the built-in it named."""
+    if run.meta.spec:
+        try:
+            return Shape.model_validate(run.meta.spec)
+        except ValueError:
+            return None
+    if run.meta.shape in builtin_shape_names():
+        try:
+            models = {p.name: p.model for p in run.meta.participants}
+            return with_overrides(load_shape(run.meta.shape), models, [])
+        except DuologueError:
+            return None
+    return None
+
+
+def run_names(run: RunRecord) -> dict[str, str]:
+    """Participant name → the label a reader sees."""
+    names = {p.name: p.label for p in run.meta.participants}
+    shape = shape_of(run)
+    return names or (labels(shape) if shape else {})
+
+
+def run_flags(records: Sequence[TraceRecord]) -> list[str]:
+    """Every turn's flags, once each ('CPU 40%' counts as CPU)."""
+    return sorted({"CPU" if flag.startswith("CPU") else flag for r in records for flag in r.flags})
+
+
+def show_totals(run: RunRecord) -> None:
+    totals = run_totals(run)
+    records = run.turn_records
+    rates = [r.tokens_per_s for r in records if r.tokens_per_s]
+    cols = st.columns(4)
+    cols[0].metric("Turns", f"{totals['turns_done']} / {totals['turns']}")
+    cols[1].metric("Tokens", f"{totals['tokens']}")
+    cols[2].metric("Generation", f"{sum(r.latency_s for r in records):.0f} s")
+    cols[3].metric("Mean tok/s", f"{sum(rates) / len(rates):.1f}" if rates else "-")
+    flags = run_flags(records)
+    if flags:
+        with st.container(horizontal=True):
+            st.caption("Flags:")
+            for flag in flags:
+                st.badge(
+                    flag, color="red" if flag in ("CPU", "error") else "orange", help=FLAG_HELP.get(flag)
+                )
+
+
+FLAG_HELP = {
+    "CPU": "A model ran (partly) on the CPU: its tok/s is a fraction of what the GPU gives.",
+    "slow": "A turn decoded below its participant's min_tok_s.",
+    "thinking": "eval_count, and so tokens and tok/s, include the model's thinking tokens.",
+    "truncated": "The prompt outgrew num_ctx and Ollama silently dropped the oldest messages.",
+    "cut by length": "The reply hit num_predict and was cut off mid-way.",
+    "error": "The turn failed.",
+}
+
+
+def split_transcript(text: str) -> tuple[list[str], str]:
+    """transcript.md's header lines (title, date, topic, ...) and the turns after them.
+
+    The header is duologue's own text, shown small; the rest holds the models' words.
+    """
+    head, sep, body = text.partition("\n---\n")
+    if not sep:
+        return [], text
+    return [line.lstrip("#").strip() for line in head.splitlines() if line.strip()], body
+
+
+def show_transcript(text: str) -> None:
+    if not text:
+        st.caption("No finished turn yet.")
+        return
+    header, body = split_transcript(text)
+    if header:
+        st.markdown(f"**{plain(header[0])}**")
+        st.caption("  \n".join(plain(line) for line in header[1:]))
+    show_model_text(body)

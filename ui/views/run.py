@@ -1,0 +1,155 @@
+"""Run page: a run live while it streams, then every turn's text, numbers and inputs.
+
+The run is named by ?run=ID, so a reload or a shared link opens it again. The id is looked
+up in this server's registry (a dict) and through RunStore.load, which refuses ids that
+could leave the runs folder; nothing else reads files.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from graphs import DuologueError, RunRecord
+from graphs.ui import common, render
+from graphs.ui.live import LiveRun
+
+POLL_S = 0.5
+
+
+def pick_run() -> None:
+    """No run in the URL: offer the newest ones."""
+    st.title("Run")
+    runs = common.store().list()
+    if not runs:
+        st.info(f"No runs in {common.store().root} yet.")
+        st.page_link("views/launch.py", label="Launch one", icon=":material/rocket_launch:")
+        return
+    st.caption("Open a run (all of them are on the Runs page):")
+    for run in runs[:10]:
+        st.page_link(
+            "views/run.py",
+            label=f"{run.meta.run_id} · {render.status_label(run.meta.status)}",
+            query_params={"run": run.meta.run_id},
+        )
+
+
+@st.fragment(run_every=POLL_S)
+def live_view(live: LiveRun) -> None:
+    """Redrawn every POLL_S seconds from the worker's buffer; the whole page reloads when the run ends."""
+    snap = live.snapshot()
+    if snap.done:
+        st.rerun()
+    head, stop = st.columns([5, 1])
+    with head:
+        state = "stopping…" if snap.stopping else render.status_label(snap.status)
+        st.markdown(
+            f"**{state}** · turn {len(snap.turns) + (1 if snap.current else 0)} of {snap.planned_turns}"
+            f" · {snap.elapsed_s:.0f} s"
+        )
+        st.progress(len(snap.turns) / max(1, snap.planned_turns))
+    with stop:
+        if st.button("Stop", type="secondary", key=f"stop:{snap.run_id}", disabled=snap.stopping):
+            live.stop()
+            st.toast("Stopping after the current token; finished turns are kept.")
+    for turn in snap.turns:
+        render.show_live_turn(turn)
+        st.divider()
+    if snap.current is not None:
+        render.show_live_turn(snap.current, streaming=True)
+    elif snap.status == "starting":
+        st.caption("Checking the servers and their models…")
+
+
+def full_view(run: RunRecord, live: LiveRun | None) -> None:
+    meta = run.meta
+    names = render.run_names(run)
+    models = ", ".join(p.model if p.label == p.model else f"{p.label} ({p.model})" for p in meta.participants)
+    st.caption(
+        f"{render.status_label(meta.status)} · shape {meta.shape} · {models} · "
+        f"started {meta.started_at[:19].replace('T', ' ')} UTC"
+    )
+    done = sum(1 for r in run.turn_records if not r.error)  # a failed turn has a record too
+    if meta.status == "failed":
+        st.error(
+            f"The run failed: {meta.error or 'no reason recorded'}. Its {done} finished turn(s) are below."
+        )
+    elif meta.status == "interrupted" and getattr(meta, "paused_before_turn", None):
+        st.info(
+            f"Paused before turn {meta.paused_before_turn}, waiting for the facilitator's words: "
+            f"`duologue resume {meta.run_id} --say TEXT`."
+        )
+    elif meta.status == "interrupted":
+        st.warning(f"The run was interrupted; its {done} finished turn(s) are kept below.")
+    elif meta.status == "running" and live is None:
+        st.info(
+            "This run is still marked running, but not by this page's server: a `duologue run` "
+            "elsewhere may be holding it, or it was killed. Reload to see new turns."
+        )
+    render.show_totals(run)
+
+    downloads = st.columns([1, 1, 1, 3])
+    downloads[0].download_button(
+        "transcript.md",
+        run.transcript(),
+        file_name="transcript.md",
+        mime="text/markdown",
+        key="dl-transcript",
+    )
+    trace_path = run.folder / "trace.jsonl"
+    downloads[1].download_button(
+        "trace.jsonl",
+        trace_path.read_bytes() if trace_path.is_file() else b"",
+        file_name="trace.jsonl",
+        mime="application/jsonl",
+        key="dl-trace",
+    )
+    inputs_path = run.folder / "inputs.jsonl"
+    downloads[2].download_button(
+        "inputs.jsonl",
+        inputs_path.read_bytes() if inputs_path.is_file() else b"",
+        file_name="inputs.jsonl",
+        mime="application/jsonl",
+        key="dl-inputs",
+    )
+
+    transcript, turns, inputs, graph = st.tabs(
+        ["Transcript", "Turns: trace and charts", "What each model was sent", "Graph"], key="run-tabs"
+    )
+    with transcript:
+        render.show_transcript(run.transcript())
+    with turns:
+        render.show_trace_table(run.turn_records, names)
+        render.show_charts(run.turn_records, names)
+    with inputs:
+        st.caption("Exactly the messages each model received for its turn, in order.")
+        render.show_inputs(run.inputs(), names)
+    with graph:
+        shape = render.shape_of(run)
+        if shape is None:
+            st.caption("This run's record does not say what its shape was.")
+        else:
+            render.show_graph(shape)
+
+
+run_id = st.query_params.get("run")
+if not run_id:
+    pick_run()
+    st.stop()
+
+live = common.registry().get(run_id)
+st.title(f"Run {render.plain(run_id[:80])}")
+if live is not None and not live.done:
+    live_view(live)
+    st.stop()
+try:
+    record = common.store().load(run_id)
+except DuologueError as exc:
+    if live is not None and live.error:
+        # It failed before it wrote anything, e.g. the host was down or lacks a model.
+        st.error(f"The run failed before its first turn: {live.error}")
+        st.page_link("views/launch.py", label="Back to Launch", icon=":material/rocket_launch:")
+    else:
+        st.error(f"No such run: {exc}")
+        st.page_link("views/runs.py", label="See every run", icon=":material/list:")
+    st.stop()
+full_view(record, live)

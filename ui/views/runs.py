@@ -1,0 +1,54 @@
+"""Runs page: every run in the runs folder; selecting a row opens it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from graphs import run_totals
+from graphs.ui import common, render
+
+st.title("Runs")
+store = common.store()
+runs = store.list()
+if not runs:
+    st.info(f"No runs in {store.root} yet.")
+    st.page_link("views/launch.py", label="Launch one", icon=":material/rocket_launch:")
+    st.stop()
+
+rows = []
+for run in runs:
+    totals = run_totals(run)
+    records = run.turn_records
+    rows.append(
+        {
+            "started": pd.Timestamp(run.meta.started_at).tz_convert(None),
+            "shape": run.meta.shape,
+            "models": ", ".join(sorted({p.model for p in run.meta.participants})),
+            "turns": f"{totals['turns_done']}/{totals['turns']}",
+            "tokens": totals["tokens"],
+            "generation s": round(sum(r.latency_s for r in records), 1),
+            "status": run.meta.status,
+            "flags": ", ".join(render.run_flags(records)),
+            "run": run.meta.run_id,
+        }
+    )
+table = pd.DataFrame(rows)
+st.caption(f"{len(runs)} run(s) in {store.root}, newest first. Select a row to open that run.")
+event = st.dataframe(
+    table,
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="single-row",
+    column_config={
+        "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
+        "generation s": st.column_config.NumberColumn(format="%.1f"),
+        "flags": st.column_config.TextColumn(
+            help="CPU: a model ran (partly) on the CPU; truncated; cut by length"
+        ),
+    },
+    key="runs-table",
+)
+selected = event.selection.rows if event is not None else []
+if selected:
+    st.switch_page("views/run.py", query_params={"run": table.iloc[selected[0]]["run"]})
