@@ -15,7 +15,9 @@ import httpx
 import ollama
 import pytest
 
+from graphs.embedded.backend import ChatDone
 from graphs.embedded.llama_backend import EmbeddedUnavailable
+from graphs.embedded.protocol import OllamaServer
 from graphs.embedded.serve import start_embedded
 
 pytest.importorskip("llama_cpp", reason="needs the 'embedded' extra")
@@ -26,20 +28,25 @@ GREEDY = {"temperature": 0, "seed": 1}
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
+def server() -> Iterator[OllamaServer]:
     try:
         server = start_embedded()
     except EmbeddedUnavailable as exc:  # llama_cpp is there but the model wheel is not
         pytest.skip(str(exc))
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def url(server: OllamaServer) -> str:
+    return server.url
+
+
 @pytest.fixture
 def client(url: str) -> Iterator[ollama.Client]:
-    with ollama.Client(host=url, timeout=60) as client:
+    with ollama.Client(host=url, timeout=300) as client:
         yield client
 
 
@@ -71,7 +78,6 @@ def test_streams_real_tokens_until_num_predict(client: ollama.Client) -> None:
     for duration in ("total_duration", "prompt_eval_duration", "eval_duration"):
         assert getattr(final, duration) > 0
     assert final.total_duration > final.eval_duration + final.prompt_eval_duration
-    assert final.eval_duration / final.eval_count < 1e9  # ns: far under a second per token
 
 
 def test_whole_answer_ends_at_end_of_turn(client: ollama.Client) -> None:
@@ -115,8 +121,8 @@ def test_second_turn_reuses_the_cached_prompt(client: ollama.Client, url: str) -
     ]
     # Raw JSON: the ollama client (0.6.3) has no field for prompt_eval_cached_count yet.
     body = {"model": WARM, "messages": second, "options": options, "stream": False}
-    turn2 = httpx.post(f"{url}/api/chat", json=body, timeout=60).json()
-    cold = httpx.post(f"{url}/api/chat", json=body | {"model": COOL}, timeout=60).json()
+    turn2 = httpx.post(f"{url}/api/chat", json=body, timeout=300).json()
+    cold = httpx.post(f"{url}/api/chat", json=body | {"model": COOL}, timeout=300).json()
 
     assert turn1.prompt_eval_count > 100
     # Ollama's semantics: the whole prompt is counted, the cached part reported apart.
@@ -189,7 +195,9 @@ def test_model_unloads_when_keep_alive_runs_out(client: ollama.Client) -> None:
     unload_all(client)
     client.chat(model=WARM, messages=[], keep_alive="1s")
     assert [model.model for model in client.ps().models] == [WARM]
-    time.sleep(1.5)
+    deadline = time.monotonic() + 30  # the timer fires after 1 s; a busy machine may be late
+    while client.ps().models and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert client.ps().models == []
 
 
@@ -209,8 +217,20 @@ def test_a_load_neither_chatters_nor_mutes_other_threads(
     assert (out.count("tick\n"), err) == (ticks, "")
 
 
-def test_client_gone_mid_stream_leaves_the_server_usable(url: str) -> None:
-    with ollama.Client(host=url, timeout=60) as leaving:
+def test_client_gone_mid_stream_leaves_the_server_usable(server: OllamaServer, monkeypatch) -> None:
+    """The abandoned answer is cut short at once (done_reason "cancelled"), not run to its end."""
+    url = server.url
+    finished: list[ChatDone] = []
+    chat = server.backend.chat
+
+    def recording_chat(request, cancelled):
+        for item in chat(request, cancelled):
+            if isinstance(item, ChatDone):
+                finished.append(item)
+            yield item
+
+    monkeypatch.setattr(server.backend, "chat", recording_chat)
+    with ollama.Client(host=url, timeout=300) as leaving:
         stream = leaving.chat(  # uncut, this greedy count runs to num_predict: about 13 s
             model=COOL,
             messages=ask("Count from 1 to 1000, separated by commas."),
@@ -220,8 +240,9 @@ def test_client_gone_mid_stream_leaves_the_server_usable(url: str) -> None:
         next(stream), next(stream)
         stream.close()  # closes the HTTP response mid-answer
 
-    with ollama.Client(host=url, timeout=60) as staying:
-        started = time.monotonic()
+    with ollama.Client(host=url, timeout=300) as staying:
         response = staying.chat(model=COOL, messages=ask("Hi"), options={"num_predict": 4})
-        assert time.monotonic() - started < 5  # not queued behind the count
-        assert response.done and response.eval_count > 0
+    assert response.done and response.eval_count > 0
+    abandoned, answered = finished
+    assert abandoned.done_reason == "cancelled" and abandoned.eval_count < 100
+    assert answered.done_reason in ("stop", "length")
