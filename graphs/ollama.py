@@ -14,7 +14,9 @@ chunk under FINDINGS_KEY, so they land in the AIMessage's response_metadata.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
@@ -44,6 +46,20 @@ TOP_LEVEL_KEYS = frozenset({"keep_alive", "think"})
 
 FINDINGS_KEY = "duologue"
 """Where a guarded connector puts its findings in the final chunk (and response_metadata)."""
+
+
+# The ollama client (0.6.x) drops response fields it has no name for, and Ollama's newer
+# prompt_eval_cached_count is one; without it the trace cannot tell cached prompt tokens
+# from evaluated ones (prompt tokens/s would be overstated on every cached turn).
+if ollama.ChatResponse.model_config.get("extra") != "allow":
+    ollama.ChatResponse.model_config["extra"] = "allow"
+    ollama.ChatResponse.model_rebuild(force=True)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every client: httpx loads the CA bundle (~25 ms) per client otherwise."""
+    return httpx.create_ssl_context()
 
 
 def default_host() -> str:
@@ -182,7 +198,7 @@ def chat_model(
         base_url=host,
         reasoning=options.think,
         keep_alive=options.keep_alive,
-        client_kwargs={"timeout": timeout},
+        client_kwargs={"timeout": timeout, "verify": tls_context()},
         pinned_options=request_options(options),
         guard=guard,
     )
@@ -215,7 +231,7 @@ def call_json(
     host: str, method: str, path: str, body: dict[str, Any] | None, timeout: float
 ) -> dict[str, Any]:
     """One request to Ollama; faults become an OllamaError with one line to act on."""
-    with httpx.Client(base_url=host, timeout=timeout) as client:
+    with httpx.Client(base_url=host, timeout=timeout, verify=tls_context()) as client:
         try:
             response = client.request(method, path, json=body)
         except httpx.TimeoutException:

@@ -71,6 +71,7 @@ def test_duet_on_the_real_model_records_what_the_server_reported(recording_serve
     for record, done in zip(records, reported, strict=True):
         assert record.completion_tokens == record.eval_count == done.eval_count > 0
         assert record.prompt_tokens == done.prompt_eval_count > 0
+        assert (record.prompt_eval_cached_count or 0) == done.prompt_eval_cached_count
         assert record.eval_duration == done.eval_duration > 0
         assert record.load_duration == done.load_duration
         assert record.tokens_per_s == pytest.approx(done.eval_count / (done.eval_duration / 1e9), rel=1e-3)

@@ -1,0 +1,119 @@
+"""`duologue bench`: the report's shape and the fairness of its two sides, not its timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from graphs import bench
+from graphs.cli import main
+from graphs.embedded.backend import ChatDone, ChatRequest
+from graphs.embedded.instant import INSTANT_MODELS, InstantBackend, start_instant
+from graphs.embedded.llama_backend import EmbeddedUnavailable
+from graphs.runstore import RunStore
+
+SMALL = ["bench", "--json", "--repeat", "1", "--turns", "6"]
+
+
+def test_bench_json_without_the_embedded_model_reports_every_key(capsys):
+    assert main([*SMALL, "--skip-embedded"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)  # one JSON object, nothing else on stdout
+    assert set(bench.KEYS) | {"rss_growth_kb_per_turn", "machine"} <= set(result)
+    assert result["decode_ratio"] is None
+    assert result["prompt_reeval_ratio"] is None
+    assert result["overhead_ratio"] > 0
+    assert result["peak_rss_mb"] > 0
+    assert result["engine_ms_per_turn_p50"] > 0
+    assert result["client_ms_per_turn_p50"] > 0
+    assert result["added_ms_per_turn_p95"] >= result["added_ms_per_turn_p50"]
+    assert isinstance(result["rss_growth_kb_per_turn"], float | int)
+    assert (result["turns"], result["repeat"]) == (6, 1)
+    assert result["machine"]["cores"] >= 1
+    assert err.count("\n") == 1 and "--skip-embedded" in err
+    assert result["embedded_skipped"] in err
+
+
+def test_a_missing_embedded_extra_is_one_line_and_the_rest_is_reported(monkeypatch, capsys):
+    def unavailable() -> Path:
+        raise EmbeddedUnavailable("llama-cpp-python is not installed; install it with: pip install ...")
+
+    monkeypatch.setattr("graphs.embedded.llama_backend.require_embedded", unavailable)
+    assert main(["bench", "--repeat", "1", "--turns", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1
+    assert "not measured" in err and "llama-cpp-python is not installed" in err
+    assert "overhead_ratio" in out and "not measured" in out  # the table, with what could be measured
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["bench", "--bogus"], "unrecognized arguments: --bogus"),
+        (["bench", "--repeat", "many"], "invalid int value: 'many'"),
+    ],
+)
+def test_bad_flags_get_one_line(argv, said, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--repeat", "0"), ("--turns", "1")])
+def test_bad_settings_get_one_line(flag, value, capsys):
+    assert main(["bench", flag, value, "--skip-embedded"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{flag} {value}" in err
+
+
+def test_the_raw_loop_sends_exactly_what_the_engine_sends(tmp_path: Path):
+    """Both sides of the overhead figure hold the same dialogue, byte for byte."""
+    with start_instant() as server:
+        engine = bench.engine_run(server.url, 5, tmp_path)
+        raw = bench.client_run(bench.duet_script(server.url, 5), keep_sent=True)
+    (run,) = RunStore(tmp_path).list()
+    assert [row.messages for row in run.inputs()] == raw.sent
+    assert len(engine.turn_s) == len(raw.turn_s) == 5
+    assert all(s > 0 for s in engine.turn_s + raw.turn_s)
+
+
+def test_the_instant_server_caches_a_growing_prompt_and_reports_every_metric():
+    backend = InstantBackend()
+    first = [{"role": "system", "content": "You are a."}, {"role": "user", "content": "Open, please."}]
+
+    def final(messages):
+        request = ChatRequest(model=INSTANT_MODELS[0], messages=messages, options={"num_ctx": 8192})
+        items = list(backend.chat(request, lambda: False))
+        assert isinstance(items[-1], ChatDone)
+        return "".join(getattr(i, "content", "") for i in items[:-1]), items[-1]
+
+    reply, done = final(first)
+    assert reply and done.prompt_eval_cached_count == 0 and done.load_duration > 0
+    assert done.eval_count > 0 and done.eval_duration > 0 and done.prompt_eval_duration > 0
+    grown = [*first, {"role": "assistant", "content": reply}, {"role": "user", "content": "And then?"}]
+    _, again = final(grown)
+    assert again.load_duration == 0
+    assert 0 < again.prompt_eval_cached_count < again.prompt_eval_count
+    (loaded,) = backend.loaded()
+    assert loaded.size_vram == loaded.size and loaded.context_length == 8192
+
+
+def test_percentile_interpolates():
+    assert bench.percentile([4, 1, 3, 2], 50) == 2.5
+    assert bench.percentile([1, 2, 3, 4, 5], 95) == pytest.approx(4.8)
+    assert bench.percentile([7], 95) == 7
+
+
+@pytest.mark.embedded
+def test_bench_on_the_embedded_model_measures_decode_and_the_prompt_cache(tmp_path: Path):
+    pytest.importorskip("llama_cpp")
+    settings = bench.BenchSettings(turns=4, repeat=1, num_predict=16)
+    figures = bench.measure_embedded(settings, tmp_path, lambda _line: None)
+    assert figures["decode_ratio"] > 0
+    assert figures["engine_decode_tok_s"] > 0 and figures["direct_decode_tok_s"] > 0
+    # Each speaker's second turn reuses its cached prefix: far fewer tokens evaluated than sent.
+    assert 0 < figures["prompt_reeval_ratio"] < 1.2
