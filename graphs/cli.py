@@ -223,11 +223,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from graphs.durable import resume_dialogue
-    from graphs.spec import Shape
 
-    run = RunStore(runs_dir(args)).load(args.run_id)
-    args.embedded = args.embedded or (run.meta.embedded and not args.host)
-    shape = Shape.model_validate(run.meta.spec) if run.meta.spec else None
+    shape = recorded_shape(args)
     with model_hosts(args, shape, keep_recorded=True) as hosts:
         observer = make_observer(args)
         return report_outcome(
@@ -241,11 +238,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_fork(args: argparse.Namespace) -> int:
     from graphs.durable import fork_dialogue
-    from graphs.spec import Shape
 
-    run = RunStore(runs_dir(args)).load(args.run_id)
-    args.embedded = args.embedded or (run.meta.embedded and not args.host)
-    shape = Shape.model_validate(run.meta.spec) if run.meta.spec else None
+    shape = recorded_shape(args)
     models, settings = parse_models(args.model), parse_settings(args.set)
     with model_hosts(args, shape, keep_recorded=True) as hosts:
         observer = make_observer(args)
@@ -263,6 +257,15 @@ def cmd_fork(args: argparse.Namespace) -> int:
                 trace=False if args.no_trace else None,
             ),
         )
+
+
+def recorded_shape(args: argparse.Namespace) -> Shape | None:
+    """The shape a run recorded; a run held on the embedded server restarts it unless --host is given."""
+    from graphs.spec import Shape
+
+    run = RunStore(runs_dir(args)).load(args.run_id)
+    args.embedded = args.embedded or (run.meta.embedded and not args.host)
+    return Shape.model_validate(run.meta.spec) if run.meta.spec else None
 
 
 @contextmanager

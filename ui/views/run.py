@@ -88,29 +88,15 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
     render.show_totals(run)
 
     downloads = st.columns([1, 1, 1, 3])
-    downloads[0].download_button(
-        "transcript.md",
-        run.transcript(),
-        file_name="transcript.md",
-        mime="text/markdown",
-        key="dl-transcript",
-    )
-    trace_path = run.folder / "trace.jsonl"
-    downloads[1].download_button(
-        "trace.jsonl",
-        trace_path.read_bytes() if trace_path.is_file() else b"",
-        file_name="trace.jsonl",
-        mime="application/jsonl",
-        key="dl-trace",
-    )
-    inputs_path = run.folder / "inputs.jsonl"
-    downloads[2].download_button(
-        "inputs.jsonl",
-        inputs_path.read_bytes() if inputs_path.is_file() else b"",
-        file_name="inputs.jsonl",
-        mime="application/jsonl",
-        key="dl-inputs",
-    )
+    files = [
+        ("transcript.md", "text/markdown", "dl-transcript"),
+        ("trace.jsonl", "application/jsonl", "dl-trace"),
+        ("inputs.jsonl", "application/jsonl", "dl-inputs"),
+    ]
+    for column, (name, mime, key) in zip(downloads, files, strict=False):
+        path = run.folder / name
+        data = path.read_bytes() if path.is_file() else b""
+        column.download_button(name, data, file_name=name, mime=mime, key=key)
 
     transcript, turns, inputs, graph = st.tabs(
         ["Transcript", "Turns: trace and charts", "What each model was sent", "Graph"], key="run-tabs"
