@@ -355,3 +355,21 @@ def _expires_at(keep_alive: Any) -> str:
         seconds = DEFAULT_KEEP_ALIVE_S
     delta = timedelta(days=292 * 365) if math.isinf(seconds) else timedelta(seconds=seconds)
     return (datetime.now(UTC) + delta).isoformat()
+
+
+def record_final_chunks(backend: Any) -> tuple[list[ChatDone], Callable[..., Iterator[ChatDelta | ChatDone]]]:
+    """A chat() for `backend` that keeps every ChatDone it yields, and that list.
+
+    Install it with monkeypatch.setattr(backend, "chat", chat): tests compare what the
+    server reported (including answers no client received) with what duologue recorded.
+    """
+    reported: list[ChatDone] = []
+    chat = backend.chat
+
+    def recording_chat(request: ChatRequest, cancelled: Callable[[], bool]) -> Iterator[ChatDelta | ChatDone]:
+        for item in chat(request, cancelled):
+            if isinstance(item, ChatDone):
+                reported.append(item)
+            yield item
+
+    return reported, recording_chat

@@ -12,8 +12,9 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from fakeollama import record_final_chunks  # noqa: E402
+
 from graphs.cli import main  # noqa: E402
-from graphs.embedded.backend import ChatDone  # noqa: E402
 from graphs.embedded.serve import start_embedded  # noqa: E402
 from graphs.runstore import RunStore  # noqa: E402
 
@@ -25,19 +26,11 @@ STATS = re.compile(r"\*\((\d+) tokens, (\d+\.\d) tok/s, (\d+)s(?:, [^)]+)?\)\*")
 
 
 @pytest.fixture
-def recording_server():
+def recording_server(monkeypatch):
     """The embedded server, with every final chunk it sends kept for comparison."""
     server = start_embedded()
-    reported: list[ChatDone] = []
-    chat = server.backend.chat
-
-    def recording_chat(request, cancelled):
-        for item in chat(request, cancelled):
-            if isinstance(item, ChatDone):
-                reported.append(item)
-            yield item
-
-    server.backend.chat = recording_chat  # type: ignore[method-assign]
+    reported, recording_chat = record_final_chunks(server.backend)
+    monkeypatch.setattr(server.backend, "chat", recording_chat)
     try:
         yield server, reported
     finally:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import httpx
 import ollama
 import pytest
+from fakeollama import record_final_chunks
 
-from graphs.embedded.backend import ChatDone
 from graphs.embedded.llama_backend import EmbeddedUnavailable
 from graphs.embedded.protocol import OllamaServer
 from graphs.embedded.serve import start_embedded
@@ -220,15 +220,7 @@ def test_a_load_neither_chatters_nor_mutes_other_threads(
 def test_client_gone_mid_stream_leaves_the_server_usable(server: OllamaServer, monkeypatch) -> None:
     """The abandoned answer is cut short at once (done_reason "cancelled"), not run to its end."""
     url = server.url
-    finished: list[ChatDone] = []
-    chat = server.backend.chat
-
-    def recording_chat(request, cancelled):
-        for item in chat(request, cancelled):
-            if isinstance(item, ChatDone):
-                finished.append(item)
-            yield item
-
+    finished, recording_chat = record_final_chunks(server.backend)
     monkeypatch.setattr(server.backend, "chat", recording_chat)
     with ollama.Client(host=url, timeout=300) as leaving:
         stream = leaving.chat(  # uncut, this greedy count runs to num_predict: about 13 s
