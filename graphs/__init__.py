@@ -31,6 +31,9 @@ _EXPORTS = {
     "RunOutcome": "graphs.runner",
     "RunObserver": "graphs.runner",
     "run_dialogue": "graphs.runner",
+    "resume_dialogue": "graphs.durable",
+    "fork_dialogue": "graphs.durable",
+    "NothingToResume": "graphs.durable",
     "RunStore": "graphs.runstore",
     "RunRecord": "graphs.runstore",
     "new_run_id": "graphs.runstore",
@@ -51,6 +54,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from graphs.build import graph_dot, mermaid
+    from graphs.durable import NothingToResume, fork_dialogue, resume_dialogue
     from graphs.embedded.llama_backend import EmbeddedUnavailable
     from graphs.embedded.serve import embedded_models, start_embedded
     from graphs.errors import DuologueError, RunFailed, RunInterrupted

@@ -7,6 +7,7 @@ it stopped without generating a finished turn again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,11 +40,12 @@ def resume_dialogue(
     observer: RunObserver | None = None,
     models: Mapping[str, Runnable] | None = None,
     trace: bool | None = None,
+    stop: threading.Event | None = None,
 ) -> RunOutcome:
     """Continue a failed or interrupted run from its last finished turn.
 
     `hosts` replaces recorded hosts by participant name (an embedded server's port changes).
-    `say` answers a pause for the facilitator's interjection.
+    `say` answers a pause for the facilitator's interjection. Setting `stop` interrupts it.
     """
     store = RunStore(runs_dir)
     run = store.load(run_id)
@@ -51,6 +53,8 @@ def resume_dialogue(
     if run.meta.status == "completed":
         raise NothingToResume(f"run {run_id} is already completed; nothing to resume")
     request = request_for(run, shape, hosts, trace)
+    if stop is not None:
+        request.stop = stop
     state = checkpoint_state(store, run, shape)
     values: dict[str, Any] = dict(state.values) if state else {}
     paused = bool(state and state.interrupts)
@@ -87,6 +91,7 @@ def fork_dialogue(
     observer: RunObserver | None = None,
     models: Mapping[str, Runnable] | None = None,
     trace: bool | None = None,
+    stop: threading.Event | None = None,
 ) -> RunOutcome:
     """A new run whose first `at` turns are the original's, continued with changed participants."""
     store = RunStore(runs_dir)
@@ -108,6 +113,8 @@ def fork_dialogue(
     shape = with_overrides(unpinned(original, swapped), dict(model_overrides or {}), list(settings or []))
     request = request_for(run, shape, hosts, trace)
     request.run_id = None
+    if stop is not None:
+        request.stop = stop
     server_versions = {} if models else check_servers(shape, request.hosts)
     if not models:  # a new model gets its own num_ctx and think, as a new run would
         request.shape = resolve_shape(shape, request.hosts, request.topic, request.turns)
