@@ -46,6 +46,14 @@ def build_parser() -> Parser:
             help=f"folder of run records (default: ${RUNS_DIR_ENV} or ./runs)",
         )
 
+    def checkpoint_url_option(command: argparse.ArgumentParser, what: str) -> None:
+        command.add_argument(
+            "--checkpoint-url",
+            metavar="URL",
+            help=f"{what}: postgresql://USER:PASSWORD@HOST:PORT/DB "
+            "(default: $DUOLOGUE_CHECKPOINT_URL, else SQLite in the run's folder)",
+        )
+
     run = commands.add_parser("run", help="hold a dialogue")
     run.add_argument("shape", metavar="SHAPE", help="built-in shape (duet, panel, debate) or a shape file")
     run.add_argument(
@@ -95,21 +103,23 @@ def build_parser() -> Parser:
         help="don't export this run to LangSmith, even when it is configured",
     )
     runs_dir_option(run)
+    checkpoint_url_option(run, "keep the run's checkpoints in this Postgres database")
 
-    def continuing(command: argparse.ArgumentParser) -> None:
+    def continuing(command: argparse.ArgumentParser, checkpoints_help: str) -> None:
         command.add_argument("run_id", metavar="RUN_ID")
         command.add_argument("--host", action="append", default=[], metavar="URL|NAME=URL")
         command.add_argument("--embedded", action="store_true", help="use the embedded model server")
         command.add_argument("--json", action="store_true", help="print a JSON summary")
         command.add_argument("--no-trace", action="store_true", help="don't export to LangSmith this time")
         runs_dir_option(command)
+        checkpoint_url_option(command, checkpoints_help)
 
     resume = commands.add_parser("resume", help="continue a failed or interrupted run from its last turn")
-    continuing(resume)
+    continuing(resume, "the Postgres database of a run that keeps its checkpoints there")
     resume.add_argument("--say", metavar="TEXT", help="the facilitator's words, when the run waits for them")
 
     fork = commands.add_parser("fork", help="a new run that copies a run's first N turns, then goes on")
-    continuing(fork)
+    continuing(fork, "the Postgres database for the new run's checkpoints (and the original's, if there)")
     fork.add_argument("--at", type=int, required=True, metavar="N", help="copy turns 1..N")
     fork.add_argument("--model", action="append", default=[], metavar="NAME=MODEL")
     fork.add_argument("--set", action="append", default=[], metavar="NAME.KEY=VALUE")
@@ -218,6 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             strict_context=args.strict_context,
             trace=not args.no_trace,
         )
+        if args.checkpoint_url:
+            request.checkpoint_url = args.checkpoint_url
         return report_outcome(args, observer, lambda: run_dialogue(request, observer))
 
 
@@ -231,7 +243,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
             args,
             observer,
             lambda: resume_dialogue(
-                args.run_id, runs_dir(args), hosts, args.say, observer, trace=False if args.no_trace else None
+                args.run_id,
+                runs_dir(args),
+                hosts,
+                args.say,
+                observer,
+                trace=False if args.no_trace else None,
+                checkpoint_url=args.checkpoint_url,
             ),
         )
 
@@ -255,6 +273,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
                 hosts,
                 observer,
                 trace=False if args.no_trace else None,
+                checkpoint_url=args.checkpoint_url,
             ),
         )
 

@@ -1,6 +1,6 @@
 """Continuing runs: resume one that stopped, or fork one at a turn.
 
-A run's checkpoints (SQLite in its folder, thread id = run id) hold the finished turns;
+A run's checkpoints (SQLite in its folder or Postgres, thread id = run id) hold the finished turns;
 its run.json holds the whole shape as it ran. Together they let a run continue where
 it stopped without generating a finished turn again.
 """
@@ -14,6 +14,7 @@ from typing import Any
 from langchain_core.runnables import Runnable
 from langgraph.types import Command
 
+from graphs import checkpoints
 from graphs.build import build_graph
 from graphs.errors import DuologueError, RunNotFound
 from graphs.records import FORMAT_VERSION, RunMeta, TraceRecord
@@ -41,11 +42,13 @@ def resume_dialogue(
     models: Mapping[str, Runnable] | None = None,
     trace: bool | None = None,
     stop: threading.Event | None = None,
+    checkpoint_url: str | None = None,
 ) -> RunOutcome:
     """Continue a failed or interrupted run from its last finished turn.
 
     `hosts` replaces recorded hosts by participant name (an embedded server's port changes).
     `say` answers a pause for the facilitator's interjection. Setting `stop` interrupts it.
+    `checkpoint_url` reaches a run kept in Postgres ($DUOLOGUE_CHECKPOINT_URL when None).
     """
     store = RunStore(runs_dir)
     run = store.load(run_id)
@@ -53,9 +56,10 @@ def resume_dialogue(
     if run.meta.status == "completed":
         raise NothingToResume(f"run {run_id} is already completed; nothing to resume")
     request = request_for(run, shape, hosts, trace)
+    request.checkpoint_url = checkpoints.url_for_run(run.meta.checkpoint_store, checkpoint_url, run_id)
     if stop is not None:
         request.stop = stop
-    state = checkpoint_state(store, run, shape)
+    state = checkpoint_state(store, run, shape, request.checkpoint_url)
     values: dict[str, Any] = dict(state.values) if state else {}
     paused = bool(state and state.interrupts)
     if paused and say is None:
@@ -92,12 +96,19 @@ def fork_dialogue(
     models: Mapping[str, Runnable] | None = None,
     trace: bool | None = None,
     stop: threading.Event | None = None,
+    checkpoint_url: str | None = None,
 ) -> RunOutcome:
-    """A new run whose first `at` turns are the original's, continued with changed participants."""
+    """A new run whose first `at` turns are the original's, continued with changed participants.
+
+    The new run keeps its checkpoints at `checkpoint_url` ($DUOLOGUE_CHECKPOINT_URL when None),
+    else in its folder; an original kept in Postgres is read from there.
+    """
     store = RunStore(runs_dir)
     run = store.load(run_id)
     original = resumable_shape(run)
-    state = checkpoint_state(store, run, original)
+    recorded = run.meta.checkpoint_store
+    source_url = checkpoints.url_for_run(recorded, checkpoint_url if recorded else None, run_id)
+    state = checkpoint_state(store, run, original, source_url)
     values: dict[str, Any] = dict(state.values) if state else {}
     done: list[Turn] = list(values.get("turns", []))
     if not 1 <= at <= len(done):
@@ -113,6 +124,8 @@ def fork_dialogue(
     shape = with_overrides(unpinned(original, swapped), dict(model_overrides or {}), list(settings or []))
     request = request_for(run, shape, hosts, trace)
     request.run_id = None
+    request.checkpoint_url = checkpoint_url or checkpoints.url_from_env()
+    checkpoints.check_reachable(request.checkpoint_url)
     if stop is not None:
         request.stop = stop
     server_versions = {} if models else check_servers(shape, request.hosts)
@@ -188,10 +201,10 @@ def request_for(
     )
 
 
-def checkpoint_state(store: RunStore, run: RunRecord, shape: Shape) -> Any:
+def checkpoint_state(store: RunStore, run: RunRecord, shape: Shape, url: str | None) -> Any:
     """The last checkpoint of the run's thread, or None if it has none."""
     writer = store.reopen(run.meta.run_id)
-    with writer.checkpointer() as checkpointer:
+    with checkpoints.checkpointer(writer, url) as checkpointer:
         state = build_graph(shape, checkpointer).get_state({"configurable": {"thread_id": run.meta.run_id}})
     return state if state.values or state.next else None
 

@@ -47,6 +47,9 @@ class RunMeta(BaseModel):
     forked_from: dict[str, Any] | None = None
     paused_before_turn: int | None = None
     """Set while the run waits for the facilitator's interjection (`resume --say`)."""
+    checkpoint_store: str | None = None
+    """Where the run's checkpoints are: None for checkpoints.sqlite in its folder, else the
+    Postgres connection string with its password hidden."""
 
 
 class TraceRecord(BaseModel):

@@ -18,7 +18,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
 
-from graphs import ollama, residency, smith
+from graphs import checkpoints, ollama, residency, smith
 from graphs.build import build_graph, recursion_limit
 from graphs.context import DialogueContext
 from graphs.errors import DuologueError, RunFailed, RunInterrupted
@@ -55,6 +55,8 @@ class RunRequest:
     """Stop when Ollama truncated a prompt, instead of flagging the turn."""
     trace: bool = True
     """Export the run's trace to LangSmith when it is configured (graphs/smith.py); --no-trace."""
+    checkpoint_url: str | None = field(default_factory=checkpoints.url_from_env)
+    """Keep checkpoints in this Postgres database ($DUOLOGUE_CHECKPOINT_URL); None: SQLite in the folder."""
 
 
 @dataclass
@@ -77,6 +79,7 @@ def run_dialogue(
 
     `models` replaces the Ollama connectors, for tests with scripted models.
     """
+    checkpoints.check_reachable(request.checkpoint_url)
     server_versions = {} if models else check_servers(request.shape, request.hosts)
     if not models:  # pin num_ctx and think before run.json records the options
         request.shape = residency.resolve_shape(request.shape, request.hosts, request.topic, request.turns)
@@ -110,7 +113,7 @@ def drive(
                 )
             )
             with (
-                writer.checkpointer() as checkpointer,
+                checkpoints.checkpointer(writer, request.checkpoint_url) as checkpointer,
                 smith.exporting(request.trace, writer.run_id, shape, request.hosts),
             ):
                 hold(request, writer, observer, connectors, outcome, graph_input, checkpointer)
@@ -287,6 +290,7 @@ def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> Run
             "strict_context": request.strict_context,
             "trace": request.trace,
         },
+        checkpoint_store=checkpoints.recorded_store(request.checkpoint_url),
     )
 
 
@@ -298,6 +302,9 @@ def finish(writer: RunWriter, outcome: RunOutcome, status: str, error: str | Non
 def failure_message(exc: BaseException, request: RunRequest, outcome: RunOutcome) -> str:
     if isinstance(exc, DuologueError):
         return str(exc)
+    database = checkpoints.describe_failure(exc, request.checkpoint_url)
+    if database:
+        return f"turn {len(outcome.turns) + 1}: {database}"
     planned = plan_turns(request.shape, request.turns)[min(len(outcome.turns), request.turns - 1)]
     model = request.shape.participant(planned.speaker).model
     detail = ollama.describe_failure(exc, request.hosts.get(planned.speaker, "?"))

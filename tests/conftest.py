@@ -15,6 +15,7 @@ for variable in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_API_KEY
 os.environ["LANGSMITH_TRACING"] = "false"
 os.environ.pop("OLLAMA_HOST", None)
 os.environ.pop("DUOLOGUE_RUNS_DIR", None)
+os.environ.pop("DUOLOGUE_CHECKPOINT_URL", None)
 
 
 @pytest.fixture

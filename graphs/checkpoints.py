@@ -1,0 +1,188 @@
+"""Where a run's LangGraph checkpoints live: SQLite in its folder, or a Postgres database.
+
+Postgres is for people who keep their runs' state on a database server. Its connection
+string is a secret (it may carry a password), so runs record only its redacted form and a
+resume asks for the string again, checking that it names the same database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
+
+from graphs.errors import DuologueError
+from graphs.runstore import RunWriter
+
+CHECKPOINT_URL_ENV = "DUOLOGUE_CHECKPOINT_URL"
+SCHEMES = ("postgresql", "postgres")
+CONNECT_TIMEOUT_S = 10
+SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
+class CheckpointError(DuologueError):
+    """The checkpoint database is misnamed, unreachable, or not the one a run was recorded in."""
+
+
+def url_from_env() -> str | None:
+    return os.environ.get(CHECKPOINT_URL_ENV) or None
+
+
+def parse_url(url: str) -> SplitResult:
+    """The URL's parts, or one line saying what a usable one looks like."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in SCHEMES or not (parts.hostname or parts.path.strip("/")):
+        raise CheckpointError(
+            f"checkpoint URL {redact(url)!r} is not a Postgres connection string; give one like "
+            "postgresql://USER:PASSWORD@HOST:5432/DATABASE (or leave it out for SQLite in the run's folder)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise CheckpointError(f"checkpoint URL {redact(url)!r} has a port that is not a number") from None
+    return parts
+
+
+def redact(url: str) -> str:
+    """The URL with its password (in the user part or the query) replaced by ***."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "<unreadable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name, colon, _password = user.partition(":")
+        netloc = f"{name}{':***' if colon else ''}@{host}"
+    query = urlencode(
+        [(k, "***" if k in SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+        safe="*",
+    )
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def database_of(url: str) -> tuple[str, str, int, str]:
+    """What names a database: user, host, port and database name (not the password)."""
+    parts = urlsplit(url.strip())
+    return (
+        unquote(parts.username or ""),
+        (parts.hostname or "").lower(),
+        parts.port or 5432,
+        unquote(parts.path.lstrip("/")),
+    )
+
+
+def recorded_store(url: str | None) -> str | None:
+    """What run.json keeps of the URL: its redacted form, or None for SQLite in the folder."""
+    return redact(url) if url else None
+
+
+def url_for_run(recorded: str | None, given: str | None, run_id: str) -> str | None:
+    """The URL to reach a recorded run's checkpoints with, checked against what it recorded.
+
+    `given` is what the user passed (flag or argument); $DUOLOGUE_CHECKPOINT_URL fills in
+    for a run kept in Postgres, but never moves a run that was kept in SQLite.
+    """
+    if recorded is None:
+        if given:
+            raise CheckpointError(
+                f"run {run_id} keeps its checkpoints in its own folder (SQLite); "
+                "continue it without --checkpoint-url"
+            )
+        return None
+    url = given or url_from_env()
+    if not url:
+        raise CheckpointError(
+            f"run {run_id} keeps its checkpoints in Postgres at {recorded}; give its connection string "
+            f"with --checkpoint-url or ${CHECKPOINT_URL_ENV}"
+        )
+    parse_url(url)
+    if database_of(url) != database_of(recorded):
+        raise CheckpointError(
+            f"run {run_id} keeps its checkpoints in {recorded}, but the connection string given names "
+            f"{redact(url)}; give the run's own database"
+        )
+    return url
+
+
+@contextmanager
+def checkpointer(writer: RunWriter, url: str | None) -> Iterator[Any]:
+    """The run's checkpointer: Postgres at `url`, else SQLite in the run's folder."""
+    if not url:
+        with writer.checkpointer() as saver:
+            yield saver
+        return
+    with postgres_saver(url) as saver:
+        yield saver
+
+
+@contextmanager
+def postgres_saver(url: str) -> Iterator[Any]:
+    """A PostgresSaver on its own connection, its tables created if they are missing."""
+    parse_url(url)
+    try:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+        from psycopg.rows import dict_row
+    except ImportError:
+        raise CheckpointError(
+            "Postgres checkpoints need the postgres extra: pip install 'duologue[postgres]'"
+        ) from None
+    quiet = logging.getLogger("psycopg")  # its "error ignored" warnings repeat the failure we report
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.ERROR)
+    try:
+        connection = psycopg.Connection.connect(
+            url,
+            autocommit=True,
+            prepare_threshold=0,
+            row_factory=dict_row,  # type: ignore[arg-type]
+            connect_timeout=CONNECT_TIMEOUT_S,
+        )
+    except psycopg.Error as exc:
+        raise CheckpointError(
+            f"cannot reach the checkpoint database {redact(url)}: {first_line(exc, url)}; "
+            "check that it is running and the connection string is right"
+        ) from None
+    with connection:
+        saver = PostgresSaver(connection)
+        try:
+            saver.setup()
+        except psycopg.Error as exc:
+            raise CheckpointError(
+                f"the checkpoint database {redact(url)} refused duologue's tables: {first_line(exc, url)}"
+            ) from None
+        yield saver
+
+
+def check_reachable(url: str | None) -> None:
+    """Fail before a run starts, rather than after its folder exists, if Postgres can't be used."""
+    if url:
+        with postgres_saver(url):
+            pass
+
+
+def describe_failure(exc: BaseException, url: str | None) -> str | None:
+    """One line for a database failure in the middle of a run, or None if `exc` is not one."""
+    if not url:
+        return None
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    if isinstance(exc, psycopg.Error):
+        return f"the checkpoint database {redact(url)} failed: {first_line(exc, url)}"
+    return None
+
+
+def first_line(exc: BaseException, url: str) -> str:
+    """The error's first line, without the password if the driver echoed it."""
+    text = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0].removeprefix("connection failed: ")
+    password = urlsplit(url.strip()).password
+    for secret in {password, quote(password or "", safe="")} - {None, ""}:
+        text = text.replace(str(secret), "***")
+    return re.sub(r"(password=)\S+", r"\1***", text)
