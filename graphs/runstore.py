@@ -128,6 +128,14 @@ class RunRecord:
     trace: list[TraceRecord] = field(default_factory=list)
 
     @property
+    def status(self) -> str:
+        """The recorded status, except `stopped` for a run recorded as running that no process
+        holds: its process was killed or its machine went down, and `resume` continues it."""
+        if self.meta.status == "running" and not lock_held(self.folder / LOCK):
+            return "stopped"
+        return self.meta.status
+
+    @property
     def turn_records(self) -> list[TraceRecord]:
         return [r for r in self.trace if r.is_turn]
 
@@ -188,6 +196,19 @@ class RunStore:
                 except RunNotFound:
                     continue
         return sorted(runs, key=lambda r: r.meta.started_at, reverse=True)
+
+
+def lock_held(path: Path) -> bool:
+    """Whether a process holds the run's lock now; probing takes a shared lock, so it never blocks one."""
+    if not path.exists():
+        return False
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def read_lines(path: Path, model: type[Row]) -> Iterator[Row]:

@@ -107,6 +107,7 @@ def test_resume_after_sigkill_of_a_real_run(runs_dir: Path, tmp_path: Path, caps
             process.wait(timeout=10)
         killed = only_run(runs_dir)
         assert killed.meta.status == "running", "a killed run cannot record anything"
+        assert killed.status == "stopped", "but no process holds it, so `duologue runs` says stopped"
         before = turn_sections(killed.transcript())
         requests_before = len(backend.chat_requests)
         assert requests_before == 3
