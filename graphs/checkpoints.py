@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,7 @@ CHECKPOINT_URL_ENV = "DUOLOGUE_CHECKPOINT_URL"
 SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT_S = 10
 SECRET_PARAMS = frozenset({"password", "sslpassword"})
+SAVE_TIMEOUT_S = 120.0
 
 
 class CheckpointError(DuologueError):
@@ -157,6 +159,46 @@ def postgres_saver(url: str) -> Iterator[Any]:
                 f"the checkpoint database {redact(url)} refused duologue's tables: {first_line(exc, url)}"
             ) from None
         yield saver
+
+
+class SavedTurns:
+    """Which turns the checkpointer has saved, so a turn is shown as finished only once it is.
+
+    LangGraph streams a node's update as soon as it hands the node's writes to a background
+    thread for saving. A kill in between would leave a turn in the transcript that a resume
+    generates again; waiting here for the save closes that gap (it is usually done already).
+    """
+
+    def __init__(self, saver: Any) -> None:
+        self._saved: set[int] = set()
+        self._failure: BaseException | None = None
+        self._changed = threading.Condition()
+        inner = saver.put_writes
+
+        def put_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+            try:
+                inner(config, writes, task_id, task_path)
+            except BaseException as exc:
+                with self._changed:
+                    self._failure = exc
+                    self._changed.notify_all()
+                raise
+            numbers = [t["number"] for channel, value in writes if channel == "turns" for t in value]
+            if numbers:
+                with self._changed:
+                    self._saved.update(numbers)
+                    self._changed.notify_all()
+
+        saver.put_writes = put_writes
+
+    def wait_for(self, number: int, timeout_s: float = SAVE_TIMEOUT_S) -> None:
+        with self._changed:
+            if not self._changed.wait_for(
+                lambda: number in self._saved or self._failure is not None, timeout_s
+            ):
+                raise CheckpointError(f"turn {number}'s checkpoint was not saved within {timeout_s:.0f} s")
+            if number not in self._saved and self._failure is not None:
+                raise self._failure
 
 
 def check_reachable(url: str | None) -> None:

@@ -174,6 +174,7 @@ def hold(
         hosts=dict(request.hosts),
         first_seq=last_seq + 1,
     )
+    saved = checkpoints.SavedTurns(checkpointer)
     graph: Any = build_graph(shape, checkpointer=checkpointer)
     config: Any = {
         "callbacks": [recorder],
@@ -211,6 +212,7 @@ def hold(
             for said in update.get("interjections", []):
                 outcome.interjections[said["before_turn"]] = said["text"]
             for turn in update.get("turns", []):
+                saved.wait_for(turn["number"])
                 outcome.turns.append(turn)
                 writer.save_transcript(transcript_text(request, writer.meta, outcome))
                 observer.turn_finished(turn, outcome.records.get(turn["number"]))
