@@ -167,10 +167,13 @@ class SavedTurns:
     LangGraph streams a node's update as soon as it hands the node's writes to a background
     thread for saving. A kill in between would leave a turn in the transcript that a resume
     generates again; waiting here for the save closes that gap (it is usually done already).
+    Turns a resume replays from the last checkpoint's pending writes were saved before.
     """
 
-    def __init__(self, saver: Any) -> None:
-        self._saved: set[int] = set()
+    def __init__(self, saver: Any, config: Any) -> None:
+        latest = saver.get_tuple(config)
+        pending = (latest.pending_writes or []) if latest else []
+        self._saved: set[int] = set(turn_numbers((channel, value) for _task, channel, value in pending))
         self._failure: BaseException | None = None
         self._changed = threading.Condition()
         inner = saver.put_writes
@@ -183,7 +186,7 @@ class SavedTurns:
                     self._failure = exc
                     self._changed.notify_all()
                 raise
-            numbers = [t["number"] for channel, value in writes if channel == "turns" for t in value]
+            numbers = turn_numbers(writes)
             if numbers:
                 with self._changed:
                     self._saved.update(numbers)
@@ -199,6 +202,10 @@ class SavedTurns:
                 raise CheckpointError(f"turn {number}'s checkpoint was not saved within {timeout_s:.0f} s")
             if number not in self._saved and self._failure is not None:
                 raise self._failure
+
+
+def turn_numbers(writes: Any) -> list[int]:
+    return [turn["number"] for channel, value in writes if channel == "turns" for turn in value]
 
 
 def check_reachable(url: str | None) -> None:

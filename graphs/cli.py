@@ -230,13 +230,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         if args.checkpoint_url:
             request.checkpoint_url = args.checkpoint_url
-        return report_outcome(args, observer, lambda: run_dialogue(request, observer))
+        return report_outcome(args, observer, lambda: run_dialogue(request, observer), request.stop)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from graphs.durable import resume_dialogue
 
     shape = recorded_shape(args)
+    stop = threading.Event()
     with model_hosts(args, shape, keep_recorded=True) as hosts:
         observer = make_observer(args)
         return report_outcome(
@@ -249,8 +250,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 args.say,
                 observer,
                 trace=False if args.no_trace else None,
+                stop=stop,
                 checkpoint_url=args.checkpoint_url,
             ),
+            stop,
         )
 
 
@@ -259,6 +262,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
     shape = recorded_shape(args)
     models, settings = parse_models(args.model), parse_settings(args.set)
+    stop = threading.Event()
     with model_hosts(args, shape, keep_recorded=True) as hosts:
         observer = make_observer(args)
         return report_outcome(
@@ -273,8 +277,10 @@ def cmd_fork(args: argparse.Namespace) -> int:
                 hosts,
                 observer,
                 trace=False if args.no_trace else None,
+                stop=stop,
                 checkpoint_url=args.checkpoint_url,
             ),
+            stop,
         )
 
 
@@ -323,11 +329,14 @@ def make_observer(args: argparse.Namespace) -> TerminalObserver | SummaryObserve
 
 
 def report_outcome(
-    args: argparse.Namespace, observer: TerminalObserver | SummaryObserver, hold: Callable[[], Any]
+    args: argparse.Namespace,
+    observer: TerminalObserver | SummaryObserver,
+    hold: Callable[[], Any],
+    stop: threading.Event,
 ) -> int:
     """Run `hold`, then say how it ended: the JSON summary, or a line for the terminal."""
     try:
-        with interrupt_signals():
+        with interrupt_signals(stop):
             outcome = hold()
     except KeyboardInterrupt:
         observer.end_line()
@@ -360,8 +369,12 @@ def report_outcome(
 
 
 @contextmanager
-def interrupt_signals() -> Iterator[None]:
-    """SIGTERM stops a run like Ctrl-C; a second Ctrl-C or SIGTERM exits at once."""
+def interrupt_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C; a second Ctrl-C or SIGTERM exits at once.
+
+    `stop` is set first, so the turn in progress (in a LangGraph worker thread, which the
+    KeyboardInterrupt waits for) ends at its next token rather than running to its end.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -372,6 +385,12 @@ def interrupt_signals() -> Iterator[None]:
         received += 1
         if received > 1:
             os._exit(130)
+        stop.set()
+        print(
+            "\nduologue: stopping; the turn in progress ends at its next token (again to exit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

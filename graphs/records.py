@@ -101,6 +101,8 @@ class TraceRecord(BaseModel):
     slow: bool = False
     """Decoded below the participant's min_tok_s, whatever /api/ps said."""
     error: str | None = None
+    stopped: bool = False
+    """The user stopped the run during this turn; `error` says so and the turn is not finished."""
     total_duration: int | None = None
     load_duration: int | None = None
     prompt_eval_count: int | None = None
@@ -127,7 +129,9 @@ class TraceRecord(BaseModel):
             found.append("thinking")
         if self.done_reason == "length":
             found.append("cut by length")
-        if self.error:
+        if self.stopped:
+            found.append("stopped")
+        elif self.error:
             found.append("error")
         return found
 

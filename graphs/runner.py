@@ -7,6 +7,7 @@ as it finishes, so whatever stops the run, the finished turns are on disk.
 
 from __future__ import annotations
 
+import logging
 import platform
 import threading
 from collections.abc import Mapping
@@ -14,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
 
@@ -174,50 +177,120 @@ def hold(
         hosts=dict(request.hosts),
         first_seq=last_seq + 1,
     )
-    saved = checkpoints.SavedTurns(checkpointer)
     graph: Any = build_graph(shape, checkpointer=checkpointer)
     config: Any = {
-        "callbacks": [recorder],
+        "callbacks": [recorder, StopOnRequest(request.stop, writer.run_id)],
         "recursion_limit": recursion_limit(request.turns),
         "run_name": f"duologue {shape.name} {writer.run_id}",
         "metadata": {"run_id": writer.run_id, "shape": shape.name},
         "configurable": {"thread_id": writer.run_id},
     }
+    saved = checkpoints.SavedTurns(checkpointer, config)
     if len(outcome.turns) < len(plan):
         announce(observer, plan[len(outcome.turns)], names, shape)
-    for mode, payload in graph.stream(
+    stream = graph.stream(
         graph_input,
         config,
         context=DialogueContext(shape, connectors),
         stream_mode=["messages", "updates"],
         durability="sync",
-    ):
-        if request.stop.is_set():
-            raise RunInterrupted(f"run {writer.run_id} interrupted")
-        if mode == "messages":
-            chunk, _meta = payload
-            if isinstance(chunk, AIMessageChunk):
-                thinking = chunk.additional_kwargs.get("reasoning_content")
-                if thinking:
-                    observer.token(str(thinking), True)
-                if isinstance(chunk.content, str) and chunk.content:
-                    observer.token(chunk.content, False)
+    )
+    try:
+        for mode, payload in stream:
+            if mode == "messages":
+                observe_tokens(observer, payload)
+            elif "__interrupt__" in payload:
+                outcome.paused_before_turn = len(outcome.turns) + 1
+            else:
+                record_updates(request, writer, observer, outcome, saved, payload, plan, names)
+            if request.stop.is_set():
+                raise RunInterrupted(f"run {writer.run_id} interrupted")
+    except BaseException:
+        # Ctrl-C lands here, in the main thread, while a node thread may be mid-turn: ask
+        # that turn to end at its next token, or closing the stream would wait it out.
+        request.stop.set()
+        stream.close()
+        keep_saved_turns(graph, config, request, writer, outcome)
+        raise
+
+
+def keep_saved_turns(
+    graph: Any, config: Any, request: RunRequest, writer: RunWriter, outcome: RunOutcome
+) -> None:
+    """Turns that were saved but not yet streamed when the run stopped: they are finished too."""
+    try:
+        saved = graph.get_state(config).values.get("turns", [])
+    except Exception:  # noqa: BLE001 - the run is failing already; its own error is the one to report
+        return
+    if len(saved) > len(outcome.turns):
+        outcome.turns.extend(saved[len(outcome.turns) :])
+        writer.save_transcript(transcript_text(request, writer.meta, outcome))
+
+
+def observe_tokens(observer: RunObserver, payload: Any) -> None:
+    chunk, _meta = payload
+    if isinstance(chunk, AIMessageChunk):
+        thinking = chunk.additional_kwargs.get("reasoning_content")
+        if thinking:
+            observer.token(str(thinking), True)
+        if isinstance(chunk.content, str) and chunk.content:
+            observer.token(chunk.content, False)
+
+
+def record_updates(
+    request: RunRequest,
+    writer: RunWriter,
+    observer: RunObserver,
+    outcome: RunOutcome,
+    saved: checkpoints.SavedTurns,
+    payload: Mapping[str, Any],
+    plan: list[PlannedTurn],
+    names: Mapping[str, str],
+) -> None:
+    """Keep what a step finished: interjections, and each turn once its checkpoint is saved."""
+    for update in payload.values():
+        if not isinstance(update, dict):
             continue
-        if "__interrupt__" in payload:
-            outcome.paused_before_turn = len(outcome.turns) + 1
-            continue
-        for update in payload.values():
-            if not isinstance(update, dict):
-                continue
-            for said in update.get("interjections", []):
-                outcome.interjections[said["before_turn"]] = said["text"]
-            for turn in update.get("turns", []):
-                saved.wait_for(turn["number"])
-                outcome.turns.append(turn)
-                writer.save_transcript(transcript_text(request, writer.meta, outcome))
-                observer.turn_finished(turn, outcome.records.get(turn["number"]))
-                if turn["number"] < len(plan):
-                    announce(observer, plan[turn["number"]], names, shape)
+        for said in update.get("interjections", []):
+            outcome.interjections[said["before_turn"]] = said["text"]
+        for turn in update.get("turns", []):
+            if outcome.turns and turn["number"] <= outcome.turns[-1]["number"]:
+                continue  # a resume replays a turn saved just before the stop; it is kept already
+            saved.wait_for(turn["number"])
+            outcome.turns.append(turn)
+            writer.save_transcript(transcript_text(request, writer.meta, outcome))
+            observer.turn_finished(turn, outcome.records.get(turn["number"]))
+            if turn["number"] < len(plan):
+                announce(observer, plan[turn["number"]], names, request.shape)
+
+
+class _StopsAreNotErrors(logging.Filter):
+    """LangChain logs every exception a callback raises as a warning, a stop included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, str) and arg.startswith("RunInterrupted(") for arg in args)
+
+
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_StopsAreNotErrors())
+
+
+class StopOnRequest(BaseCallbackHandler):
+    """Ends the turn in progress at its next token once the run is asked to stop.
+
+    Without it a stop would wait for the whole turn, minutes on a slow model. Before the
+    first token (a model loading, a long prompt being read) it cannot cut in.
+    """
+
+    raise_error = True
+
+    def __init__(self, stop: threading.Event, run_id: str) -> None:
+        self.stop = stop
+        self.run_id = run_id
+
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if self.stop.is_set():
+            raise RunInterrupted(f"run {self.run_id} interrupted")
 
 
 def announce(observer: RunObserver, planned: PlannedTurn, names: Mapping[str, str], shape: Shape) -> None:

@@ -19,6 +19,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
+from graphs.errors import RunInterrupted
 from graphs.records import InputsRecord, TraceRecord
 from graphs.runstore import now_iso
 
@@ -207,9 +208,18 @@ def build_record(
         "load_s": raw["load_duration"] / NS if "load_duration" in raw else None,
         "done_reason": final.get("done_reason"),
         "thinking_chars": node.thinking_chars,
-        "error": f"{error.__class__.__name__}: {error}" if error else None,
+        "error": describe(error),
+        "stopped": isinstance(error, (RunInterrupted, KeyboardInterrupt)),
     }
     return TraceRecord.model_validate(fields | raw | node.facts)
+
+
+def describe(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    if isinstance(error, (RunInterrupted, KeyboardInterrupt)):
+        return "stopped by the user before the turn finished"
+    return f"{error.__class__.__name__}: {error}"
 
 
 def rate(count: int | None, duration_ns: int | None) -> float | None:

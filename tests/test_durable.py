@@ -274,7 +274,9 @@ def test_facilitator_interjection_pauses_and_is_relayed(runs_dir: Path, capsys):
 
 
 def test_sigterm_marks_the_run_interrupted_and_keeps_finished_turns(runs_dir: Path):
-    with fake_ollama(models(), token_delay_s=0.15) as (server, _):
+    long_reply = " ".join(f"word{i}" for i in range(60))  # 9 s at this pace, if it ran to its end
+    slow = [FakeModel("glm-4.7-flash", replies=A_REPLIES), FakeModel("qwen3:32b", replies=[long_reply])]
+    with fake_ollama(slow, token_delay_s=0.15) as (server, backend):
         process = subprocess.Popen(
             [sys.executable, "-m", "graphs.cli", *run_args(server.url, runs_dir)],
             stdout=subprocess.DEVNULL,
@@ -286,15 +288,25 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_finished_turns(runs_dir: Pa
             p.read_text().count("### Turn") == 1 for p in runs_dir.glob("*/transcript.md")
         ):
             time.sleep(0.05)
-        time.sleep(0.3)  # into turn 2
+        time.sleep(0.5)  # into turn 2
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=20)
+        deadline = time.monotonic() + 10
+        while ("cancel", "qwen3:32b") not in backend.events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events = list(backend.events)
     run = only_run(runs_dir)
     assert process.returncode == 130
-    assert err.endswith(f"duologue: interrupted; finished turns kept in {run.folder}\n")
+    assert err.splitlines()[-2:] == [
+        "duologue: stopping; the turn in progress ends at its next token (again to exit at once)",
+        f"duologue: interrupted; finished turns kept in {run.folder}",
+    ]
     assert run.meta.status == "interrupted"
-    assert turn_sections(run.transcript())[0].splitlines()[0] == "### Turn 1: glm-4.7-flash — Opening"
-    assert len(turn_sections(run.transcript())) == 1
+    assert [s.splitlines()[0] for s in turn_sections(run.transcript())] == ["### Turn 1: glm-4.7-flash — Opening"]
+    assert ("cancel", "qwen3:32b") in events, "turn 2 was cut off, not left to run to its end"
+    stopped = run.turn_records[-1]
+    assert (stopped.turn, stopped.stopped, stopped.flags) == (2, True, ["stopped"])
+    assert stopped.error == "stopped by the user before the turn finished"
 
 
 def test_resume_keeps_the_runs_residency_policy(runs_dir: Path, capsys):
