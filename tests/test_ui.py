@@ -7,6 +7,7 @@ Each test drives the real app (ui/app.py and its pages) with a temporary runs fo
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +17,20 @@ import pytest
 from fakeollama import FakeModel, fake_ollama
 from streamlit.testing.v1 import AppTest
 
-from graphs import RunRequest, RunStore, graph_dot, load_shape, run_dialogue, with_overrides
+from graphs import (
+    DuologueError,
+    RunFailed,
+    RunRecord,
+    RunRequest,
+    RunStore,
+    Shape,
+    graph_dot,
+    load_shape,
+    run_dialogue,
+    with_overrides,
+)
 from graphs.ui import common
-from graphs.ui.live import Registry
+from graphs.ui.live import LiveRun, Registry
 from graphs.ui.render import safe_markdown
 
 APP = str(Path(__file__).parent.parent / "ui" / "app.py")
@@ -315,6 +327,290 @@ def test_topic_upload_has_a_limit_and_must_be_text(page_env: Path, monkeypatch):
         at.run()
         assert not at.error
         assert any("essay.md: 5 words" in c.value for c in at.caption)
+
+
+# ---- resume, and the facilitator's words ------------------------------------------------------
+
+WORDS = "An echo doesn't remember. What, then, does a successor inherit?"
+CLOSING = (
+    "Close the conversation with a synthesis: where you converge, where you diverge, and what surprised you."
+)
+
+
+def duet_shape(**update) -> Shape:
+    shape = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
+    return shape.model_copy(update=update)
+
+
+def paused_run(url: str, runs_dir: Path) -> str:
+    """A duet held until it pauses for the facilitator before turn 3."""
+    hosts = {"a": url, "b": url}
+    outcome = run_dialogue(RunRequest(duet_shape(interject_before=[3]), "t", 4, hosts, runs_dir=runs_dir))
+    assert outcome.paused_before_turn == 3 and run_status(runs_dir, outcome.run_id) == "interrupted"
+    return outcome.run_id
+
+
+def failed_run(url: str, runs_dir: Path, turns: int = 4) -> RunRecord:
+    """A duet whose server fails mid-way (the test server's fail_on_call)."""
+    hosts = {"a": url, "b": url}
+    with pytest.raises(RunFailed):
+        run_dialogue(RunRequest(duet_shape(), "t", turns, hosts, runs_dir=runs_dir))
+    [run] = RunStore(runs_dir).list()
+    assert run.meta.status == "failed"
+    return run
+
+
+def open_run(run_id: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/run.py")
+    at.query_params["run"] = run_id
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def finish_resume(at: AppTest, run_id: str) -> tuple[AppTest, LiveRun]:
+    """Wait for the resume the page launched to end, then for the page to show the whole run."""
+    live = common.registry().get(run_id)
+    assert live is not None and live.resumed_after is not None, "the page launched no resume"
+    wait_until(lambda: live.done, what=f"the resume of {run_id}")
+    wait_until(lambda: not _has_stop(at.run(), run_id), what="the page to show the finished run")
+    assert not at.exception, at.exception
+    return at, live
+
+
+def headings(transcript: str) -> list[str]:
+    return [line for line in transcript.splitlines() if line.startswith("### ")]
+
+
+def turn_sections(transcript: str) -> list[str]:
+    """Each turn's block, heading to text, as transcript.md prints it (without the trailer)."""
+    sections = [s.strip() for s in transcript.split("\n---\n")[1:] if s.strip().startswith("### Turn")]
+    if sections:
+        sections[-1] = "\n".join(
+            line
+            for line in sections[-1].splitlines()
+            if not line.startswith(("*Run ", "Total: ", "*Waiting "))
+        ).strip()
+    return sections
+
+
+def test_the_facilitators_words_are_relayed_before_the_paused_turn(page_env: Path):
+    with fake_ollama(duet_models(), token_delay_s=0.01) as (server, backend):
+        run_id = paused_run(server.url, page_env)
+        before = turn_sections(RunStore(page_env).load(run_id).transcript())
+        at = open_run(run_id)
+        words = at.text_area(key=f"say:{run_id}:3")
+        assert words.label == "The facilitator's words before turn 3"
+        assert any(f"duologue resume {run_id} --say TEXT" in c.value for c in at.caption)
+        words.set_value(WORDS)
+        at.button(key=f"say-it:{run_id}").click().run()
+        assert not at.exception and not at.error
+        at, _live = finish_resume(at, run_id)
+        requests = list(backend.chat_requests)
+
+    run = RunStore(page_env).load(run_id)
+    assert run.meta.status == "completed" and run.meta.paused_before_turn is None
+    transcript = run.transcript()
+    assert headings(transcript) == [
+        "### Turn 1: glm-4.7-flash — Opening",
+        "### Turn 2: qwen3:32b — Response",
+        "### Facilitator — before Turn 3",
+        "### Turn 3: glm-4.7-flash — Reply",
+        "### Turn 4: qwen3:32b — Closing",
+    ]
+    assert (
+        f"### Facilitator — before Turn 3\n\n{WORDS}\n\n---\n\n### Turn 3: glm-4.7-flash — Reply\n"
+        in transcript
+    )
+    assert turn_sections(transcript)[:2] == before
+    for said in [*A_REPLIES, *B_REPLIES, WORDS]:
+        assert transcript.count(said) == 1, said
+    # Turns 1 and 2 were not asked for again; turn 3's speaker heard the words as the facilitator's.
+    assert [r.model for r in requests] == ["glm-4.7-flash", "qwen3:32b"] * 2
+    assert requests[2].messages == [
+        *requests[0].messages,
+        {"role": "assistant", "content": A_REPLIES[0]},
+        {"role": "user", "content": B_REPLIES[0]},
+        {"role": "user", "content": f"Facilitator: {WORDS}"},
+        {"role": "user", "content": "Reply to what was said."},
+    ]
+    # The page shows the whole run again, the facilitator's words in their place.
+    assert not at.error and not at.text_area
+    assert list(at.dataframe[0].value["turn"]) == [1, 2, 3, 4]
+    assert f"Facilitator — before Turn 3\n\n{WORDS}" in texts(at)
+
+
+def test_continue_without_a_word_relays_nothing(page_env: Path):
+    with fake_ollama(duet_models()) as (server, backend):
+        run_id = paused_run(server.url, page_env)
+        at = open_run(run_id)
+        at.button(key=f"no-word:{run_id}").click().run()
+        assert not at.exception and not at.error
+        at, _live = finish_resume(at, run_id)
+        requests = list(backend.chat_requests)
+
+    run = RunStore(page_env).load(run_id)
+    assert run.meta.status == "completed"
+    assert headings(run.transcript()) == [
+        "### Turn 1: glm-4.7-flash — Opening",
+        "### Turn 2: qwen3:32b — Response",
+        "### Turn 3: glm-4.7-flash — Reply",
+        "### Turn 4: qwen3:32b — Closing",
+    ]
+    assert requests[2].messages == [
+        *requests[0].messages,
+        {"role": "assistant", "content": A_REPLIES[0]},
+        {"role": "user", "content": B_REPLIES[0]},
+        {"role": "user", "content": "Reply to what was said."},
+    ]
+    assert requests[3].messages == [
+        *requests[1].messages,
+        {"role": "assistant", "content": B_REPLIES[0]},
+        {"role": "user", "content": A_REPLIES[1]},
+        {"role": "user", "content": CLOSING},
+    ]
+    assert len(requests) == 4 and list(at.dataframe[0].value["turn"]) == [1, 2, 3, 4]
+
+
+def test_say_it_with_no_words_says_so_and_launches_nothing(page_env: Path):
+    with fake_ollama(duet_models()) as (server, backend):
+        run_id = paused_run(server.url, page_env)
+        recorded = (page_env / run_id / "run.json").read_bytes()
+        at = open_run(run_id)
+        at.text_area(key=f"say:{run_id}:3").set_value("  \n ")
+        at.button(key=f"say-it:{run_id}").click().run()
+        assert not at.exception, at.exception
+        [error] = at.error
+        assert error.value == "Write the facilitator's words first, or continue without a word."
+        assert common.registry().get(run_id) is None  # no worker was started
+        assert not _has_stop(at, run_id)
+        at.run()  # the page again, as it was
+        assert not at.error and at.text_area(key=f"say:{run_id}:3")
+        assert len(backend.chat_requests) == 2
+    assert (page_env / run_id / "run.json").read_bytes() == recorded
+
+
+def test_resume_a_failed_run_keeps_its_finished_turns(page_env: Path):
+    with fake_ollama(duet_models(), fail_on_call=3) as (server, backend):
+        failed = failed_run(server.url, page_env)
+        run_id = failed.meta.run_id
+        kept = [r.model_dump() for r in failed.turn_records if r.turn in (1, 2)]
+        sent = [i.model_dump() for i in failed.inputs() if i.turn in (1, 2)]
+        before = turn_sections(failed.transcript())
+        assert len(before) == 2 and len(kept) == 2
+        at = open_run(run_id)
+        [error] = at.error
+        assert "The run failed" in error.value and "turn 3" in error.value
+        at.button(key=f"resume:{run_id}").click().run()
+        assert not at.exception, at.exception
+        at, _live = finish_resume(at, run_id)
+        resumed = backend.chat_requests[3:]
+
+    run = RunStore(page_env).load(run_id)
+    assert run.meta.status == "completed" and run.meta.error is None
+    after = turn_sections(run.transcript())
+    assert after[:2] == before, "finished turns are byte-identical"
+    assert [s.splitlines()[0] for s in after[2:]] == [
+        "### Turn 3: glm-4.7-flash — Reply",
+        "### Turn 4: qwen3:32b — Closing",
+    ]
+    assert [r.model_dump() for r in run.turn_records if r.turn in (1, 2)] == kept
+    assert [i.model_dump() for i in run.inputs() if i.turn in (1, 2)] == sent
+    # The server was asked for turns 3 and 4 only, each speaker with its whole history.
+    assert [(r.model, len(r.messages)) for r in resumed] == [("glm-4.7-flash", 5), ("qwen3:32b", 6)]
+    assert not at.error
+    assert f"resume:{run_id}" not in [b.key for b in at.button]
+    trace = at.dataframe[0].value  # the failed attempt of turn 3 stays in the log
+    assert list(trace["turn"]) == [1, 2, 3, 3, 4] and list(trace["flags"]) == ["", "", "error", "", ""]
+    assert B_REPLIES[1] in texts(at)
+
+
+def test_a_killed_run_shows_as_stopped_and_resumes(page_env: Path):
+    with fake_ollama(duet_models(), fail_on_call=3) as (server, backend):
+        run_id = failed_run(server.url, page_env).meta.run_id
+        # What a kill leaves: the record still says running, and no process holds the run.
+        record = json.loads((page_env / run_id / "run.json").read_text())
+        (page_env / run_id / "run.json").write_text(json.dumps(record | {"status": "running", "error": None}))
+        at = open_run(run_id)
+        [warning] = at.warning
+        assert warning.value == (
+            "This run is marked running, but no process holds it: it was killed, or its machine went down. "
+            "Its 2 finished turn(s) are kept below."
+        )
+        assert "stopped" in texts(at)
+        at.button(key=f"resume:{run_id}").click().run()
+        at, _live = finish_resume(at, run_id)
+        resumed = backend.chat_requests[3:]
+    run = RunStore(page_env).load(run_id)
+    assert (run.meta.status, run.status) == ("completed", "completed")
+    assert [(r.model, len(r.messages)) for r in resumed] == [("glm-4.7-flash", 5), ("qwen3:32b", 6)]
+    assert headings(run.transcript()) == [
+        "### Turn 1: glm-4.7-flash — Opening",
+        "### Turn 2: qwen3:32b — Response",
+        "### Turn 3: glm-4.7-flash — Reply",
+        "### Turn 4: qwen3:32b — Closing",
+    ]
+
+
+def test_stop_a_resumed_run_and_a_second_tab_does_not_start_it_again(page_env: Path):
+    with fake_ollama(duet_models(), fail_on_call=2, token_delay_s=0.05) as (server, _backend):
+        run_id = failed_run(server.url, page_env, turns=8).meta.run_id
+        tab, other = open_run(run_id), open_run(run_id)
+        tab.button(key=f"resume:{run_id}").click().run()
+        assert not tab.exception and not tab.error
+        live = common.registry().get(run_id)
+        assert live is not None
+        wait_until(lambda: live.snapshot().turns, what="a turn finished after resuming")
+        tab.run()
+        assert "Resumed: continuing from turn 2; turns 1–1 are kept as they were." in texts(tab)
+        # The other tab still shows the Resume button; its click finds the run going and watches it.
+        other.button(key=f"resume:{run_id}").click().run()
+        assert _has_stop(other, run_id) and common.registry().get(run_id) is live
+        with pytest.raises(DuologueError, match="already running here"):
+            common.registry().resume(RunStore(page_env).load(run_id))
+        tab.button(key=f"stop:{run_id}").click().run()
+        tab, _live = finish_resume(tab, run_id)
+
+    run = RunStore(page_env).load(run_id)
+    assert run.meta.status == "interrupted" and run.meta.paused_before_turn is None
+    kept = [s.splitlines()[0] for s in turn_sections(run.transcript())]
+    assert 2 <= len(kept) < 8  # turn 1 from before, turn 2 (at least) from the resume
+    assert kept[:2] == ["### Turn 1: glm-4.7-flash — Opening", "### Turn 2: qwen3:32b — Response"]
+    assert [int(k.split()[2].rstrip(":")) for k in kept] == list(range(1, len(kept) + 1))
+    assert any("interrupted" in w.value for w in tab.warning)
+    assert f"resume:{run_id}" in [b.key for b in tab.button]  # it can be resumed again
+
+
+def test_a_resume_the_engine_refuses_is_one_error_line(page_env: Path):
+    with fake_ollama(duet_models()) as (server, backend):
+        run_id = paused_run(server.url, page_env)
+        recorded = (page_env / run_id / "run.json").read_bytes()
+        at = open_run(run_id)
+        with RunStore(page_env).reopen(run_id).lock():  # as a `duologue resume` elsewhere holds it
+            at.button(key=f"no-word:{run_id}").click().run()
+            refused = common.registry().get(run_id)
+            assert refused is not None
+            wait_until(lambda: refused.done, what="the refused resume")
+        if _has_stop(at, run_id):  # the page was still watching it start
+            at.run()
+        assert not at.exception, at.exception
+        [error] = at.error
+        assert error.value == (
+            f"The run was not continued: run {run_id} is being driven by process {os.getpid()}; "
+            "wait for it to finish or stop it first"
+        )
+        assert (page_env / run_id / "run.json").read_bytes() == recorded
+        assert len(backend.chat_requests) == 2
+        at.run()
+        assert not at.error  # said once
+
+        # Once the other holder has let go, the same run (and id) continues from the page.
+        at.button(key=f"no-word:{run_id}").click().run()
+        at, live = finish_resume(at, run_id)
+        assert live is not refused and len(backend.chat_requests) == 4
+    assert run_status(page_env, run_id) == "completed"
+    assert not at.error
 
 
 # ---- the other pages ---------------------------------------------------------------------------

@@ -58,8 +58,10 @@ def wait_for(url: str, timeout_s: float) -> None:
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`duologue ui` in its own process group, pointed at the test server; stopped afterwards."""
+def page(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
+    """`duologue ui` in its own process group, pointed at the test server; stopped afterwards.
+
+    Yields the page's URL, its runs folder and the test server's URL."""
     models = [
         FakeModel("glm-4.7-flash", replies=A_REPLIES, gpu_tok_s=9.0),
         FakeModel("qwen3:32b", replies=B_REPLIES, gpu_tok_s=1.4),
@@ -73,7 +75,7 @@ def page(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for(f"http://127.0.0.1:{port}/_stcore/health", timeout_s=60)
-            yield f"http://127.0.0.1:{port}", runs_dir
+            yield f"http://127.0.0.1:{port}", runs_dir, server.url
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -121,7 +123,7 @@ def test_launch_watch_and_inspect_a_duet_in_a_browser(page, browser, tmp_path: P
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, runs_dir = page
+    url, runs_dir, _ollama = page
     driver = browser
     wait = WebDriverWait(driver, 60)
 
@@ -229,3 +231,42 @@ def test_launch_watch_and_inspect_a_duet_in_a_browser(page, browser, tmp_path: P
     assert f"run={run_id}" in driver.current_url, "selecting the row did not open the run"
     wait.until(lambda d: "Turns: trace and charts" in body())
     print(f"screenshots in {tmp_path}")
+
+
+def test_the_facilitators_words_continue_a_paused_run_in_a_browser(page, browser, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from graphs import RunRequest, RunStore, load_shape, run_dialogue, with_overrides
+
+    url, runs_dir, ollama = page
+    driver = browser
+    wait = WebDriverWait(driver, 60)
+    words = "An echo doesn't remember. What does a successor inherit?"
+    shape = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
+    shape = shape.model_copy(update={"interject_before": [3]})
+    run_id = run_dialogue(RunRequest(shape, "t", 4, {"a": ollama, "b": ollama}, runs_dir=runs_dir)).run_id
+
+    def body() -> str:
+        return driver.find_element(By.TAG_NAME, "body").text
+
+    driver.get(f"{url}/run?run={run_id}")
+    wait.until(lambda d: "The facilitator's words before turn 3" in body(), message="no facilitator form")
+    wait.until(ec.element_to_be_clickable((By.TAG_NAME, "textarea"))).send_keys(words)
+    driver.save_screenshot(str(tmp_path / "paused.png"))
+    say = "//button[normalize-space(.)='Say it and continue']"
+    wait.until(ec.element_to_be_clickable((By.XPATH, say))).click()
+
+    # It continues in the page's worker, then the page shows the whole run, the words in their place.
+    WebDriverWait(driver, 120).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "[role=tab]") and "Turn 4: qwen3:32b — Closing" in body(),
+        message="the resumed run did not finish",
+    )
+    text = body()
+    assert f"Facilitator — before Turn 3\n{words}" in text
+    assert "The facilitator's words before turn 3" not in text
+    run = RunStore(runs_dir).load(run_id)
+    assert run.meta.status == "completed"
+    assert f"### Facilitator — before Turn 3\n\n{words}\n\n---\n\n### Turn 3:" in run.transcript()
+    driver.save_screenshot(str(tmp_path / "resumed.png"))

@@ -5,7 +5,8 @@ one. Each launched run gets a thread and a LiveRun, which is its RunObserver: th
 writes tokens and finished turns into it, and the page reads consistent snapshots of it
 on a timer. The Registry holding them is process-wide (st.cache_resource), so a rerun, a
 page change or a browser reload finds the run again by its id; each run has its own
-LiveRun and its own stop event, so two runs at once never mix.
+LiveRun and its own stop event, so two runs at once never mix. A resumed run keeps its
+id: its new LiveRun takes the place of the finished one, never of one still going.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,14 @@ from graphs import (
     DuologueError,
     PlannedTurn,
     RunInterrupted,
+    RunRecord,
     RunRequest,
+    Shape,
     TraceRecord,
     Turn,
     labels,
     new_run_id,
+    resume_dialogue,
     run_dialogue,
     stats_line,
 )
@@ -67,6 +71,10 @@ class Snapshot:
     planned_turns: int
     elapsed_s: float
     stopping: bool
+    resumed_after: int | None = None
+    """For a resumed run, how many turns were finished before it resumed; None for a new run."""
+    earlier: str = ""
+    """For a resumed run, its transcript as it was when it resumed."""
 
     @property
     def done(self) -> bool:
@@ -87,6 +95,9 @@ class LiveRun:
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     thread: threading.Thread | None = None
+    resumed_after: int | None = None
+    """Set for a resume: the turns finished before it, which this buffer never sees."""
+    earlier: str = ""
     _text: list[str] = field(default_factory=list)
     _thinking: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -154,6 +165,8 @@ class LiveRun:
                 planned_turns=self.request.turns,
                 elapsed_s=end - self.started,
                 stopping=self.request.stop.is_set() and self.status not in TERMINAL,
+                resumed_after=self.resumed_after,
+                earlier=self.earlier,
             )
 
     def stop(self) -> None:
@@ -163,6 +176,13 @@ class LiveRun:
     @property
     def done(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def start_error(self) -> str | None:
+        """Why the run ended before it started (a resume the engine refused, a host that is
+        down...): its error, when the worker never got as far as the run's folder."""
+        with self._lock:
+            return self.error if self.status in TERMINAL and self.folder is None else None
 
     def work(self, runner: Callable[..., Any] = run_dialogue) -> None:
         """The worker thread's body: hold the run and record how it ended."""
@@ -199,14 +219,37 @@ class Registry:
         name the run (in its URL) before the worker has written anything."""
         if request.run_id is None:
             request.run_id = new_run_id(request.shape.name)
-        live = LiveRun(request.run_id, request)
+        return self._start(LiveRun(request.run_id, request), runner)
+
+    def resume(
+        self, run: RunRecord, say: str | None = None, hosts: Mapping[str, str] | None = None
+    ) -> LiveRun:
+        """Continue a failed or interrupted run from its last finished turn, under its own id.
+
+        `say` answers a pause for the facilitator ('' adds nothing); `hosts` replaces recorded
+        hosts by participant name. The engine refuses what it can't continue (a completed run,
+        one another process holds); the worker records that as the LiveRun's error.
+        """
+        request = resume_request(run, hosts)
+        live = LiveRun(run.meta.run_id, request)
+        live.resumed_after = len(finished_turns(run))
+        live.earlier = run.transcript()
+
+        def runner(request: RunRequest, observer: LiveRun) -> Any:
+            return resume_dialogue(observer.run_id, request.runs_dir, hosts, say, observer, stop=request.stop)
+
+        return self._start(live, runner)
+
+    def _start(self, live: LiveRun, runner: Callable[..., Any]) -> LiveRun:
         with self._lock:
-            if request.run_id in self._runs:
-                raise DuologueError(f"run {request.run_id} is already running here")
+            previous = self._runs.get(live.run_id)
+            if previous is not None and not previous.done:
+                raise DuologueError(f"run {live.run_id} is already running here; reload to watch it")
+            self._runs.pop(live.run_id, None)  # a resume keeps its id: the old buffer gives way
             self._prune()
-            self._runs[request.run_id] = live
+            self._runs[live.run_id] = live
         live.thread = threading.Thread(
-            target=live.work, args=(runner,), name=f"duologue-run-{request.run_id}", daemon=True
+            target=live.work, args=(runner,), name=f"duologue-run-{live.run_id}", daemon=True
         )
         live.thread.start()
         return live
@@ -233,3 +276,30 @@ class Registry:
         finished = [run_id for run_id, run in self._runs.items() if run.done]
         for run_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._runs[run_id]
+
+
+def resume_request(run: RunRecord, hosts: Mapping[str, str] | None = None) -> RunRequest:
+    """The request a recorded run was held with, as its LiveRun needs it (shape, turns, stop)."""
+    meta = run.meta
+    try:
+        shape = Shape.model_validate(meta.spec)
+    except ValueError:
+        raise DuologueError(
+            f"run {meta.run_id}'s record does not hold a readable shape, so it cannot be continued; "
+            "start a new run instead"
+        ) from None
+    recorded = {p.name: p.host for p in meta.participants}
+    return RunRequest(
+        shape=shape,
+        topic=meta.topic,
+        turns=meta.turns,
+        hosts=recorded | dict(hosts or {}),
+        runs_dir=run.folder.parent,
+        run_id=meta.run_id,
+        embedded=meta.embedded,
+    )
+
+
+def finished_turns(run: RunRecord) -> set[int]:
+    """The numbers of the run's finished turns (a failed attempt has a record with an error)."""
+    return {r.turn for r in run.turn_records if r.turn is not None and not r.error}

@@ -40,6 +40,7 @@ STATUS_ICONS = {
     "starting": ":blue[:material/hourglass_top:]",
     "failed": ":red[:material/error:]",
     "interrupted": ":orange[:material/stop_circle:]",
+    "stopped": ":orange[:material/heart_broken:]",
 }
 
 

@@ -2,14 +2,16 @@
 
 The run is named by ?run=ID, so a reload or a shared link opens it again. The id is looked
 up in this server's registry (a dict) and through RunStore.load, which refuses ids that
-could leave the runs folder; nothing else reads files.
+could leave the runs folder; nothing else reads files. A failed or interrupted run can be
+resumed from here, and a run paused for the facilitator takes their words here; either
+continues in the background worker, under the same id, exactly as a launched run does.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from graphs import DuologueError, RunRecord
+from graphs import DuologueError, EmbeddedUnavailable, RunRecord
 from graphs.ui import common, render
 from graphs.ui.live import LiveRun
 
@@ -28,7 +30,7 @@ def pick_run() -> None:
     for run in runs[:10]:
         st.page_link(
             "views/run.py",
-            label=f"{run.meta.run_id} · {render.status_label(run.meta.status)}",
+            label=f"{run.meta.run_id} · {render.status_label(run.status)}",
             query_params={"run": run.meta.run_id},
         )
 
@@ -39,18 +41,21 @@ def live_view(live: LiveRun) -> None:
     snap = live.snapshot()
     if snap.done:
         st.rerun()
+    earlier = snap.resumed_after or 0
     head, stop = st.columns([5, 1])
     with head:
         state = "stopping…" if snap.stopping else render.status_label(snap.status)
         st.markdown(
-            f"**{state}** · turn {len(snap.turns) + (1 if snap.current else 0)} of {snap.planned_turns}"
-            f" · {snap.elapsed_s:.0f} s"
+            f"**{state}** · turn {earlier + len(snap.turns) + (1 if snap.current else 0)} of "
+            f"{snap.planned_turns} · {snap.elapsed_s:.0f} s"
         )
-        st.progress(len(snap.turns) / max(1, snap.planned_turns))
+        st.progress(min(1.0, (earlier + len(snap.turns)) / max(1, snap.planned_turns)))
     with stop:
         if st.button("Stop", type="secondary", key=f"stop:{snap.run_id}", disabled=snap.stopping):
             live.stop()
             st.toast("Stopping after the current token; finished turns are kept.")
+    if snap.resumed_after is not None:
+        show_earlier(snap.resumed_after, snap.earlier)
     for turn in snap.turns:
         render.show_live_turn(turn)
         st.divider()
@@ -60,12 +65,74 @@ def live_view(live: LiveRun) -> None:
         st.caption("Checking the servers and their models…")
 
 
+def show_earlier(finished: int, transcript: str) -> None:
+    """A resumed run's turns from before it resumed, which its live buffer never saw."""
+    if not finished:
+        st.caption("Resumed: no turn had finished, so it starts again from turn 1.")
+        return
+    st.caption(f"Resumed: continuing from turn {finished + 1}; turns 1–{finished} are kept as they were.")
+    with st.expander("Turn 1 as recorded" if finished == 1 else f"Turns 1–{finished} as recorded"):
+        render.show_transcript(transcript)
+
+
+def resume(run: RunRecord, say: str | None) -> None:
+    """Continue the run in the background worker, then show it live; a refusal is one error line."""
+    meta = run.meta
+    try:
+        hosts = None
+        if meta.embedded:  # the embedded server listens on a new port in this process
+            url = common.embedded_server().url
+            hosts = {p.name: url for p in meta.participants}
+        live = common.registry().resume(run, say=say, hosts=hosts)
+    except EmbeddedUnavailable as exc:
+        st.error(f"The embedded model is not installed here: {exc}")
+        return
+    except DuologueError as exc:
+        st.error(str(exc))
+        return
+    st.session_state[f"resumed:{meta.run_id}"] = live
+    st.rerun()
+
+
+def facilitator_form(run: RunRecord) -> None:
+    """A run paused for the facilitator: their words for the next speaker, or none."""
+    meta = run.meta
+    number = meta.paused_before_turn
+    st.info(f"Paused before turn {number}, waiting for the facilitator's words.")
+    words = st.text_area(
+        f"The facilitator's words before turn {number}",
+        key=f"say:{meta.run_id}:{number}",
+        help=f"Relayed to the next speakers as the facilitator's, right before turn {number}: "
+        "a challenge, a question, a correction.",
+    )
+    with st.container(horizontal=True):
+        say = st.button("Say it and continue", type="primary", key=f"say-it:{meta.run_id}")
+        skip = st.button("Continue without a word", key=f"no-word:{meta.run_id}")
+    if say and not words.strip():
+        st.error("Write the facilitator's words first, or continue without a word.")
+    elif say:
+        resume(run, words.strip())
+    elif skip:
+        resume(run, "")
+    st.caption(f"From a terminal: `duologue resume {meta.run_id} --say TEXT` (`--say ''` adds nothing).")
+
+
+def resume_button(run: RunRecord) -> None:
+    if st.button(
+        "Resume",
+        key=f"resume:{run.meta.run_id}",
+        icon=":material/play_arrow:",
+        help="Continue from its last finished turn; finished turns are kept, not generated again.",
+    ):
+        resume(run, None)
+
+
 def full_view(run: RunRecord, live: LiveRun | None) -> None:
     meta = run.meta
     names = render.run_names(run)
     models = ", ".join(p.model if p.label == p.model else f"{p.label} ({p.model})" for p in meta.participants)
     st.caption(
-        f"{render.status_label(meta.status)} · shape {meta.shape} · {models} · "
+        f"{render.status_label(run.status)} · shape {meta.shape} · {models} · "
         f"started {meta.started_at[:19].replace('T', ' ')} UTC"
     )
     done = sum(1 for r in run.turn_records if not r.error)  # a failed turn has a record too
@@ -73,17 +140,22 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
         st.error(
             f"The run failed: {meta.error or 'no reason recorded'}. Its {done} finished turn(s) are below."
         )
-    elif meta.status == "interrupted" and getattr(meta, "paused_before_turn", None):
-        st.info(
-            f"Paused before turn {meta.paused_before_turn}, waiting for the facilitator's words: "
-            f"`duologue resume {meta.run_id} --say TEXT`."
-        )
+        resume_button(run)
+    elif meta.status == "interrupted" and meta.paused_before_turn:
+        facilitator_form(run)
     elif meta.status == "interrupted":
         st.warning(f"The run was interrupted; its {done} finished turn(s) are kept below.")
+        resume_button(run)
+    elif run.status == "stopped":
+        st.warning(
+            f"This run is marked running, but no process holds it: it was killed, or its machine went "
+            f"down. Its {done} finished turn(s) are kept below."
+        )
+        resume_button(run)
     elif meta.status == "running" and live is None:
         st.info(
-            "This run is still marked running, but not by this page's server: a `duologue run` "
-            "elsewhere may be holding it, or it was killed. Reload to see new turns."
+            "This run is being held by another process (a `duologue run` or another page server). "
+            "Reload to see new turns."
         )
     render.show_totals(run)
 
@@ -138,4 +210,10 @@ except DuologueError as exc:
         st.error(f"No such run: {exc}")
         st.page_link("views/runs.py", label="See every run", icon=":material/list:")
     st.stop()
+# A resume this session asked for that never started (the engine refused it): say why, once.
+asked = st.session_state.get(f"resumed:{run_id}")
+if asked is not None and asked.done:
+    del st.session_state[f"resumed:{run_id}"]
+    if asked.start_error:
+        st.error(f"The run was not continued: {asked.start_error}")
 full_view(record, live)

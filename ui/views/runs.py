@@ -28,7 +28,7 @@ for run in runs:
             "turns": f"{totals['turns_done']}/{totals['turns']}",
             "tokens": totals["tokens"],
             "generation s": round(sum(r.latency_s for r in records), 1),
-            "status": run.meta.status,
+            "status": run.status,
             "flags": ", ".join(render.run_flags(records)),
             "run": run.meta.run_id,
         }
