@@ -164,6 +164,7 @@ def build_parser() -> Parser:
     ui.add_argument("--port", type=int, default=8501)
     ui.add_argument("--host", metavar="URL", help="the page's default Ollama address (default: $OLLAMA_HOST)")
     runs_dir_option(ui)
+    checkpoint_url_option(ui, "the Postgres database for runs launched or resumed from the page")
 
     bench = commands.add_parser(
         "bench", help="measure the framework's own cost next to a raw client loop and raw llama.cpp"
@@ -487,6 +488,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         env[RUNS_DIR_ENV] = str(args.runs_dir.resolve())
     if args.host:
         env["OLLAMA_HOST"] = args.host
+    if args.checkpoint_url:
+        env["DUOLOGUE_CHECKPOINT_URL"] = args.checkpoint_url
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1"]
     command += ["--server.port", str(args.port), "--server.headless", "true"]
     command += ["--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]

@@ -669,13 +669,15 @@ def test_duologue_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path: Path):
         return 0
 
     monkeypatch.setattr(subprocess, "call", call)
-    assert main(["ui", "--port", "8611", "--runs-dir", str(tmp_path)]) == 0
+    database = "postgresql://duologue:pw@127.0.0.1:5432/runs"
+    assert main(["ui", "--port", "8611", "--runs-dir", str(tmp_path), "--checkpoint-url", database]) == 0
     command = seen["command"]
     assert isinstance(command, list) and command[1:4] == ["-m", "streamlit", "run"]
     assert Path(command[4]).resolve() == Path(APP).resolve()
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     assert command[command.index("--server.port") + 1] == "8611"
     assert seen["env"]["DUOLOGUE_RUNS_DIR"] == str(tmp_path.resolve())  # type: ignore[index]
+    assert seen["env"]["DUOLOGUE_CHECKPOINT_URL"] == database  # type: ignore[index]
 
 
 @pytest.fixture(autouse=True)

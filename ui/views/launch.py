@@ -259,7 +259,7 @@ if active:
         snap = run.snapshot()
         st.page_link(
             "views/run.py",
-            label=f"{run.run_id} · {len(snap.turns)}/{snap.planned_turns} turns",
+            label=f"{run.run_id} · {(snap.resumed_after or 0) + len(snap.turns)}/{snap.planned_turns} turns",
             query_params={"run": run.run_id},
             icon=":material/play_circle:",
         )
