@@ -88,7 +88,10 @@ def test_duet_against_an_ollama_server(essay: Path, runs_dir: Path, capsys):
     assert all(r.prompt_eval_count and r.eval_duration and r.total_duration for r in records)
 
     # The terminal shows the streamed text and a stats line per turn.
-    assert "### Turn 1: glm-4.7-flash — Opening\nThe essay presents a paradox. How do you see it?\n*(10 tokens, 9.0 tok/s" in out
+    assert (
+        "### Turn 1: glm-4.7-flash — Opening\nThe essay presents a paradox. How do you see it?\n*(10 tokens, 9.0 tok/s"
+        in out
+    )
     assert f"Run {run.meta.run_id} completed" in out
 
 
@@ -140,18 +143,30 @@ def test_server_failing_mid_turn_marks_run_failed_and_keeps_turns(essay: Path, r
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "c=x"], "duologue: error: --model names 'c', who is not in shape 'duet'; its participants are a, b\n"),
-        (["--set", "c.num_ctx=1"], "duologue: error: --set names 'c', who is not in shape 'duet'; its participants are a, b\n"),
+        (
+            ["--model", "c=x"],
+            "duologue: error: --model names 'c', who is not in shape 'duet'; its participants are a, b\n",
+        ),
+        (
+            ["--set", "c.num_ctx=1"],
+            "duologue: error: --set names 'c', who is not in shape 'duet'; its participants are a, b\n",
+        ),
         (
             ["--set", "a.num_ctxx=8192"],
             "duologue: error: --set a.num_ctxx: unknown key 'num_ctxx'; known keys: keep_alive, label, main_gpu, min_tok_s, model, "
             "num_batch, num_ctx, num_gpu, num_predict, num_thread, persona, repeat_penalty, seed, stop, temperature, "
             "think, top_k, top_p, use_mmap\n",
         ),
-        (["--topic-file", "/nonexistent/essay.md"], "duologue: error: --topic-file /nonexistent/essay.md: no such file\n"),
+        (
+            ["--topic-file", "/nonexistent/essay.md"],
+            "duologue: error: --topic-file /nonexistent/essay.md: no such file\n",
+        ),
         (["--topic-file", "EMPTY"], "duologue: error: --topic-file EMPTY: the file is empty\n"),
         ([], "duologue: error: no topic: give one with --topic TEXT or --topic-file PATH\n"),
-        (["--topic", "t", "--turns", "1"], "duologue: error: --turns 1: a dialogue needs at least 2 turns (an opening and a closing)\n"),
+        (
+            ["--topic", "t", "--turns", "1"],
+            "duologue: error: --turns 1: a dialogue needs at least 2 turns (an opening and a closing)\n",
+        ),
     ],
 )
 def test_bad_input_gets_one_line(tmp_path: Path, runs_dir: Path, capsys, args, message):
@@ -173,16 +188,50 @@ def test_runs_and_show(essay: Path, runs_dir: Path, capsys):
 
     assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].split() == ["run", "started", "shape", "models", "status", "turns", "tokens", "minutes", "flags"]
+    assert listing[0].split() == [
+        "run",
+        "started",
+        "shape",
+        "models",
+        "status",
+        "turns",
+        "tokens",
+        "minutes",
+        "flags",
+    ]
     assert listing[2].split()[:2] == [run_id, run.meta.started_at[:10]]
-    assert listing[2].split()[3:] == ["duet", "glm-4.7-flash,", "qwen3:32b", "completed", "4/4", "28", "0.0", "-"]
+    assert listing[2].split()[3:] == [
+        "duet",
+        "glm-4.7-flash,",
+        "qwen3:32b",
+        "completed",
+        "4/4",
+        "28",
+        "0.0",
+        "-",
+    ]
 
     assert main(["show", run_id, "--runs-dir", str(runs_dir)]) == 0
     assert capsys.readouterr().out == (runs_dir / run_id / "transcript.md").read_text()
 
     assert main(["show", run_id, "--trace", "--runs-dir", str(runs_dir)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["turn", "speaker", "model", "in", "out", "tok/s", "ttft", "s", "load", "s", "latency", "s", "GPU", "flags"]
+    assert table[0].split() == [
+        "turn",
+        "speaker",
+        "model",
+        "in",
+        "out",
+        "tok/s",
+        "ttft",
+        "s",
+        "load",
+        "s",
+        "latency",
+        "s",
+        "GPU",
+        "flags",
+    ]
     assert [row.split()[:5] for row in table[2:]][1] == ["2", "b", "qwen3:32b", table[3].split()[3], "4"]
     assert len(table) == 6
 
@@ -196,7 +245,23 @@ def test_runs_dir_from_environment(essay: Path, tmp_path: Path, monkeypatch, cap
     target = tmp_path / "elsewhere"
     monkeypatch.setenv("DUOLOGUE_RUNS_DIR", str(target))
     with fake_ollama(duet_models()) as (server, _):
-        assert main(["run", "duet", "--model", "a=glm-4.7-flash", "--model", "b=qwen3:32b", "--topic", "t", "--host", server.url]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "duet",
+                    "--model",
+                    "a=glm-4.7-flash",
+                    "--model",
+                    "b=qwen3:32b",
+                    "--topic",
+                    "t",
+                    "--host",
+                    server.url,
+                ]
+            )
+            == 0
+        )
     assert len(RunStore(target).list()) == 1
     capsys.readouterr()
     assert main(["runs", "--json"]) == 0

@@ -302,7 +302,9 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_finished_turns(runs_dir: Pa
         f"duologue: interrupted; finished turns kept in {run.folder}",
     ]
     assert run.meta.status == "interrupted"
-    assert [s.splitlines()[0] for s in turn_sections(run.transcript())] == ["### Turn 1: glm-4.7-flash — Opening"]
+    assert [s.splitlines()[0] for s in turn_sections(run.transcript())] == [
+        "### Turn 1: glm-4.7-flash — Opening"
+    ]
     assert ("cancel", "qwen3:32b") in events, "turn 2 was cut off, not left to run to its end"
     stopped = run.turn_records[-1]
     assert (stopped.turn, stopped.stopped, stopped.flags) == (2, True, ["stopped"])
