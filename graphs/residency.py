@@ -220,7 +220,8 @@ class RunResidency:
             if host.policy == "exclusive":
                 unloaded += self._make_room(host, participant)
             preload_s = ollama.load_model(host.url, participant.model, participant.options)
-            resident = self._reading(host, participant)
+            residents = self._ps(host)
+            resident = self._reading(host, participant, residents)
             required = self._requires_gpu(host)
             retried = False
             if resident.gpu_fraction < 1 and required:
@@ -235,7 +236,7 @@ class RunResidency:
                 preload_s += ollama.load_model(host.url, participant.model, participant.options)
                 resident = self._reading(host, participant)
                 retried = True
-            elif self._auto_shared(host) and host.shown_vram and not self._all_fit(host):
+            elif self._auto_shared(host) and host.shown_vram and not self._all_fit(host, residents):
                 host.policy = "exclusive"  # another model took room since: swap from now on
             facts = {
                 "residency": host.policy,
@@ -272,8 +273,9 @@ class RunResidency:
         # A server that has never shown VRAM runs everything on the CPU: swapping gains nothing.
         return "exclusive" if host.shown_vram else "shared"
 
-    def _all_fit(self, host: _Host) -> bool:
-        residents = self._ps(host)
+    def _all_fit(self, host: _Host, residents: list[Resident] | None = None) -> bool:
+        """Every participant of the host fully in VRAM; `residents` is a fresh /api/ps reading."""
+        residents = self._ps(host) if residents is None else residents
         for participant in host.participants:
             resident = find_resident(residents, participant.model)
             if resident is None or resident.gpu_fraction < 1:
@@ -291,8 +293,10 @@ class RunResidency:
         time.sleep(TIMING.settle_s)
         return others
 
-    def _reading(self, host: _Host, participant: Participant) -> Resident:
-        resident = find_resident(self._ps(host), participant.model)
+    def _reading(
+        self, host: _Host, participant: Participant, residents: list[Resident] | None = None
+    ) -> Resident:
+        resident = find_resident(self._ps(host) if residents is None else residents, participant.model)
         if resident is None:
             raise ResidencyError(
                 f"{participant.name} ({participant.model}) is not in /api/ps at {host.url} right after "
