@@ -14,14 +14,16 @@ chunk under FINDINGS_KEY, so they land in the AIMessage's response_metadata.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 import ssl
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import ollama
@@ -31,7 +33,7 @@ from langchain_core.runnables import Runnable
 from langchain_ollama import ChatOllama
 from pydantic import Field
 
-from graphs.errors import DuologueError, OllamaError
+from graphs.errors import DuologueError, OllamaError, RunInterrupted
 from graphs.spec import ModelOptions, Participant
 from graphs.tracing import EVENT_TURN_FACTS
 
@@ -43,6 +45,11 @@ LOAD_TIMEOUT_S = 600.0
 """Loading 20 GB from a slow disk takes minutes."""
 
 TOP_LEVEL_KEYS = frozenset({"keep_alive", "think"})
+
+ABANDON_POLL_S = 0.1
+"""How often a request awaiting its first chunk checks whether the run was stopped."""
+
+Part = TypeVar("Part")
 
 FINDINGS_KEY = "duologue"
 """Where a guarded connector puts its findings in the final chunk (and response_metadata)."""
@@ -106,6 +113,8 @@ class PinnedChatOllama(ChatOllama):
     pinned_options: dict[str, Any] = Field(default_factory=dict)
     guard: Any = Field(default=None, exclude=True)
     """A TurnGuard, or None."""
+    stop_event: Any = Field(default=None, exclude=True)
+    """A threading.Event, or None: once set, a request still awaiting its first chunk is abandoned."""
 
     def _chat_params(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
@@ -116,6 +125,15 @@ class PinnedChatOllama(ChatOllama):
     def _create_chat_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[Mapping[str, Any] | str]:
+        parts = self._guarded_chat_stream(messages, stop, **kwargs)
+        if self.stop_event is None:
+            yield from parts
+        else:
+            yield from abandon_on_stop(parts, self.stop_event)
+
+    def _guarded_chat_stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> Generator[Mapping[str, Any] | str, None, None]:
         guard: TurnGuard | None = self.guard
         if guard is None:
             yield from super()._create_chat_stream(messages, stop, **kwargs)
@@ -168,6 +186,52 @@ class PinnedChatOllama(ChatOllama):
         return dict(part) if part.get("done") is True else None
 
 
+def abandon_on_stop(parts: Generator[Part, None, None], stop: threading.Event) -> Iterator[Part]:
+    """`parts`, except that a stop while the first part is awaited abandons the request.
+
+    Before its first chunk a model may be loading or reading a long prompt, minutes on a
+    CPU, and no token arrives to stop at. The first part is fetched in a helper thread
+    (with the caller's context, so the guard's findings still reach the trace); a request
+    abandoned meanwhile is closed when that part arrives, which tells the server to stop.
+    """
+    lock = threading.Lock()
+    arrived = threading.Event()
+    first: list[tuple[bool, Any]] = []
+    abandoned = False
+
+    def fetch_first() -> None:
+        try:
+            first.append((True, next(parts)))
+        except StopIteration:
+            first.append((False, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            first.append((False, exc))
+        with lock:
+            arrived.set()
+            late = abandoned
+        if late:
+            with suppress(Exception):
+                parts.close()
+
+    context = contextvars.copy_context()
+    fetcher = threading.Thread(target=context.run, args=(fetch_first,), name="duologue-first-chunk")
+    fetcher.daemon = True
+    fetcher.start()
+    while not arrived.wait(ABANDON_POLL_S):
+        if stop.is_set():
+            with lock:
+                if not arrived.is_set():
+                    abandoned = True
+                    raise RunInterrupted("stopped while the model had not sent its first token")
+    got, value = first[0]
+    if not got:
+        if value is not None:
+            raise value
+        return
+    yield value
+    yield from parts
+
+
 def guarded(step: Callable[[], dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
     """Run a guard step; when it stops the turn, record what it found before raising."""
     try:
@@ -190,8 +254,10 @@ def chat_model(
     host: str,
     timeout: float = REQUEST_TIMEOUT_S,
     guard: TurnGuard | None = None,
+    stop: threading.Event | None = None,
 ) -> Runnable:
-    """A ChatOllama for one participant, pinned to its complete options."""
+    """A ChatOllama for one participant, pinned to its complete options; `stop` abandons a
+    request still waiting for its first token (see abandon_on_stop)."""
     options = participant.options
     return PinnedChatOllama(
         model=participant.model,
@@ -201,6 +267,7 @@ def chat_model(
         client_kwargs={"timeout": timeout, "verify": tls_context()},
         pinned_options=request_options(options),
         guard=guard,
+        stop_event=stop,
     )
 
 

@@ -139,13 +139,19 @@ def resolve_shape(shape: Shape, hosts: Mapping[str, str], topic: str, turns: int
 
 
 def connectors(
-    shape: Shape, hosts: Mapping[str, str], topic: str, turns: int, settings: ResidencySettings
+    shape: Shape,
+    hosts: Mapping[str, str],
+    topic: str,
+    turns: int,
+    settings: ResidencySettings,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """A guarded ChatOllama per participant, options resolved, sharing one RunResidency."""
     resolved = resolve_shape(shape, hosts, topic, turns)
     run = RunResidency(resolved, hosts, settings)
     return {
-        p.name: ollama.chat_model(p, hosts[p.name], guard=run.guard(p.name)) for p in resolved.participants
+        p.name: ollama.chat_model(p, hosts[p.name], guard=run.guard(p.name), stop=stop)
+        for p in resolved.participants
     }
 
 

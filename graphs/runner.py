@@ -112,7 +112,12 @@ def drive(
                 dict(models)
                 if models
                 else residency.connectors(
-                    shape, request.hosts, request.topic, request.turns, residency_settings(request)
+                    shape,
+                    request.hosts,
+                    request.topic,
+                    request.turns,
+                    residency_settings(request),
+                    request.stop,
                 )
             )
             with (

@@ -107,6 +107,9 @@ class FakeBackend:
     fail_on_call=k makes the k-th chat call (from 1) fail after a few tokens: fail_mode "error"
     sends Ollama's final {"error": ...} line, "drop" cuts the connection.
 
+    hold_first_token=(k, gate) keeps the k-th chat call from sending anything until the test
+    sets gate, as a model that is loading or reading a long prompt would.
+
     Records: chat_requests (every ChatRequest), load_requests (model, options, keep_alive) of
     every empty-messages load, and events, pairs of (kind, model) with kind in load, reload,
     evict, unload, cancel (the client left or stopped reading), fail.
@@ -125,6 +128,7 @@ class FakeBackend:
         token_delay_s: float = 0.0,
         unload_lag_s: float = 0.0,
         unload_delay_s: float = 0.0,
+        hold_first_token: tuple[int, threading.Event] | None = None,
     ) -> None:
         self._models = [m if isinstance(m, FakeModel) else FakeModel(m) for m in models]
         self.vram_bytes = vram_bytes
@@ -135,6 +139,7 @@ class FakeBackend:
         self.token_delay_s = token_delay_s
         self.unload_lag_s = unload_lag_s
         self.unload_delay_s = unload_delay_s
+        self.hold_first_token = hold_first_token
         self.chat_requests: list[ChatRequest] = []
         self.load_requests: list[tuple[str, dict[str, Any], Any]] = []
         self.events: list[tuple[str, str]] = []
@@ -224,6 +229,8 @@ class FakeBackend:
             script = script[:FAIL_AFTER_TOKENS] + [None]  # None: the fault strikes here
         outcome = "cancel"
         try:
+            if self.hold_first_token and self.hold_first_token[0] == call:
+                self.hold_first_token[1].wait()
             for item in script:
                 if cancelled():
                     return

@@ -407,3 +407,50 @@ def test_a_turn_is_shown_finished_only_once_its_checkpoint_is_saved(runs_dir: Pa
         release.set()
         worker.join(30)
     assert shown == [1, 2, 3, 4] and only_run(runs_dir).meta.status == "completed"
+
+
+def test_stop_while_a_model_has_not_sent_its_first_token_does_not_wait_for_it(runs_dir: Path):
+    """A model loading or reading a long prompt sends nothing for minutes; a stop must not wait."""
+    gate = threading.Event()
+    with fake_ollama(models(), hold_first_token=(2, gate), token_delay_s=0.1) as (server, backend):
+        request = RunRequest(
+            shape=with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, []),
+            topic="An essay.",
+            turns=4,
+            hosts={"a": server.url, "b": server.url},
+            runs_dir=runs_dir,
+        )
+
+        class StopOnceTurnTwoIsAsked(SilentObserver):
+            def turn_started(self, planned, label, model):
+                if planned.number == 2:
+                    threading.Thread(target=lambda: (time.sleep(0.3), request.stop.set())).start()
+
+        ended: list[BaseException] = []
+
+        def hold() -> None:
+            try:
+                run_dialogue(request, StopOnceTurnTwoIsAsked())
+            except BaseException as exc:  # noqa: BLE001 - the test looks at it
+                ended.append(exc)
+
+        worker = threading.Thread(target=hold)
+        worker.start()
+        worker.join(30)
+        still_waiting = worker.is_alive()
+        gate.set()  # the model is ready at last; the abandoned request is closed then
+        worker.join(30)
+        deadline = time.monotonic() + 10
+        while ("cancel", "qwen3:32b") not in backend.events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events = list(backend.events)
+    assert not still_waiting, "the stop waited for the model's first token"
+    assert [type(e).__name__ for e in ended] == ["RunInterrupted"]
+    run = only_run(runs_dir)
+    assert run.meta.status == "interrupted"
+    assert [s.splitlines()[0] for s in turn_sections(run.transcript())] == [
+        "### Turn 1: glm-4.7-flash — Opening"
+    ]
+    stopped = run.turn_records[-1]
+    assert (stopped.turn, stopped.stopped, stopped.flags) == (2, True, ["stopped"])
+    assert ("cancel", "qwen3:32b") in events, "the abandoned request was closed once the model answered"
