@@ -159,6 +159,7 @@ def build_parser() -> Parser:
     doctor.add_argument("--turns", type=int, metavar="N", help="size num_ctx for this many turns")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     residency_options(doctor)
+    checkpoint_url_option(doctor, "also check this Postgres database for runs' checkpoints")
 
     ui = commands.add_parser("ui", help="start the Streamlit page on 127.0.0.1 (Ctrl-C stops it)")
     ui.add_argument("--port", type=int, default=8501)
@@ -459,7 +460,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from graphs.doctor import examine, participants_for, render
+    from graphs.checkpoints import url_from_env
+    from graphs.doctor import check_checkpoints, examine, participants_for, render
     from graphs.ollama import default_host, normalize_host
     from graphs.spec import load_shape
 
@@ -473,6 +475,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     topic = read_topic(args.topic, args.topic_file) if args.topic or args.topic_file else ""
     turns = args.turns or (shape.turns if shape else 4)
     report = examine(participants, hosts, args.require_gpu, turns, topic, default_host=fallback)
+    report.checkpoints = check_checkpoints(args.checkpoint_url or url_from_env())
     print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
     return report.exit_code
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from graphs import ollama, residency
+from graphs import checkpoints, ollama, residency
 from graphs.errors import DuologueError, OllamaError, ShapeError
 from graphs.spec import PARTICIPANT_SETTINGS, ModelOptions, Participant, describe_validation_error
 
@@ -70,13 +70,24 @@ class HostCheck:
 
 
 @dataclass
+class CheckpointCheck:
+    """The Postgres database runs would keep their checkpoints in (password hidden)."""
+
+    store: str
+    error: str | None = None
+
+
+@dataclass
 class DoctorReport:
     hosts: list[HostCheck]
     models: list[ModelCheck]
+    checkpoints: CheckpointCheck | None = None
 
     @property
     def problems(self) -> list[str]:
         found = [f"{h.url}: {h.error}" for h in self.hosts if h.error]
+        if self.checkpoints and self.checkpoints.error:
+            found.append(self.checkpoints.error)
         for m in self.models:
             if m.error:
                 found.append(f"{m.name} ({m.model}): {m.error}")
@@ -100,9 +111,21 @@ class DoctorReport:
         return {
             "hosts": [asdict(h) for h in self.hosts],
             "models": [asdict(m) | {"on_cpu": m.on_cpu} for m in self.models],
+            "checkpoints": asdict(self.checkpoints) if self.checkpoints else None,
             "problems": self.problems,
             "ok": not self.problems,
         }
+
+
+def check_checkpoints(url: str | None) -> CheckpointCheck | None:
+    """Can runs keep their checkpoints at `url`? None when they keep them in their folders."""
+    if not url:
+        return None
+    try:
+        checkpoints.check_reachable(url)
+    except DuologueError as exc:
+        return CheckpointCheck(checkpoints.redact(url), str(exc))
+    return CheckpointCheck(checkpoints.redact(url))
 
 
 def participants_for(
@@ -279,6 +302,9 @@ def render(report: DoctorReport) -> str:
                 else "no, they do not all fit in VRAM at once (residency auto: exclusive, one at a time)"
             )
             lines.append(f"  together: {verdict} [{where}]")
+    if report.checkpoints is not None:
+        state = "unusable" if report.checkpoints.error else "ready (Postgres)"
+        lines.append(f"checkpoints: {report.checkpoints.store}: {state}")
     problems = report.problems
     if problems:
         lines += [f"problem: {p}" for p in problems]

@@ -227,3 +227,25 @@ def test_the_database_going_away_mid_run_fails_the_run_and_keeps_its_turns(runs_
         f"duologue: run failed: {run.meta.error} (run {run.meta.run_id}: {len(finished)} finished turn(s) kept)\n"
     )
     assert json.loads((run.folder / "run.json").read_text())["checkpoint_store"] == redacted(url)
+
+
+def test_doctor_checks_the_checkpoint_database(database: str, capsys):
+    with fake_ollama(["qwen3:32b"]) as (server, _):
+        assert (
+            main(["doctor", "--model", "qwen3:32b", "--host", server.url, "--checkpoint-url", database]) == 0
+        )
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[-2:] == [
+            f"checkpoints: {redacted(database)}: ready (Postgres)",
+            "ok: every model is there and runs as required",
+        ]
+        nobody = f"postgresql://duologue:{PASSWORD}@127.0.0.1:{free_port()}/postgres"
+        assert main(["doctor", "--model", "qwen3:32b", "--host", server.url, "--checkpoint-url", nobody]) == 1
+        out = capsys.readouterr().out
+    assert out.splitlines()[-2:] == [
+        f"checkpoints: {redacted(nobody)}: unusable",
+        f"problem: cannot reach the checkpoint database {redacted(nobody)}: connection to server at "
+        f'"127.0.0.1", port {nobody.rsplit(":", 1)[1].split("/")[0]} failed: Connection refused; '
+        "check that it is running and the connection string is right",
+    ]
+    assert PASSWORD not in out
