@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,9 +100,7 @@ class RunWriter:
         flock is released by the kernel when the holder dies, so a killed run can be resumed.
         """
         with open(self.folder / LOCK, "a+", encoding="utf-8") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not take_lock(handle):
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
                 raise RunBusy(
@@ -196,6 +195,19 @@ class RunStore:
                 except RunNotFound:
                     continue
         return sorted(runs, key=lambda r: r.meta.started_at, reverse=True)
+
+
+def take_lock(handle: Any, tries: int = 5, pause_s: float = 0.01) -> bool:
+    """The run's lock, exclusively; a few tries, since a status probe (lock_held) holds it for
+    a moment and must not be mistaken for a process driving the run."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt < tries - 1:
+                time.sleep(pause_s)
+    return False
 
 
 def lock_held(path: Path) -> bool:

@@ -97,3 +97,17 @@ def test_runs_table_names_each_flag_once_and_whole(runs_dir: Path, capsys):
     writer.save_meta(status="completed")
     assert main(["runs", "--json", "--runs-dir", str(runs_dir)]) == 0
     assert json.loads(capsys.readouterr().out)[0]["flags"] == ["CPU", "cut by length"]
+
+
+def test_a_status_probe_at_that_moment_does_not_refuse_the_run(runs_dir: Path):
+    """`duologue runs` or the page probing the lock must not make a resume fail as busy."""
+    import fcntl
+    import threading
+
+    writer = RunStore(runs_dir).create(meta("r1"))
+    (writer.folder / ".lock").touch()
+    with open(writer.folder / ".lock") as probe:
+        fcntl.flock(probe, fcntl.LOCK_SH)  # what lock_held takes, for a moment
+        threading.Timer(0.02, fcntl.flock, (probe, fcntl.LOCK_UN)).start()
+        with writer.lock():
+            assert RunStore(runs_dir).load("r1").status == "running"
