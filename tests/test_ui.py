@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from fakeollama import FakeModel, fake_ollama
 from streamlit.testing.v1 import AppTest
+from test_durable import turn_sections
 
 from graphs import (
     DuologueError,
@@ -381,18 +382,6 @@ def finish_resume(at: AppTest, run_id: str) -> tuple[AppTest, LiveRun]:
 
 def headings(transcript: str) -> list[str]:
     return [line for line in transcript.splitlines() if line.startswith("### ")]
-
-
-def turn_sections(transcript: str) -> list[str]:
-    """Each turn's block, heading to text, as transcript.md prints it (without the trailer)."""
-    sections = [s.strip() for s in transcript.split("\n---\n")[1:] if s.strip().startswith("### Turn")]
-    if sections:
-        sections[-1] = "\n".join(
-            line
-            for line in sections[-1].splitlines()
-            if not line.startswith(("*Run ", "Total: ", "*Waiting "))
-        ).strip()
-    return sections
 
 
 def test_the_facilitators_words_are_relayed_before_the_paused_turn(page_env: Path):
