@@ -238,25 +238,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from graphs.durable import resume_dialogue
 
-    shape = recorded_shape(args)
-    stop = threading.Event()
-    with model_hosts(args, shape, keep_recorded=True) as hosts:
-        observer = make_observer(args)
-        return report_outcome(
-            args,
+    return continue_run(
+        args,
+        recorded_shape(args),
+        lambda hosts, observer, stop: resume_dialogue(
+            args.run_id,
+            runs_dir(args),
+            hosts,
+            args.say,
             observer,
-            lambda: resume_dialogue(
-                args.run_id,
-                runs_dir(args),
-                hosts,
-                args.say,
-                observer,
-                trace=False if args.no_trace else None,
-                stop=stop,
-                checkpoint_url=args.checkpoint_url,
-            ),
-            stop,
-        )
+            trace=False if args.no_trace else None,
+            stop=stop,
+            checkpoint_url=args.checkpoint_url,
+        ),
+    )
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
@@ -264,26 +259,34 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
     shape = recorded_shape(args)
     models, settings = parse_models(args.model), parse_settings(args.set)
+    return continue_run(
+        args,
+        shape,
+        lambda hosts, observer, stop: fork_dialogue(
+            args.run_id,
+            args.at,
+            runs_dir(args),
+            models,
+            settings,
+            hosts,
+            observer,
+            trace=False if args.no_trace else None,
+            stop=stop,
+            checkpoint_url=args.checkpoint_url,
+        ),
+    )
+
+
+def continue_run(
+    args: argparse.Namespace,
+    shape: Shape | None,
+    hold: Callable[[dict[str, str], Any, threading.Event], Any],
+) -> int:
+    """Resume or fork: hosts as recorded unless named, the embedded server if the run used it."""
     stop = threading.Event()
     with model_hosts(args, shape, keep_recorded=True) as hosts:
         observer = make_observer(args)
-        return report_outcome(
-            args,
-            observer,
-            lambda: fork_dialogue(
-                args.run_id,
-                args.at,
-                runs_dir(args),
-                models,
-                settings,
-                hosts,
-                observer,
-                trace=False if args.no_trace else None,
-                stop=stop,
-                checkpoint_url=args.checkpoint_url,
-            ),
-            stop,
-        )
+        return report_outcome(args, observer, lambda: hold(hosts, observer, stop), stop)
 
 
 def recorded_shape(args: argparse.Namespace) -> Shape | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import itertools
 import os
 import ssl
 import threading
@@ -46,7 +47,7 @@ LOAD_TIMEOUT_S = 600.0
 
 TOP_LEVEL_KEYS = frozenset({"keep_alive", "think"})
 
-ABANDON_POLL_S = 0.1
+STOP_POLL_S = 0.1
 """How often a request awaiting its first chunk checks whether the run was stopped."""
 
 Part = TypeVar("Part")
@@ -114,7 +115,7 @@ class PinnedChatOllama(ChatOllama):
     guard: Any = Field(default=None, exclude=True)
     """A TurnGuard, or None."""
     stop_event: Any = Field(default=None, exclude=True)
-    """A threading.Event, or None: once set, a request still awaiting its first chunk is abandoned."""
+    """A threading.Event, or None: once set, the request in progress ends (see until_stopped)."""
 
     def _chat_params(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
@@ -129,7 +130,7 @@ class PinnedChatOllama(ChatOllama):
         if self.stop_event is None:
             yield from parts
         else:
-            yield from abandon_on_stop(parts, self.stop_event)
+            yield from until_stopped(parts, self.stop_event)
 
     def _guarded_chat_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
@@ -186,13 +187,14 @@ class PinnedChatOllama(ChatOllama):
         return dict(part) if part.get("done") is True else None
 
 
-def abandon_on_stop(parts: Generator[Part, None, None], stop: threading.Event) -> Iterator[Part]:
-    """`parts`, except that a stop while the first part is awaited abandons the request.
+def until_stopped(parts: Generator[Part, None, None], stop: threading.Event) -> Iterator[Part]:
+    """`parts` until `stop` is set: the request then ends at its next chunk, not its last.
 
     Before its first chunk a model may be loading or reading a long prompt, minutes on a
-    CPU, and no token arrives to stop at. The first part is fetched in a helper thread
-    (with the caller's context, so the guard's findings still reach the trace); a request
-    abandoned meanwhile is closed when that part arrives, which tells the server to stop.
+    CPU, and no chunk arrives to stop at. So the first part is fetched in a helper thread
+    (with the caller's context, so the guard's findings still reach the trace), and a stop
+    meanwhile abandons the request; it is closed when that part arrives, which tells the
+    server to stop generating.
     """
     lock = threading.Lock()
     arrived = threading.Event()
@@ -217,7 +219,7 @@ def abandon_on_stop(parts: Generator[Part, None, None], stop: threading.Event) -
     fetcher = threading.Thread(target=context.run, args=(fetch_first,), name="duologue-first-chunk")
     fetcher.daemon = True
     fetcher.start()
-    while not arrived.wait(ABANDON_POLL_S):
+    while not arrived.wait(STOP_POLL_S):
         if stop.is_set():
             with lock:
                 if not arrived.is_set():
@@ -228,8 +230,13 @@ def abandon_on_stop(parts: Generator[Part, None, None], stop: threading.Event) -
         if value is not None:
             raise value
         return
-    yield value
-    yield from parts
+    try:
+        for part in itertools.chain([value], parts):
+            if stop.is_set():
+                raise RunInterrupted("stopped before the model finished its turn")
+            yield part
+    finally:
+        parts.close()  # a stopped request is closed now, so the server stops generating
 
 
 def guarded(step: Callable[[], dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
@@ -256,8 +263,8 @@ def chat_model(
     guard: TurnGuard | None = None,
     stop: threading.Event | None = None,
 ) -> Runnable:
-    """A ChatOllama for one participant, pinned to its complete options; `stop` abandons a
-    request still waiting for its first token (see abandon_on_stop)."""
+    """A ChatOllama for one participant, pinned to its complete options; setting `stop` ends
+    the request in progress (see until_stopped)."""
     options = participant.options
     return PinnedChatOllama(
         model=participant.model,

@@ -7,7 +7,6 @@ as it finishes, so whatever stops the run, the finished turns are on disk.
 
 from __future__ import annotations
 
-import logging
 import platform
 import threading
 from collections.abc import Mapping
@@ -15,9 +14,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
 
@@ -184,7 +181,7 @@ def hold(
     )
     graph: Any = build_graph(shape, checkpointer=checkpointer)
     config: Any = {
-        "callbacks": [recorder, StopOnRequest(request.stop, writer.run_id)],
+        "callbacks": [recorder],
         "recursion_limit": recursion_limit(request.turns),
         "run_name": f"duologue {shape.name} {writer.run_id}",
         "metadata": {"run_id": writer.run_id, "shape": shape.name},
@@ -267,35 +264,6 @@ def record_updates(
             observer.turn_finished(turn, outcome.records.get(turn["number"]))
             if turn["number"] < len(plan):
                 announce(observer, plan[turn["number"]], names, request.shape)
-
-
-class _StopsAreNotErrors(logging.Filter):
-    """LangChain logs every exception a callback raises as a warning, a stop included."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        return not any(isinstance(arg, str) and arg.startswith("RunInterrupted(") for arg in args)
-
-
-logging.getLogger("langchain_core.callbacks.manager").addFilter(_StopsAreNotErrors())
-
-
-class StopOnRequest(BaseCallbackHandler):
-    """Ends the turn in progress at its next token once the run is asked to stop.
-
-    Without it a stop would wait for the whole turn, minutes on a slow model. Before the
-    first token (a model loading, a long prompt being read) it cannot cut in.
-    """
-
-    raise_error = True
-
-    def __init__(self, stop: threading.Event, run_id: str) -> None:
-        self.stop = stop
-        self.run_id = run_id
-
-    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        if self.stop.is_set():
-            raise RunInterrupted(f"run {self.run_id} interrupted")
 
 
 def announce(observer: RunObserver, planned: PlannedTurn, names: Mapping[str, str], shape: Shape) -> None:
