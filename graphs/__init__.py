@@ -13,38 +13,38 @@ _EXPORTS = {
     "DuologueError": "graphs.errors",
     "RunFailed": "graphs.errors",
     "RunInterrupted": "graphs.errors",
-    "Shape": "graphs.spec",
-    "Participant": "graphs.spec",
-    "ModelOptions": "graphs.spec",
-    "load_shape": "graphs.spec",
-    "parse_shape": "graphs.spec",
-    "builtin_shape_names": "graphs.spec",
-    "with_overrides": "graphs.spec",
-    "builtin_shape_text": "graphs.spec",
-    "PlannedTurn": "graphs.schedule",
-    "plan_turns": "graphs.schedule",
-    "labels": "graphs.relay",
-    "mermaid": "graphs.build",
-    "graph_dot": "graphs.build",
-    "Turn": "graphs.state",
-    "RunRequest": "graphs.runner",
-    "RunOutcome": "graphs.runner",
-    "RunObserver": "graphs.runner",
-    "run_dialogue": "graphs.runner",
-    "resume_dialogue": "graphs.durable",
-    "fork_dialogue": "graphs.durable",
-    "NothingToResume": "graphs.durable",
-    "RunStore": "graphs.runstore",
-    "RunRecord": "graphs.runstore",
-    "new_run_id": "graphs.runstore",
-    "RunMeta": "graphs.records",
-    "TraceRecord": "graphs.records",
-    "InputsRecord": "graphs.records",
-    "run_totals": "graphs.report",
-    "stats_line": "graphs.transcript",
-    "default_host": "graphs.ollama",
-    "normalize_host": "graphs.ollama",
-    "list_models": "graphs.ollama",
+    "Shape": "graphs.engine.spec",
+    "Participant": "graphs.engine.spec",
+    "ModelOptions": "graphs.engine.spec",
+    "load_shape": "graphs.engine.spec",
+    "parse_shape": "graphs.engine.spec",
+    "builtin_shape_names": "graphs.engine.spec",
+    "with_overrides": "graphs.engine.spec",
+    "builtin_shape_text": "graphs.engine.spec",
+    "PlannedTurn": "graphs.engine.schedule",
+    "plan_turns": "graphs.engine.schedule",
+    "labels": "graphs.engine.relay",
+    "mermaid": "graphs.engine.build",
+    "graph_dot": "graphs.engine.build",
+    "Turn": "graphs.engine.state",
+    "RunRequest": "graphs.run.runner",
+    "RunOutcome": "graphs.run.runner",
+    "RunObserver": "graphs.run.runner",
+    "run_dialogue": "graphs.run.runner",
+    "resume_dialogue": "graphs.run.durable",
+    "fork_dialogue": "graphs.run.durable",
+    "NothingToResume": "graphs.run.durable",
+    "RunStore": "graphs.records.store",
+    "RunRecord": "graphs.records.store",
+    "new_run_id": "graphs.records.store",
+    "RunMeta": "graphs.records.schema",
+    "TraceRecord": "graphs.records.schema",
+    "InputsRecord": "graphs.records.schema",
+    "run_totals": "graphs.records.tables",
+    "stats_line": "graphs.records.transcript",
+    "default_host": "graphs.ollama.api",
+    "normalize_host": "graphs.ollama.api",
+    "list_models": "graphs.ollama.api",
     "start_embedded": "graphs.embedded.serve",
     "embedded_models": "graphs.embedded.serve",
     "EmbeddedUnavailable": "graphs.embedded.llama_backend",
@@ -53,19 +53,12 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from graphs.build import graph_dot, mermaid
-    from graphs.durable import NothingToResume, fork_dialogue, resume_dialogue
     from graphs.embedded.llama_backend import EmbeddedUnavailable
     from graphs.embedded.serve import embedded_models, start_embedded
-    from graphs.errors import DuologueError, RunFailed, RunInterrupted
-    from graphs.ollama import default_host, list_models, normalize_host
-    from graphs.records import InputsRecord, RunMeta, TraceRecord
-    from graphs.relay import labels
-    from graphs.report import run_totals
-    from graphs.runner import RunObserver, RunOutcome, RunRequest, run_dialogue
-    from graphs.runstore import RunRecord, RunStore, new_run_id
-    from graphs.schedule import PlannedTurn, plan_turns
-    from graphs.spec import (
+    from graphs.engine.build import graph_dot, mermaid
+    from graphs.engine.relay import labels
+    from graphs.engine.schedule import PlannedTurn, plan_turns
+    from graphs.engine.spec import (
         ModelOptions,
         Participant,
         Shape,
@@ -75,8 +68,15 @@ if TYPE_CHECKING:
         parse_shape,
         with_overrides,
     )
-    from graphs.state import Turn
-    from graphs.transcript import stats_line
+    from graphs.engine.state import Turn
+    from graphs.errors import DuologueError, RunFailed, RunInterrupted
+    from graphs.ollama.api import default_host, list_models, normalize_host
+    from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
+    from graphs.records.store import RunRecord, RunStore, new_run_id
+    from graphs.records.tables import run_totals
+    from graphs.records.transcript import stats_line
+    from graphs.run.durable import NothingToResume, fork_dialogue, resume_dialogue
+    from graphs.run.runner import RunObserver, RunOutcome, RunRequest, run_dialogue
 
 
 def __getattr__(name: str) -> Any:

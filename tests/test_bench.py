@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from graphs import bench
-from graphs.cli import main
+from graphs.commands import bench
+from graphs.commands.cli import main
 from graphs.embedded.backend import ChatDone, ChatRequest
 from graphs.embedded.instant import INSTANT_MODELS, InstantBackend, start_instant
 from graphs.embedded.llama_backend import EmbeddedUnavailable
-from graphs.runstore import RunStore
+from graphs.records.store import RunStore
 
 SMALL = ["bench", "--json", "--repeat", "1", "--turns", "6"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fakeollama import FakeModel, fake_ollama
 
-from graphs.cli import main
-from graphs.runstore import RunStore
+from graphs.commands.cli import main
+from graphs.records.store import RunStore
 
 ESSAY = "Inherited Memory.\n\nAn essay about what a successor owes to its predecessor."
 A_REPLIES = ["The essay presents a paradox. How do you see it?", "You separate capability from preference."]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fakeollama import FakeModel, fake_ollama
 
-from graphs import residency
-from graphs.cli import main
+from graphs.commands.cli import main
+from graphs.ollama import residency
 
 GiB = 2**30
 QWEN_KV = 256 * 1024

@@ -16,11 +16,11 @@ import pytest
 from fakeollama import FakeModel, fake_ollama
 from fakes import ScriptedChatModel
 
-from graphs.cli import main
-from graphs.observe import SilentObserver
-from graphs.runner import RunRequest, run_dialogue
-from graphs.runstore import RunStore, RunWriter
-from graphs.spec import load_shape, with_overrides
+from graphs.commands.cli import main
+from graphs.engine.spec import load_shape, with_overrides
+from graphs.records.store import RunStore, RunWriter
+from graphs.run.observe import SilentObserver
+from graphs.run.runner import RunRequest, run_dialogue
 
 A_REPLIES = ["A opens with a question about inheritance?", "A replies about weights and tapestry."]
 B_REPLIES = ["B responds about context windows.", "B closes: we converge and diverge."]
@@ -93,7 +93,7 @@ def test_resume_after_sigkill_of_a_real_run(runs_dir: Path, tmp_path: Path, caps
     with fake_ollama(models(), token_delay_s=0.15) as (server, backend):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "graphs.cli", *run_args(server.url, runs_dir)],
+            [sys.executable, "-m", "graphs", *run_args(server.url, runs_dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
@@ -278,7 +278,7 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_finished_turns(runs_dir: Pa
     slow = [FakeModel("glm-4.7-flash", replies=A_REPLIES), FakeModel("qwen3:32b", replies=[long_reply])]
     with fake_ollama(slow, token_delay_s=0.15) as (server, backend):
         process = subprocess.Popen(
-            [sys.executable, "-m", "graphs.cli", *run_args(server.url, runs_dir)],
+            [sys.executable, "-m", "graphs", *run_args(server.url, runs_dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -14,9 +14,9 @@ pytest.importorskip("llama_cpp")
 
 from fakeollama import record_final_chunks  # noqa: E402
 
-from graphs.cli import main  # noqa: E402
+from graphs.commands.cli import main  # noqa: E402
 from graphs.embedded.serve import start_embedded  # noqa: E402
-from graphs.runstore import RunStore  # noqa: E402
+from graphs.records.store import RunStore  # noqa: E402
 
 pytestmark = pytest.mark.embedded
 
@@ -121,7 +121,7 @@ def test_the_demo_command_holds_a_duet_with_embedded(tmp_path: Path):
     """`duologue run duet --embedded`, as the README's demo runs it, in a process of its own."""
     runs_dir = tmp_path / "runs"
     result = subprocess.run(
-        [sys.executable, "-m", "graphs.cli", "run", "duet", "--embedded", "--topic-file", str(ESSAY),
+        [sys.executable, "-m", "graphs", "run", "duet", "--embedded", "--topic-file", str(ESSAY),
          "--runs-dir", str(runs_dir), *SHORT],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fakes import ScriptedChatModel
 
+from graphs.engine.spec import load_shape, with_overrides
 from graphs.errors import RunFailed, RunInterrupted
-from graphs.runner import RunRequest, run_dialogue
-from graphs.runstore import RunStore
-from graphs.spec import load_shape, with_overrides
+from graphs.records.store import RunStore
+from graphs.run.runner import RunRequest, run_dialogue
 
 SHAPE = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
 HOSTS = {"a": "http://127.0.0.1:9", "b": "http://127.0.0.1:9"}

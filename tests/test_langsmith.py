@@ -1,4 +1,4 @@
-"""LangSmith export (graphs/smith.py) against a LangSmith-compatible endpoint on 127.0.0.1."""
+"""LangSmith export (graphs/run/langsmith.py) against a LangSmith-compatible endpoint on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from fakesmith import FakeLangSmith, fake_langsmith
 from langsmith import run_trees as rt
 from langsmith import utils as ls_utils
 
-from graphs import smith
-from graphs.cli import main
+from graphs.commands.cli import main
+from graphs.engine.spec import load_shape, with_overrides
 from graphs.errors import RunInterrupted
-from graphs.observe import SilentObserver
-from graphs.runner import RunRequest, run_dialogue
-from graphs.runstore import RunStore
-from graphs.spec import load_shape, with_overrides
+from graphs.records.store import RunStore
+from graphs.run import langsmith as smith
+from graphs.run.observe import SilentObserver
+from graphs.run.runner import RunRequest, run_dialogue
 
 KEY = "secret-key-value"
 TOPIC = "What does a successor owe to its predecessor?"
@@ -223,7 +223,7 @@ def test_unreachable_endpoint_costs_seconds_at_most_and_never_shows_the_key(
     assert all(r.meta.status == "completed" for r in RunStore(runs_dir).list())
     # langsmith did fail, and logged about it (redacted); the run says so in one line.
     assert "API Key: [redacted]" in caplog.text  # langsmith's message that shows part of the key
-    [summary] = [r.getMessage() for r in caplog.records if r.name == "graphs.smith"]
+    [summary] = [r.getMessage() for r in caplog.records if r.name == "graphs.run.langsmith"]
     assert "did not fully reach http://127.0.0.1:" in summary and "(cannot connect)" in summary
     assert_no_key(runs_dir, capsys, caplog)
 

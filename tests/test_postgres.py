@@ -13,8 +13,8 @@ from fakeollama import FakeModel, fake_ollama
 from pgserver import PASSWORD, bin_dir, free_port, postgres_server
 from test_durable import A_REPLIES, B_REPLIES, models, only_run, run_args, turn_sections
 
-from graphs.cli import main
-from graphs.runstore import RunStore
+from graphs.commands.cli import main
+from graphs.records.store import RunStore
 
 psycopg = pytest.importorskip("psycopg", reason="needs the postgres extra (pip install -e '.[postgres]')")
 pytestmark = [

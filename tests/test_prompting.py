@@ -2,7 +2,7 @@ from string import Template
 
 import pytest
 
-from graphs import prompting
+from graphs.engine import prompting
 from graphs.errors import PromptError
 
 

@@ -1,9 +1,9 @@
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from graphs.relay import messages_for
-from graphs.schedule import plan_turns
-from graphs.spec import load_shape, with_overrides
-from graphs.state import Turn
+from graphs.engine.relay import messages_for
+from graphs.engine.schedule import plan_turns
+from graphs.engine.spec import load_shape, with_overrides
+from graphs.engine.state import Turn
 
 DUET = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
 SYSTEM_A = (

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from fakeollama import FakeBackend, FakeModel, fake_ollama
 
-from graphs import residency
-from graphs.cli import main
+from graphs.commands.cli import main
 from graphs.embedded.backend import ChatRequest
-from graphs.ollama import describe_processor
-from graphs.records import TraceRecord
-from graphs.runstore import RunRecord, RunStore
+from graphs.ollama import residency
+from graphs.ollama.api import describe_processor
+from graphs.records.schema import TraceRecord
+from graphs.records.store import RunRecord, RunStore
 
 GiB = 2**30
 QWEN_KV = 256 * 1024  # bytes per token: 64 layers x 8 KV heads x 128 dims x (K, V) x fp16

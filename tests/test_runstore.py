@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from graphs.errors import RunNotFound
-from graphs.records import RunMeta, TraceRecord
-from graphs.runstore import RunStore, write_atomic
+from graphs.records.schema import RunMeta, TraceRecord
+from graphs.records.store import RunStore, write_atomic
 
 
 def meta(run_id: str, started_at: str = "2026-11-25T20:00:00.000Z") -> RunMeta:
@@ -72,7 +72,7 @@ def test_ids_that_could_leave_the_runs_folder_are_refused(runs_dir: Path, run_id
 
 
 def test_a_run_recorded_as_running_that_no_process_holds_shows_as_stopped(runs_dir: Path, capsys):
-    from graphs.cli import main
+    from graphs.commands.cli import main
 
     writer = RunStore(runs_dir).create(meta("r1"))
     with writer.lock():
@@ -89,7 +89,7 @@ def test_a_run_recorded_as_running_that_no_process_holds_shows_as_stopped(runs_d
 
 
 def test_runs_table_names_each_flag_once_and_whole(runs_dir: Path, capsys):
-    from graphs.cli import main
+    from graphs.commands.cli import main
 
     writer = RunStore(runs_dir).create(meta("r1"))
     writer.append_trace(trace("r1", 1, 1).model_copy(update={"gpu_fraction": 0.48, "done_reason": "length"}))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from fakeollama import FakeModel, fake_ollama
 
-from graphs.cli import main
-from graphs.report import TRACE_FIELDS, trace_rows
-from graphs.runstore import RunStore
+from graphs.commands.cli import main
+from graphs.records.store import RunStore
+from graphs.records.tables import TRACE_FIELDS, trace_rows
 
 HEADERS = [
     "turn",

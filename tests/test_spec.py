@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from graphs.engine.schedule import PlannedTurn, plan_turns
+from graphs.engine.spec import builtin_shape_names, load_shape, with_overrides
 from graphs.errors import ShapeError
-from graphs.schedule import PlannedTurn, plan_turns
-from graphs.spec import builtin_shape_names, load_shape, with_overrides
 
 
 def test_builtin_shapes_load():

@@ -649,7 +649,7 @@ def test_graph_dot_names_every_speaker():
 def test_duologue_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path: Path):
     import subprocess
 
-    from graphs.cli import main
+    from graphs.commands.cli import main
 
     seen: dict[str, object] = {}
 

@@ -69,7 +69,7 @@ def page(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     runs_dir = tmp_path / "runs"
     port = free_port()
     with fake_ollama(models, token_delay_s=0.08) as (server, _backend):
-        command = [sys.executable, "-m", "graphs.cli", "ui", "--port", str(port)]
+        command = [sys.executable, "-m", "graphs", "ui", "--port", str(port)]
         command += ["--runs-dir", str(runs_dir), "--host", server.url]
         log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,6 +1,6 @@
 """An Ollama whose models answer at once with short fixed replies: the benchmark's stand-in.
 
-`duologue bench` (graphs/bench.py) drives the same dialogue through the engine and through
+`duologue bench` (graphs/commands/bench.py) drives the same dialogue through the engine and through
 a bare `ollama` client loop against this server, so that what is left between the two is
 the framework's own cost. The replies are short fixed texts streamed word by word; the
 final chunk carries every metric Ollama sends, with counts computed from the prompt and

@@ -7,10 +7,10 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.context import DialogueContext
-from graphs.nodes import CLOSING, FACILITATOR, make_facilitator, make_speaker
-from graphs.spec import Shape
-from graphs.state import DialogueState
+from graphs.engine.context import DialogueContext
+from graphs.engine.nodes import CLOSING, FACILITATOR, make_facilitator, make_speaker
+from graphs.engine.spec import Shape
+from graphs.engine.state import DialogueState
 
 
 def build_graph(shape: Shape, checkpointer: Any = None) -> CompiledStateGraph[Any, Any, Any, Any]:

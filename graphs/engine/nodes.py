@@ -13,11 +13,11 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
-from graphs.context import DialogueContext
-from graphs.ollama import chat_model, default_host
-from graphs.relay import messages_for
-from graphs.schedule import PlannedTurn, plan_turns
-from graphs.state import DialogueState, Interjection, Turn
+from graphs.engine.context import DialogueContext
+from graphs.engine.relay import messages_for
+from graphs.engine.schedule import PlannedTurn, plan_turns
+from graphs.engine.state import DialogueState, Interjection, Turn
+from graphs.ollama.api import chat_model, default_host
 
 FACILITATOR = "facilitator"
 CLOSING = "closing"

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from graphs.records import TraceRecord
-    from graphs.schedule import PlannedTurn
-    from graphs.state import Turn
+    from graphs.engine.schedule import PlannedTurn
+    from graphs.engine.state import Turn
+    from graphs.records.schema import TraceRecord
 
 
 class RunObserver(Protocol):

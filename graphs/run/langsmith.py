@@ -11,7 +11,7 @@ non-daemon thread (which also holds up the exit) and logs the first and last cha
 of the API key. Here the client has short timeouts and one retry, its threads are
 daemons, the end-of-run flush waits at most FLUSH_TIMEOUT_S and then drops what is left,
 and every log record that would carry the key is redacted. A tracing failure never
-fails the run: it ends in one warning on the `graphs.smith` logger.
+fails the run: it ends in one warning on the `graphs.run.langsmith` logger.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from langchain_core.tracers.context import tracing_v2_callback_var
 from langchain_core.tracers.langchain import LangChainTracer
 from langsmith.run_helpers import tracing_context
 
-from graphs.schedule import PlannedTurn, plan_turns
-from graphs.spec import Shape
-from graphs.tracing import NS, rate
+from graphs.engine.schedule import PlannedTurn, plan_turns
+from graphs.engine.spec import Shape
+from graphs.run.tracing import NS, rate
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def turn_stats(outputs: Mapping[str, Any] | None) -> dict[str, Any]:
     }
     if final.get("done_reason") == "length":
         stats["cut_by_length"] = True
-    findings = final.get("duologue")  # the connector's residency findings (graphs/ollama.py)
+    findings = final.get("duologue")  # the connector's residency findings (graphs/ollama/api.py)
     if isinstance(findings, Mapping):
         for key in ("gpu_fraction", "truncated"):
             if key in findings:

@@ -135,14 +135,14 @@ class Shape(BaseModel):
 
 
 def builtin_shape_names() -> list[str]:
-    folder = resources.files("graphs.shapes")
+    folder = resources.files("graphs.engine.shapes")
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def load_shape(name_or_path: str) -> Shape:
     """A built-in shape by name, or a shape file by path."""
     if name_or_path in builtin_shape_names():
-        resource = resources.files("graphs.shapes").joinpath(f"{name_or_path}.yaml")
+        resource = resources.files("graphs.engine.shapes").joinpath(f"{name_or_path}.yaml")
         return parse_shape(resource.read_text(encoding="utf-8"), source=f"built-in shape '{name_or_path}'")
     path = Path(name_or_path)
     if not path.is_file():
@@ -156,7 +156,7 @@ def builtin_shape_text(name: str) -> str:
     """A built-in shape's YAML file as written, comments included (the page shows it)."""
     if name not in builtin_shape_names():
         raise ShapeError(f"no built-in shape '{name}' ({', '.join(builtin_shape_names())})")
-    return resources.files("graphs.shapes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    return resources.files("graphs.engine.shapes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
 
 
 def parse_shape(text: str, source: str) -> Shape:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, TypedDict
 
-from graphs.spec import TurnKind
+from graphs.engine.spec import TurnKind
 
 
 class Turn(TypedDict):

@@ -1,6 +1,6 @@
 """Where each model sits while it speaks, and whether it heard the whole dialogue.
 
-Policy only: every request to Ollama goes through graphs/ollama.py.
+Policy only: every request to Ollama goes through graphs/ollama/api.py.
 
 Before a run, resolve_shape() pins what a participant's options leave open: num_ctx,
 sized to the dialogue and capped at the model's trained context, and think, on for
@@ -32,10 +32,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from graphs import ollama
+from graphs.engine.spec import ModelOptions, Participant, Shape
 from graphs.errors import OllamaError
-from graphs.ollama import Resident, find_resident
-from graphs.spec import ModelOptions, Participant, Shape
+from graphs.ollama import api as ollama
+from graphs.ollama.api import Resident, find_resident
 
 Policy = Literal["auto", "exclusive", "shared"]
 POLICIES: tuple[str, ...] = get_args(Policy)

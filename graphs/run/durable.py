@@ -14,15 +14,15 @@ from typing import Any
 from langchain_core.runnables import Runnable
 from langgraph.types import Command
 
-from graphs import checkpoints
-from graphs.build import build_graph
+from graphs.engine.build import build_graph
+from graphs.engine.spec import Shape, with_overrides
+from graphs.engine.state import DialogueState, Turn
 from graphs.errors import DuologueError, RunNotFound
-from graphs.records import FORMAT_VERSION, RunMeta, TraceRecord
-from graphs.residency import resolve_shape
-from graphs.runner import RunObserver, RunOutcome, RunRequest, check_servers, drive, initial_meta
-from graphs.runstore import RunRecord, RunStore
-from graphs.spec import Shape, with_overrides
-from graphs.state import DialogueState, Turn
+from graphs.ollama.residency import resolve_shape
+from graphs.records import checkpoints
+from graphs.records.schema import FORMAT_VERSION, RunMeta, TraceRecord
+from graphs.records.store import RunRecord, RunStore
+from graphs.run.runner import RunObserver, RunOutcome, RunRequest, check_servers, drive, initial_meta
 
 RECORDED_SETTINGS = frozenset({"residency_policy", "require_gpu", "strict_context", "trace"})
 

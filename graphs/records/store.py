@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from graphs.errors import RunBusy, RunNotFound
-from graphs.records import InputsRecord, RunMeta, TraceRecord
+from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
 
 RUNS_DIR_ENV = "DUOLOGUE_RUNS_DIR"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -6,7 +6,7 @@ call-time options dict replaces its own, so the dict is always passed whole, by
 PinnedChatOllama. The same dict goes with the preloads (load_model), so Ollama never
 reloads a model between two of its turns.
 
-A connector may carry a TurnGuard (graphs/residency.py) that runs before each request
+A connector may carry a TurnGuard (graphs/ollama/residency.py) that runs before each request
 (placing the model) and after it (checking the counts); its findings ride on the final
 chunk under FINDINGS_KEY, so they land in the AIMessage's response_metadata.
 """
@@ -34,9 +34,9 @@ from langchain_core.runnables import Runnable
 from langchain_ollama import ChatOllama
 from pydantic import Field
 
+from graphs.engine.spec import ModelOptions, Participant
 from graphs.errors import DuologueError, OllamaError, RunInterrupted
-from graphs.spec import ModelOptions, Participant
-from graphs.tracing import EVENT_TURN_FACTS
+from graphs.run.tracing import EVENT_TURN_FACTS
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 REQUEST_TIMEOUT_S = 600.0

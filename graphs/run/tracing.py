@@ -20,8 +20,8 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
 from graphs.errors import RunInterrupted
-from graphs.records import InputsRecord, TraceRecord
-from graphs.runstore import now_iso
+from graphs.records.schema import InputsRecord, TraceRecord
+from graphs.records.store import now_iso
 
 EVENT_TURN_FACTS = "duologue.turn_facts"
 """Custom event payload: TraceRecord fields the connector measured (gpu_fraction, ...)."""
@@ -127,7 +127,7 @@ class TraceRecorder(BaseCallbackHandler):
         node.final = final
         thinking = getattr(message, "additional_kwargs", {}).get("reasoning_content") or ""
         node.thinking_chars = len(thinking)
-        # What the connector's residency and context guard found (graphs/ollama.py, FINDINGS_KEY).
+        # What the connector's residency and context guard found (graphs/ollama/api.py, FINDINGS_KEY).
         with self._lock:
             node.facts.update(final.get("duologue") or {})
             if thinking:

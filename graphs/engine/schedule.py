@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphs.spec import Shape, TurnKind
+from graphs.engine.spec import Shape, TurnKind
 
 
 @dataclass(frozen=True)

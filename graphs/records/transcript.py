@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from graphs.records import TraceRecord
-from graphs.state import Turn
+from graphs.engine.state import Turn
+from graphs.records.schema import TraceRecord
 
 
 def stats_line(record: TraceRecord | None) -> str:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from graphs.prompting import render
-from graphs.schedule import PlannedTurn, plan_turns
-from graphs.spec import Shape
-from graphs.state import Interjection, Turn
+from graphs.engine.prompting import render
+from graphs.engine.schedule import PlannedTurn, plan_turns
+from graphs.engine.spec import Shape
+from graphs.engine.state import Interjection, Turn
 
 FACILITATOR_LABEL = "Facilitator"
 

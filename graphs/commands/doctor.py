@@ -6,8 +6,8 @@ model there; where it sits once loaded alone with the participant's exact option
 timed generation (tok/s, load time). Then whether a host's participants stay loaded
 together. The verdict fails if a participant would run on the CPU under require_gpu.
 
-Models are placed as an `exclusive` run would place them (graphs/residency.py), so what
-the doctor reports is what a run gets. All HTTP goes through graphs/ollama.py.
+Models are placed as an `exclusive` run would place them (graphs/ollama/residency.py), so what
+the doctor reports is what a run gets. All HTTP goes through graphs/ollama/api.py.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from graphs import checkpoints, ollama, residency
+from graphs.engine.spec import PARTICIPANT_SETTINGS, ModelOptions, Participant, describe_validation_error
 from graphs.errors import DuologueError, OllamaError, ShapeError
-from graphs.spec import PARTICIPANT_SETTINGS, ModelOptions, Participant, describe_validation_error
+from graphs.ollama import api as ollama
+from graphs.ollama import residency
+from graphs.records import checkpoints
 
 PROBE_PROMPT = "Say hello in one short sentence."
 PROBE_TOKENS = 32
@@ -136,7 +138,7 @@ def participants_for(
     Bare models are named a, b, c, ... unless given as NAME=MODEL.
     """
     if shape is not None:
-        from graphs.spec import with_overrides
+        from graphs.engine.spec import with_overrides
 
         named = dict(pair(value, "--model") for value in models)
         return list(with_overrides(shape, named, list(settings)).participants)

@@ -18,19 +18,22 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
 
-from graphs import checkpoints, ollama, residency, smith
-from graphs.build import build_graph, recursion_limit
-from graphs.context import DialogueContext
+from graphs.engine.build import build_graph, recursion_limit
+from graphs.engine.context import DialogueContext
+from graphs.engine.relay import labels
+from graphs.engine.schedule import PlannedTurn, plan_turns
+from graphs.engine.spec import Shape
+from graphs.engine.state import DialogueState, Turn
 from graphs.errors import DuologueError, RunFailed, RunInterrupted
-from graphs.observe import RunObserver, SilentObserver
-from graphs.records import ParticipantRecord, RunMeta, TraceRecord
-from graphs.relay import labels
-from graphs.runstore import RunStore, RunWriter, new_run_id, now_iso
-from graphs.schedule import PlannedTurn, plan_turns
-from graphs.spec import Shape
-from graphs.state import DialogueState, Turn
-from graphs.tracing import TraceRecorder
-from graphs.transcript import render_transcript
+from graphs.ollama import api as ollama
+from graphs.ollama import residency
+from graphs.records import checkpoints
+from graphs.records.schema import ParticipantRecord, RunMeta, TraceRecord
+from graphs.records.store import RunStore, RunWriter, new_run_id, now_iso
+from graphs.records.transcript import render_transcript
+from graphs.run import langsmith as smith
+from graphs.run.observe import RunObserver, SilentObserver
+from graphs.run.tracing import TraceRecorder
 
 
 @dataclass
@@ -48,13 +51,13 @@ class RunRequest:
     embedded: bool = False
     """The models are on duologue's embedded server, which a resume must start again."""
     residency_policy: residency.Policy = "auto"
-    """Where models sit while they speak: auto, exclusive or shared (graphs/residency.py)."""
+    """Where models sit while they speak: auto, exclusive or shared (graphs/ollama/residency.py)."""
     require_gpu: bool | None = None
     """Stop rather than let a turn run partly on the CPU; None: once its host has shown VRAM."""
     strict_context: bool = False
     """Stop when Ollama truncated a prompt, instead of flagging the turn."""
     trace: bool = True
-    """Export the run's trace to LangSmith when it is configured (graphs/smith.py); --no-trace."""
+    """Export the run's trace to LangSmith when it is configured (graphs/run/langsmith.py); --no-trace."""
     checkpoint_url: str | None = field(default_factory=checkpoints.url_from_env)
     """Keep checkpoints in this Postgres database ($DUOLOGUE_CHECKPOINT_URL); None: SQLite in the folder."""
 

@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING, Any
 from graphs.embedded.backend import ChatDone
 from graphs.embedded.instant import INSTANT_MODELS
 from graphs.errors import DuologueError
-from graphs.observe import SilentObserver
+from graphs.run.observe import SilentObserver
 
 if TYPE_CHECKING:
-    from graphs.records import TraceRecord
-    from graphs.schedule import PlannedTurn
-    from graphs.spec import Shape
-    from graphs.state import Turn
+    from graphs.engine.schedule import PlannedTurn
+    from graphs.engine.spec import Shape
+    from graphs.engine.state import Turn
+    from graphs.records.schema import TraceRecord
 
 TOPIC = (
     "Whether a tool that records everything it does can still be fast: "
@@ -204,7 +204,7 @@ class TurnClock(SilentObserver):
 
 
 def instant_shape() -> Shape:
-    from graphs.spec import load_shape, with_overrides
+    from graphs.engine.spec import load_shape, with_overrides
 
     return with_overrides(load_shape("duet"), dict(zip(("a", "b"), INSTANT_MODELS, strict=True)), [])
 
@@ -218,7 +218,7 @@ def engine_run(
     topic: str = TOPIC,
 ) -> SideRun:
     """(a) The dialogue through the engine, as `duologue run` holds it (LangSmith off)."""
-    from graphs.runner import RunRequest, run_dialogue
+    from graphs.run.runner import RunRequest, run_dialogue
 
     shape = shape or instant_shape()
     clock = observer if isinstance(observer, TurnClock) else TurnClock()
@@ -255,9 +255,10 @@ class DuetScript:
 
 def duet_script(url: str, turns: int, topic: str = TOPIC) -> DuetScript:
     """The same prompts and options the engine will send, the options resolved as it resolves them."""
-    from graphs import ollama, residency
-    from graphs.relay import messages_for
-    from graphs.schedule import plan_turns
+    from graphs.engine.relay import messages_for
+    from graphs.engine.schedule import plan_turns
+    from graphs.ollama import api as ollama
+    from graphs.ollama import residency
 
     shape = instant_shape()
     hosts = {p.name: url for p in shape.participants}
@@ -393,7 +394,7 @@ def memory_child(url: str, turns: int, runs_dir: Path) -> dict[str, Any]:
     """In the child process: one engine run, its RSS at every turn end and its peak."""
     clock = RssClock()
     engine_run(url, turns, runs_dir, observer=clock)
-    from graphs.runstore import TRANSCRIPT
+    from graphs.records.store import TRANSCRIPT
 
     folders = sorted(runs_dir.iterdir(), key=lambda f: f.stat().st_mtime)
     transcript = folders[-1] / TRANSCRIPT
@@ -408,7 +409,7 @@ def measure_memory(url: str, turns: int, runs_dir: Path) -> dict[str, Any]:
     child_dir = runs_dir / "memory"
     child_dir.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [sys.executable, "-m", "graphs.bench", "memory", url, str(turns), str(child_dir)],
+        [sys.executable, "-m", "graphs.commands.bench", "memory", url, str(turns), str(child_dir)],
         capture_output=True,
         text=True,
         check=False,
@@ -445,7 +446,7 @@ class EmbeddedRun:
 
 def embedded_shape(num_predict: int, num_thread: int) -> Shape:
     """The built-in duet, greedy, with a fixed length and thread count."""
-    from graphs.spec import load_shape, with_overrides
+    from graphs.engine.spec import load_shape, with_overrides
 
     options = {"temperature": 0, "seed": EMBEDDED_SEED, "num_predict": num_predict, "num_thread": num_thread}
     settings = [(name, key, value) for name in ("a", "b") for key, value in options.items()]
@@ -465,7 +466,7 @@ def embedded_engine_run(
     prompt counts come from them, since the `ollama` client drops prompt_eval_cached_count
     before it reaches the trace. Without them, the trace's counts serve.
     """
-    from graphs.runstore import RunStore
+    from graphs.records.store import RunStore
 
     before = set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
     first_final = len(finals) if finals is not None else 0
@@ -555,9 +556,9 @@ class DirectLlama:
 
 def measure_embedded(settings: BenchSettings, runs_dir: Path, say: Progress) -> dict[str, Any]:
     """decode_ratio and prompt_reeval_ratio; EmbeddedUnavailable when the extra is missing."""
-    from graphs import ollama
     from graphs.embedded.llama_backend import SERVED, require_embedded
     from graphs.embedded.serve import start_embedded
+    from graphs.ollama import api as ollama
 
     path = require_embedded()
     server = start_embedded()
@@ -638,7 +639,7 @@ def memory_holds(result: dict[str, Any]) -> str:
 
 
 def render_table(result: dict[str, Any]) -> str:
-    from graphs.report import table
+    from graphs.records.tables import table
 
     def value(key: str, unit: str = "") -> str:
         number = result.get(key)
@@ -698,11 +699,12 @@ def render_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m graphs.bench memory URL TURNS RUNS_DIR`: the memory run, for measure_memory."""
+    """`python -m graphs.commands.bench memory URL TURNS RUNS_DIR`: the memory run, for measure_memory."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 4 or args[0] != "memory":
         print(
-            "usage: python -m graphs.bench memory URL TURNS RUNS_DIR (use `duologue bench`)", file=sys.stderr
+            "usage: python -m graphs.commands.bench memory URL TURNS RUNS_DIR (use `duologue bench`)",
+            file=sys.stderr,
         )
         return 2
     print(json.dumps(memory_child(args[1], int(args[2]), Path(args[3]))), flush=True)

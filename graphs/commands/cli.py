@@ -16,13 +16,13 @@ from typing import Any, NoReturn, TextIO
 
 import yaml
 
+from graphs.engine.schedule import PlannedTurn
+from graphs.engine.spec import NAME_PATTERN, Shape
+from graphs.engine.state import Turn
 from graphs.errors import DuologueError, RunFailed, ShapeError
-from graphs.observe import SilentObserver
-from graphs.records import TraceRecord
-from graphs.runstore import RUNS_DIR_ENV, RunStore
-from graphs.schedule import PlannedTurn
-from graphs.spec import NAME_PATTERN, Shape
-from graphs.state import Turn
+from graphs.records.schema import TraceRecord
+from graphs.records.store import RUNS_DIR_ENV, RunStore
+from graphs.run.observe import SilentObserver
 
 MAX_TOPIC_BYTES = 1_000_000
 EXIT_PAUSED = 3
@@ -204,8 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from graphs.runner import RunRequest, run_dialogue
-    from graphs.spec import load_shape, with_overrides
+    from graphs.engine.spec import load_shape, with_overrides
+    from graphs.run.runner import RunRequest, run_dialogue
 
     shape = with_overrides(load_shape(args.shape), parse_models(args.model), parse_settings(args.set))
     if args.interject:
@@ -236,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from graphs.durable import resume_dialogue
+    from graphs.run.durable import resume_dialogue
 
     return continue_run(
         args,
@@ -255,7 +255,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
-    from graphs.durable import fork_dialogue
+    from graphs.run.durable import fork_dialogue
 
     shape = recorded_shape(args)
     models, settings = parse_models(args.model), parse_settings(args.set)
@@ -291,7 +291,7 @@ def continue_run(
 
 def recorded_shape(args: argparse.Namespace) -> Shape | None:
     """The shape a run recorded; a run held on the embedded server restarts it unless --host is given."""
-    from graphs.spec import Shape
+    from graphs.engine.spec import Shape
 
     run = RunStore(runs_dir(args)).load(args.run_id)
     args.embedded = args.embedded or (run.meta.embedded and not args.host)
@@ -407,7 +407,7 @@ def interrupt_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from graphs.report import RUNS_HEADERS, run_totals, runs_rows, table
+    from graphs.records.tables import RUNS_HEADERS, run_totals, runs_rows, table
 
     runs = RunStore(runs_dir(args)).list()
     if args.json:
@@ -423,7 +423,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from graphs.report import TRACE_HEADERS, table, trace_dicts, trace_rows
+    from graphs.records.tables import TRACE_HEADERS, table, trace_dicts, trace_rows
 
     run = RunStore(runs_dir(args)).load(args.run_id)
     if args.json and args.trace:
@@ -442,8 +442,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_shapes(args: argparse.Namespace) -> int:
-    from graphs.build import mermaid
-    from graphs.spec import builtin_shape_names, load_shape
+    from graphs.engine.build import mermaid
+    from graphs.engine.spec import builtin_shape_names, load_shape
 
     if args.graph:
         print(mermaid(load_shape(args.graph)))
@@ -463,10 +463,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from graphs.checkpoints import url_from_env
-    from graphs.doctor import check_checkpoints, examine, participants_for, render
-    from graphs.ollama import default_host, normalize_host
-    from graphs.spec import load_shape
+    from graphs.commands.doctor import check_checkpoints, examine, participants_for, render
+    from graphs.engine.spec import load_shape
+    from graphs.ollama.api import default_host, normalize_host
+    from graphs.records.checkpoints import url_from_env
 
     shape = load_shape(args.shape) if args.shape else None
     participants = participants_for(shape, args.model, parse_settings(args.set))
@@ -504,7 +504,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from graphs.bench import BenchSettings, render_table, run_bench
+    from graphs.commands.bench import BenchSettings, render_table, run_bench
 
     settings = BenchSettings(turns=args.turns, repeat=args.repeat, embedded=not args.skip_embedded)
     result = run_bench(settings, progress=bench_progress if sys.stderr.isatty() else None)
@@ -563,7 +563,7 @@ def parse_settings(values: list[str]) -> list[tuple[str, str, Any]]:
 
 
 def parse_hosts(values: list[str], shape: Shape | None) -> tuple[str | None, dict[str, str]]:
-    from graphs.ollama import normalize_host
+    from graphs.ollama.api import normalize_host
 
     default: str | None = None
     named: dict[str, str] = {}
@@ -584,7 +584,7 @@ def parse_hosts(values: list[str], shape: Shape | None) -> tuple[str | None, dic
 
 def resolve_hosts(shape: Shape, default: str | None, named: dict[str, str]) -> dict[str, str]:
     """--host NAME=URL, else the shape's host, else --host URL or --embedded, else $OLLAMA_HOST."""
-    from graphs.ollama import default_host, normalize_host
+    from graphs.ollama.api import default_host, normalize_host
 
     fallback = default or default_host()
     return {
@@ -642,7 +642,7 @@ class TerminalObserver:
         self._mid_line = not text.endswith("\n")
 
     def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
-        from graphs.transcript import stats_line
+        from graphs.records.transcript import stats_line
 
         self.end_line()
         self.out.write(f"{stats_line(record)}\n")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.runnables import Runnable
 
-from graphs.spec import Shape
+from graphs.engine.spec import Shape
 
 
 @dataclass

@@ -4,8 +4,8 @@ Compiled without a checkpointer, since the server brings its own; without a cont
 each participant's ChatOllama is built from the shape, on $OLLAMA_HOST.
 """
 
-from graphs.build import build_graph
-from graphs.spec import load_shape
+from graphs.engine.build import build_graph
+from graphs.engine.spec import load_shape
 
 duet = build_graph(load_shape("duet"))
 panel = build_graph(load_shape("panel"))

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 from graphs.errors import DuologueError
-from graphs.runstore import RunWriter
+from graphs.records.store import RunWriter
 
 CHECKPOINT_URL_ENV = "DUOLOGUE_CHECKPOINT_URL"
 SCHEMES = ("postgresql", "postgres")

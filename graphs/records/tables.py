@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from graphs.records import TraceRecord
-from graphs.runstore import RunRecord
+from graphs.records.schema import TraceRecord
+from graphs.records.store import RunRecord
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -1,0 +1,1 @@
+"""Front ends on the terminal: the `duologue` command, doctor and bench."""

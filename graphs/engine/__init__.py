@@ -1,0 +1,1 @@
+"""The dialogue engine: shapes, schedule, state, relay, nodes and wiring. No I/O."""

@@ -1,0 +1,1 @@
+"""Holding runs: the runner, resume and fork, tracing, LangSmith export, the LangGraph Server entry."""
