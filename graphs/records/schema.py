@@ -16,35 +16,57 @@ RunStatus = Literal["running", "completed", "failed", "interrupted"]
 
 
 class ParticipantRecord(BaseModel):
+    """One participant in run.json, as it took part."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     name: str
+    """Its name in the shape (`a`, `pro`, ...), as `--model NAME=...` and `--set NAME.KEY=...` use it."""
     label: str
+    """The name readers see: the shape's label, else the model (with the name added when two share one)."""
     model: str
+    """The Ollama model it ran on."""
     host: str
+    """The Ollama server that served it."""
     options: dict[str, Any]
+    """The options every one of its requests carried, num_ctx and think as pinned before the run."""
 
 
 class RunMeta(BaseModel):
-    """run.json"""
+    """run.json: what ran, how it ended, and what a resume or fork needs."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     format_version: int = FORMAT_VERSION
+    """The record format's version; it goes up when a field changes meaning or goes away."""
     run_id: str
+    """The run's id and folder name: `<UTC date>-<time>-<shape>-<4 hex digits>`."""
     shape: str
+    """The shape's name."""
     status: RunStatus
+    """How it stands; a run killed outright stays `running` until resumed, a paused one is `interrupted`."""
     participants: list[ParticipantRecord]
+    """Who took part, in the shape's order."""
     topic: str
+    """The topic or essay, whole."""
     turns: int
+    """The dialogue's length, the closing included."""
     started_at: str
+    """When the run started (UTC, ISO 8601, milliseconds)."""
     ended_at: str | None = None
+    """When it last ended: completed, failed or interrupted; null while it runs."""
     versions: dict[str, str] = {}
+    """duologue, langgraph, langchain-ollama and python's versions, and each server's as `ollama@HOST`."""
     error: str | None = None
+    """Why the run failed or stopped, in one line; null otherwise."""
     spec: dict[str, Any] | None = None
     """The whole shape as run (overrides applied), so the run can be resumed or forked."""
     embedded: bool = False
+    """The models were on duologue's embedded server, which a resume or fork starts again."""
     settings: dict[str, Any] = {}
     """The run-level settings a resume or fork keeps: residency_policy, require_gpu, strict_context, trace."""
     forked_from: dict[str, Any] | None = None
+    """For a fork: the original's `run_id` and the turn `at` which it was cut (turns 1..at copied)."""
     paused_before_turn: int | None = None
     """Set while the run waits for the facilitator's interjection (`resume --say`)."""
     checkpoint_store: str | None = None
@@ -55,31 +77,54 @@ class RunMeta(BaseModel):
 class TraceRecord(BaseModel):
     """One node execution. Model turns carry Ollama's raw timing fields (nanoseconds)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     run_id: str
+    """The run this step belongs to."""
     seq: int
+    """The step's place in the run's trace, from 1; a resumed run's steps go on counting."""
     node: str
+    """The graph node that ran: `facilitator`, a speaker's name, or `closing`."""
     turn: int | None = None
+    """The turn's number, from 1; null for a facilitator step."""
     kind: str | None = None
+    """The kind of turn: opening, response, reply or closing."""
     speaker: str | None = None
+    """The participant who spoke (its name in the shape)."""
     model: str | None = None
+    """The model that answered."""
     host: str | None = None
+    """The Ollama server that answered."""
     started_at: str
+    """When the step started (UTC, ISO 8601, milliseconds)."""
     ended_at: str
+    """When it ended."""
     latency_s: float
+    """The step's wall time in seconds, placing the model included: the stats line's seconds."""
     ttft_s: float | None = None
+    """Seconds from the step's start to the first streamed token (placing and prompt reading included)."""
     prompt_tokens: int | None = None
+    """Tokens in the prompt (prompt_eval_count), cached ones included."""
     completion_tokens: int | None = None
+    """Tokens generated (eval_count)."""
     tokens_per_s: float | None = None
+    """The decode rate: eval_count / eval_duration."""
     prompt_tokens_per_s: float | None = None
+    """Prompt tokens evaluated (those not served from the prompt cache) / prompt_eval_duration."""
     load_s: float | None = None
+    """load_duration in seconds: Ollama loading the model for this request (about 0 once it is placed)."""
     gpu_fraction: float | None = None
+    """size_vram / size from /api/ps right before the turn: 1.0 all in VRAM, 0 all on the CPU."""
     size: int | None = None
+    """The loaded model's size in bytes, weights and context (/api/ps)."""
     size_vram: int | None = None
+    """How many of those bytes sat in VRAM (/api/ps)."""
     truncated: bool = False
+    """prompt_eval_count fell short of expected_prompt_tokens: Ollama dropped the oldest messages."""
     done_reason: str | None = None
+    """Why Ollama stopped generating: `stop` (the model finished) or `length` (num_predict: cut by length)."""
     thinking_chars: int = 0
+    """The length of the turn's thinking in characters; 0 without thinking."""
     thinking: str | None = None
     """The turn's thinking, kept apart from the answer and never relayed to the others."""
     eval_includes_thinking: bool = False
@@ -91,6 +136,7 @@ class TraceRecord(BaseModel):
     residency: str | None = None
     """How the model was placed for the turn: shared, exclusive, or cpu (a CPU-only server)."""
     require_gpu: bool | None = None
+    """Whether require_gpu was in force on the speaker's host: a model not fully in VRAM stops the run."""
     unloaded: list[str] = []
     """Models unloaded from the speaker's host to make room before the turn."""
     retried: bool = False
@@ -98,18 +144,27 @@ class TraceRecord(BaseModel):
     residency_s: float | None = None
     """Seconds spent placing the model before the request (unloads, waits, preload)."""
     preload_s: float | None = None
+    """Seconds spent loading the model with the turn's exact options (both loads when it was retried)."""
     slow: bool = False
     """Decoded below the participant's min_tok_s, whatever /api/ps said."""
     error: str | None = None
+    """What went wrong in this step: the error's type and message; null when it went well."""
     stopped: bool = False
     """The user stopped the run during this turn; `error` says so and the turn is not finished."""
     total_duration: int | None = None
+    """Ollama's raw field: the whole request, in nanoseconds."""
     load_duration: int | None = None
+    """Ollama's raw field: loading the model, in nanoseconds."""
     prompt_eval_count: int | None = None
+    """Ollama's raw field: the prompt's tokens, those served from its prompt cache included."""
     prompt_eval_cached_count: int | None = None
+    """Ollama's raw field: the prompt's tokens served from its prompt cache (newer servers; else null)."""
     prompt_eval_duration: int | None = None
+    """Ollama's raw field: evaluating the prompt's uncached tokens, in nanoseconds."""
     eval_count: int | None = None
+    """Ollama's raw field: the tokens generated, thinking included when the model thought."""
     eval_duration: int | None = None
+    """Ollama's raw field: generating them, in nanoseconds."""
 
     @property
     def is_turn(self) -> bool:
@@ -139,8 +194,15 @@ class TraceRecord(BaseModel):
 class InputsRecord(BaseModel):
     """inputs.jsonl: exactly the messages a model was sent for one turn."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     run_id: str
+    """The run the turn belongs to."""
     turn: int
+    """The turn's number, from 1."""
     speaker: str
+    """The participant who was sent them."""
     model: str
+    """Its model."""
     messages: list[dict[str, str]]
+    """The messages in the order sent, each a `role` (system, user or assistant) and its `content`."""
