@@ -30,21 +30,52 @@ class ModelOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_ctx: int | None = Field(default=None, ge=256, description="context window in tokens")
-    num_gpu: int | None = Field(default=999, ge=0, description="layers on the GPU; 0 = CPU")
-    main_gpu: int | None = Field(default=None, ge=0)
-    num_batch: int | None = Field(default=None, ge=1)
-    num_thread: int | None = Field(default=None, ge=1)
-    use_mmap: bool | None = None
-    keep_alive: str | int = "30m"
-    think: bool | None = None
-    temperature: float | None = Field(default=0.7, ge=0)
-    seed: int | None = -1
-    num_predict: int | None = Field(default=1024, ge=-2)
-    top_k: int | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    repeat_penalty: float | None = Field(default=None, ge=0)
-    stop: list[str] | None = None
+    num_ctx: int | None = Field(
+        default=None,
+        ge=256,
+        description="context window in tokens; unset: sized to the dialogue, at most the trained context",
+    )
+    num_gpu: int | None = Field(
+        default=999, ge=0, description="layers on the GPU; 999: all of them, 0: CPU only"
+    )
+    main_gpu: int | None = Field(
+        default=None,
+        ge=0,
+        description="the GPU that takes the small tensors when a model is split across GPUs",
+    )
+    num_batch: int | None = Field(default=None, ge=1, description="prompt tokens evaluated per batch")
+    num_thread: int | None = Field(default=None, ge=1, description="threads for the computation on the CPU")
+    use_mmap: bool | None = Field(
+        default=None, description="map the model file into memory rather than read it in"
+    )
+    keep_alive: str | int = Field(
+        default="30m",
+        description="how long Ollama keeps the model loaded after a request (a duration or seconds)",
+    )
+    think: bool | None = Field(
+        default=None,
+        description="let a thinking model think, kept apart from the answer; unset: on for models that can",
+    )
+    temperature: float | None = Field(
+        default=0.7, ge=0, description="sampling temperature; 0: the likeliest token"
+    )
+    seed: int | None = Field(default=-1, description="the sampler's seed; -1: a new one on every request")
+    num_predict: int | None = Field(
+        default=1024,
+        ge=-2,
+        description="most tokens a turn may generate; -1: no limit, -2: until the context is full",
+    )
+    top_k: int | None = Field(default=None, ge=0, description="sample from the k likeliest tokens only")
+    top_p: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="sample from the likeliest tokens whose probabilities add up to p",
+    )
+    repeat_penalty: float | None = Field(
+        default=None, ge=0, description="how much less likely a repeated token becomes; 1: no penalty"
+    )
+    stop: list[str] | None = Field(default=None, description="strings that end the turn when generated")
 
     def merged(self, overrides: dict[str, Any]) -> ModelOptions:
         """A copy with overrides applied and validated (unknown keys are refused)."""
