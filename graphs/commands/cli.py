@@ -43,6 +43,7 @@ def build_parser() -> Parser:
             "--runs-dir",
             type=Path,
             default=None,
+            metavar="DIR",
             help=f"folder of run records (default: ${RUNS_DIR_ENV} or ./runs)",
         )
 
@@ -57,12 +58,18 @@ def build_parser() -> Parser:
     run = commands.add_parser("run", help="hold a dialogue")
     run.add_argument("shape", metavar="SHAPE", help="built-in shape (duet, panel, debate) or a shape file")
     run.add_argument(
-        "--model", action="append", default=[], metavar="NAME=MODEL", help="a participant's model"
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="a participant's model (repeatable)",
     )
     topic = run.add_mutually_exclusive_group()
     topic.add_argument("--topic", metavar="TEXT", help="the topic, as text")
     topic.add_argument("--topic-file", type=Path, metavar="PATH", help="the topic or essay, from a file")
-    run.add_argument("--turns", type=int, metavar="N", help="number of turns, the closing included")
+    run.add_argument(
+        "--turns", type=int, metavar="N", help="number of turns, the closing included (default: the shape's)"
+    )
     run.add_argument(
         "--host",
         action="append",
@@ -75,7 +82,7 @@ def build_parser() -> Parser:
         action="append",
         default=[],
         metavar="NAME.KEY=VALUE",
-        help="a participant's option, label or persona",
+        help="a participant's option, label, persona, model or min_tok_s (repeatable)",
     )
     run.add_argument(
         "--interject",
@@ -94,7 +101,8 @@ def build_parser() -> Parser:
         "--residency",
         choices=["auto", "exclusive", "shared"],
         default="auto",
-        help="exclusive: one model at a time on each host; shared: all stay loaded; auto: shared if they fit",
+        help="exclusive: one model at a time on each host; shared: all stay loaded; auto (the default): "
+        "shared if they fit",
     )
     run.add_argument("--strict-context", action="store_true", help="stop the run when a prompt was truncated")
     run.add_argument(
@@ -106,30 +114,56 @@ def build_parser() -> Parser:
     checkpoint_url_option(run, "keep the run's checkpoints in this Postgres database")
 
     def continuing(command: argparse.ArgumentParser, checkpoints_help: str) -> None:
-        command.add_argument("run_id", metavar="RUN_ID")
-        command.add_argument("--host", action="append", default=[], metavar="URL|NAME=URL")
-        command.add_argument("--embedded", action="store_true", help="use the embedded model server")
-        command.add_argument("--json", action="store_true", help="print a JSON summary")
+        command.add_argument("run_id", metavar="RUN_ID", help="the run's id, as `duologue runs` lists it")
+        command.add_argument(
+            "--host",
+            action="append",
+            default=[],
+            metavar="URL|NAME=URL",
+            help="Ollama's address, for all or one participant, if not where the run was held",
+        )
+        command.add_argument(
+            "--embedded",
+            action="store_true",
+            help="use the embedded model server (the default for a run held on it, unless --host is given)",
+        )
+        command.add_argument(
+            "--json", action="store_true", help="print a JSON summary instead of the streaming dialogue"
+        )
         command.add_argument("--no-trace", action="store_true", help="don't export to LangSmith this time")
         runs_dir_option(command)
         checkpoint_url_option(command, checkpoints_help)
 
-    resume = commands.add_parser("resume", help="continue a failed or interrupted run from its last turn")
+    resume = commands.add_parser(
+        "resume", help="continue a failed or interrupted run from its last finished turn"
+    )
     continuing(resume, "the Postgres database of a run that keeps its checkpoints there")
     resume.add_argument("--say", metavar="TEXT", help="the facilitator's words, when the run waits for them")
 
     fork = commands.add_parser("fork", help="a new run that copies a run's first N turns, then goes on")
     continuing(fork, "the Postgres database for the new run's checkpoints (and the original's, if there)")
     fork.add_argument("--at", type=int, required=True, metavar="N", help="copy turns 1..N")
-    fork.add_argument("--model", action="append", default=[], metavar="NAME=MODEL")
-    fork.add_argument("--set", action="append", default=[], metavar="NAME.KEY=VALUE")
+    fork.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="a participant's model from turn N+1 on (repeatable)",
+    )
+    fork.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="a participant's option, label, persona, model or min_tok_s from turn N+1 on (repeatable)",
+    )
 
-    runs = commands.add_parser("runs", help="list recorded runs with their totals")
-    runs.add_argument("--json", action="store_true")
+    runs = commands.add_parser("runs", help="list the recorded runs, newest first, with their totals")
+    runs.add_argument("--json", action="store_true", help="print the runs and their totals as JSON")
     runs_dir_option(runs)
 
     show = commands.add_parser("show", help="print a run's transcript, or with --trace its per-turn table")
-    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("run_id", metavar="RUN_ID", help="the run's id, as `duologue runs` lists it")
     show.add_argument("--trace", action="store_true", help="the per-turn trace table")
     show.add_argument(
         "--json", action="store_true", help="the run and its trace as JSON; with --trace, the table's rows"
@@ -142,27 +176,54 @@ def build_parser() -> Parser:
     serve = commands.add_parser(
         "serve", help="run the embedded model server (Ollama's API) in the foreground"
     )
-    serve.add_argument("--port", type=int, default=11434)
+    serve.add_argument(
+        "--port", type=int, default=11434, metavar="N", help="port on 127.0.0.1 (default 11434)"
+    )
 
     doctor = commands.add_parser(
         "doctor", help="check the server, the models, and whether each runs fully on the GPU"
     )
     doctor.add_argument("shape", metavar="SHAPE", nargs="?", help="a shape whose participants to check")
     doctor.add_argument(
-        "--model", action="append", default=[], metavar="[NAME=]MODEL", help="a model (or participant's)"
+        "--model",
+        action="append",
+        default=[],
+        metavar="[NAME=]MODEL",
+        help="a model to check, or with NAME= a participant's (repeatable)",
     )
-    doctor.add_argument("--host", action="append", default=[], metavar="URL|NAME=URL")
-    doctor.add_argument("--set", action="append", default=[], metavar="NAME.KEY=VALUE")
+    doctor.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="URL|NAME=URL",
+        help="Ollama's address, for all or one participant (default: $OLLAMA_HOST or http://127.0.0.1:11434)",
+    )
+    doctor.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="a participant's option, label, persona, model or min_tok_s (repeatable)",
+    )
     doctor_topic = doctor.add_mutually_exclusive_group()
     doctor_topic.add_argument("--topic", metavar="TEXT", help="size num_ctx for this topic, as a run would")
-    doctor_topic.add_argument("--topic-file", type=Path, metavar="PATH")
-    doctor.add_argument("--turns", type=int, metavar="N", help="size num_ctx for this many turns")
+    doctor_topic.add_argument(
+        "--topic-file", type=Path, metavar="PATH", help="size num_ctx for the topic in this file"
+    )
+    doctor.add_argument(
+        "--turns",
+        type=int,
+        metavar="N",
+        help="size num_ctx for this many turns (default: the shape's, else 4)",
+    )
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     residency_options(doctor)
     checkpoint_url_option(doctor, "also check this Postgres database for runs' checkpoints")
 
     ui = commands.add_parser("ui", help="start the Streamlit page on 127.0.0.1 (Ctrl-C stops it)")
-    ui.add_argument("--port", type=int, default=8501)
+    ui.add_argument(
+        "--port", type=int, default=8501, metavar="N", help="the page's port on 127.0.0.1 (default 8501)"
+    )
     ui.add_argument("--host", metavar="URL", help="the page's default Ollama address (default: $OLLAMA_HOST)")
     runs_dir_option(ui)
     checkpoint_url_option(ui, "the Postgres database for runs launched or resumed from the page")
@@ -172,7 +233,9 @@ def build_parser() -> Parser:
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     bench.add_argument("--repeat", type=int, default=5, metavar="N", help="repetitions per side (default 5)")
-    bench.add_argument("--turns", type=int, default=100, metavar="N", help="turns of the overhead duet")
+    bench.add_argument(
+        "--turns", type=int, default=100, metavar="N", help="turns of the overhead duet (default 100)"
+    )
     bench.add_argument(
         "--skip-embedded", action="store_true", help="leave out the figures that need the embedded model"
     )
