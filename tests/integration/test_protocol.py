@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 import httpx
 import ollama
 import pytest
-from fakeollama import FakeBackend, FakeModel, fake_ollama, message_tokens
 from langchain_ollama import ChatOllama
+from support.fakeollama import FakeBackend, FakeModel, fake_ollama, message_tokens
 
 from graphs.embedded.protocol import OllamaServer, PortInUse
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeollama import FakeModel, fake_ollama
-from fakesmith import FakeLangSmith, fake_langsmith
 from langsmith import run_trees as rt
 from langsmith import utils as ls_utils
+from support.fakeollama import FakeModel, fake_ollama
+from support.fakesmith import FakeLangSmith, fake_langsmith
 
 from graphs.commands.cli import main
 from graphs.engine.spec import load_shape, with_overrides

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fakeollama import FakeModel, fake_ollama
+from support.fakeollama import FakeModel, fake_ollama
 
 from graphs.commands.cli import main
 from graphs.records.store import RunStore

@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from fakeollama import record_final_chunks  # noqa: E402
+from support import ROOT  # noqa: E402
+from support.fakeollama import record_final_chunks  # noqa: E402
 
 from graphs.commands.cli import main  # noqa: E402
 from graphs.embedded.serve import start_embedded  # noqa: E402
@@ -20,7 +21,7 @@ from graphs.records.store import RunStore  # noqa: E402
 
 pytestmark = pytest.mark.embedded
 
-ESSAY = Path(__file__).parent.parent / "graphs" / "samples" / "essay.md"
+ESSAY = ROOT / "graphs" / "samples" / "essay.md"
 SHORT = ["--set", "a.num_predict=40", "--set", "b.num_predict=40"]
 STATS = re.compile(r"\*\((\d+) tokens, (\d+\.\d) tok/s, (\d+)s(?:, [^)]+)?\)\*")
 

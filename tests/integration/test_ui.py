@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fakeollama import FakeModel, fake_ollama
 from streamlit.testing.v1 import AppTest
-from test_durable import turn_sections
+from support import ROOT
+from support.fakeollama import FakeModel, fake_ollama
 
 from graphs import (
     DuologueError,
@@ -33,8 +33,9 @@ from graphs import (
 from graphs.ui import common
 from graphs.ui.live import LiveRun, Registry
 from graphs.ui.render import safe_markdown
+from integration.test_durable import turn_sections
 
-APP = str(Path(__file__).parent.parent / "ui" / "app.py")
+APP = str(ROOT / "ui" / "app.py")
 HOSTILE = "See <img src=x onerror=alert(1)> and <script>alert(2)</script>, for $5 or $10. ![t](http://x.invalid/t.png)"
 A_REPLIES = ["The essay presents a paradox. How do you see it?", "You separate capability from preference."]
 B_REPLIES = ["The tension is profound.", "We converge on the duality and diverge on inheritance."]

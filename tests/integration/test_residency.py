@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeollama import FakeBackend, FakeModel, fake_ollama
+from support.fakeollama import FakeBackend, FakeModel, fake_ollama
 
 from graphs.commands.cli import main
 from graphs.embedded.backend import ChatRequest

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakeollama import FakeModel, fake_ollama
+from support.fakeollama import FakeModel, fake_ollama
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 HOSTILE = "Note <img src=x onerror=alert(1)> and <script>alert(2)</script> here."

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import ollama
 import pytest
-from fakeollama import record_final_chunks
+from support.fakeollama import record_final_chunks
 
 from graphs.embedded.llama_backend import EmbeddedUnavailable
 from graphs.embedded.protocol import OllamaServer

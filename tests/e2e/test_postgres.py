@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakeollama import FakeModel, fake_ollama
-from pgserver import PASSWORD, bin_dir, free_port, postgres_server
-from test_durable import A_REPLIES, B_REPLIES, models, only_run, run_args, turn_sections
+from integration.test_durable import A_REPLIES, B_REPLIES, models, only_run, run_args, turn_sections
+from support.fakeollama import FakeModel, fake_ollama
+from support.pgserver import PASSWORD, bin_dir, free_port, postgres_server
 
 from graphs.commands.cli import main
 from graphs.records.store import RunStore

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fakeollama import FakeModel, fake_ollama
+from support.fakeollama import FakeModel, fake_ollama
 
 from graphs.commands.cli import main
 from graphs.records.store import RunStore

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fakeollama import FakeModel, fake_ollama
-from fakes import ScriptedChatModel
+from support.fakeollama import FakeModel, fake_ollama
+from support.fakes import ScriptedChatModel
 
 from graphs.commands.cli import main
 from graphs.engine.spec import load_shape, with_overrides

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from fakeollama import FakeModel, fake_ollama
+from support.fakeollama import FakeModel, fake_ollama
 
 from graphs.commands.cli import main
 from graphs.ollama import residency

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fakes import ScriptedChatModel
+from support.fakes import ScriptedChatModel
 
 from graphs.engine.spec import load_shape, with_overrides
 from graphs.errors import RunFailed, RunInterrupted

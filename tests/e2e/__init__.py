@@ -1,0 +1,1 @@
+"""End-to-end tier: the embedded real model, a real browser (Chromium), a real PostgreSQL server."""
