@@ -9,8 +9,7 @@ import pytest
 
 from graphs.commands import bench
 from graphs.commands.cli import main
-from graphs.embedded.backend import ChatDone, ChatRequest
-from graphs.embedded.instant import INSTANT_MODELS, InstantBackend, start_instant
+from graphs.embedded.instant import start_instant
 from graphs.embedded.llama_backend import EmbeddedUnavailable
 from graphs.records.store import RunStore
 
@@ -79,41 +78,3 @@ def test_the_raw_loop_sends_exactly_what_the_engine_sends(tmp_path: Path):
     assert [row.messages for row in run.inputs()] == raw.sent
     assert len(engine.turn_s) == len(raw.turn_s) == 5
     assert all(s > 0 for s in engine.turn_s + raw.turn_s)
-
-
-def test_the_instant_server_caches_a_growing_prompt_and_reports_every_metric():
-    backend = InstantBackend()
-    first = [{"role": "system", "content": "You are a."}, {"role": "user", "content": "Open, please."}]
-
-    def final(messages):
-        request = ChatRequest(model=INSTANT_MODELS[0], messages=messages, options={"num_ctx": 8192})
-        items = list(backend.chat(request, lambda: False))
-        assert isinstance(items[-1], ChatDone)
-        return "".join(getattr(i, "content", "") for i in items[:-1]), items[-1]
-
-    reply, done = final(first)
-    assert reply and done.prompt_eval_cached_count == 0 and done.load_duration > 0
-    assert done.eval_count > 0 and done.eval_duration > 0 and done.prompt_eval_duration > 0
-    grown = [*first, {"role": "assistant", "content": reply}, {"role": "user", "content": "And then?"}]
-    _, again = final(grown)
-    assert again.load_duration == 0
-    assert 0 < again.prompt_eval_cached_count < again.prompt_eval_count
-    (loaded,) = backend.loaded()
-    assert loaded.size_vram == loaded.size and loaded.context_length == 8192
-
-
-def test_percentile_interpolates():
-    assert bench.percentile([4, 1, 3, 2], 50) == 2.5
-    assert bench.percentile([1, 2, 3, 4, 5], 95) == pytest.approx(4.8)
-    assert bench.percentile([7], 95) == 7
-
-
-@pytest.mark.embedded
-def test_bench_on_the_embedded_model_measures_decode_and_the_prompt_cache(tmp_path: Path):
-    pytest.importorskip("llama_cpp")
-    settings = bench.BenchSettings(turns=4, repeat=1, num_predict=16)
-    figures = bench.measure_embedded(settings, tmp_path, lambda _line: None)
-    assert figures["decode_ratio"] > 0
-    assert figures["engine_decode_tok_s"] > 0 and figures["direct_decode_tok_s"] > 0
-    # Each speaker's second turn reuses its cached prefix: far fewer tokens evaluated than sent.
-    assert 0 < figures["prompt_reeval_ratio"] < 1.2

@@ -25,14 +25,12 @@ from graphs import (
     RunRequest,
     RunStore,
     Shape,
-    graph_dot,
     load_shape,
     run_dialogue,
     with_overrides,
 )
 from graphs.ui import common
 from graphs.ui.live import LiveRun, Registry
-from graphs.ui.render import safe_markdown
 from integration.test_durable import turn_sections
 
 APP = str(ROOT / "ui" / "app.py")
@@ -238,14 +236,6 @@ def test_model_text_is_markdown_with_html_off(page_env: Path, monkeypatch):
     [shown] = [m for m in at.markdown if "onerror" in m.value]
     assert not shown.proto.allow_html
     assert "\\$5" in shown.value and "!\\[t]" in shown.value
-
-
-def test_safe_markdown_disarms_latex_and_images_but_not_code():
-    text = "Costs $5 ![x](http://t/x.png)\n```\necho $HOME ![y](z)\n```\nand `$PATH` too"
-    assert (
-        safe_markdown(text)
-        == "Costs \\$5 !\\[x](http://t/x.png)\n```\necho $HOME ![y](z)\n```\nand `$PATH` too"
-    )
 
 
 # ---- bad input and faults ---------------------------------------------------------------------
@@ -637,14 +627,6 @@ def test_shapes_page_draws_each_shape_and_shows_its_file():
         ("mine.yaml", b"name: mine\nparticipants: []\n", "text/yaml")
     ).run()
     assert any("mine.yaml" in e.value for e in at.error)
-
-
-def test_graph_dot_names_every_speaker():
-    dot = graph_dot(load_shape("debate"))
-    assert dot.startswith('digraph "debate" {')
-    for node in ('"facilitator"', '"pro" [label="Proposition\\npro · smollm2:135m"]', '"closing"'):
-        assert node in dot
-    assert '"facilitator" -> "pro" [style=dashed];' in dot
 
 
 def test_duologue_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path: Path):
