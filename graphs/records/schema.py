@@ -70,7 +70,7 @@ class RunMeta(BaseModel):
     paused_before_turn: int | None = None
     """Set while the run waits for the facilitator's interjection (`resume --say`)."""
     checkpoint_store: str | None = None
-    """Where the run's checkpoints are: None for checkpoints.sqlite in its folder, else the
+    """Where the run's checkpoints are: null for checkpoints.sqlite in its folder, else the
     Postgres connection string with its password hidden."""
 
 
