@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+README_CHECK := $(BIN)/cog --check --diff --check-fail-msg 'make docs regenerates it' README.md
 
-.PHONY: setup demo test lint browser postgres clean
+.PHONY: setup demo test lint docs browser postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +35,18 @@ postgres:
 test: $(STAMP) browser postgres
 	$(BIN)/ruff check graphs ui tests
 	$(BIN)/mypy
+	$(README_CHECK)
 	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check graphs ui tests
 	$(BIN)/ruff format --check graphs ui tests
 	$(BIN)/mypy
+	$(README_CHECK)
+
+# The README's command table, record fields, options and module map, generated from the code.
+docs: $(STAMP)
+	$(BIN)/cog -r README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info
