@@ -31,6 +31,10 @@ _EXPORTS = {
     "RunOutcome": "graphs.run.runner",
     "RunObserver": "graphs.run.runner",
     "run_dialogue": "graphs.run.runner",
+    "ModelSource": "graphs.run.runner",
+    "RESIDENCY_POLICIES": "graphs.ollama.residency",
+    "ContinueOptions": "graphs.run.durable",
+    "recorded_request": "graphs.run.durable",
     "resume_dialogue": "graphs.run.durable",
     "fork_dialogue": "graphs.run.durable",
     "NothingToResume": "graphs.run.durable",
@@ -71,12 +75,19 @@ if TYPE_CHECKING:
     from graphs.engine.state import Turn
     from graphs.errors import DuologueError, RunFailed, RunInterrupted
     from graphs.ollama.api import default_host, list_models, normalize_host
+    from graphs.ollama.residency import RESIDENCY_POLICIES
     from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
     from graphs.records.store import RunRecord, RunStore, new_run_id
     from graphs.records.tables import run_totals
     from graphs.records.transcript import stats_line
-    from graphs.run.durable import NothingToResume, fork_dialogue, resume_dialogue
-    from graphs.run.runner import RunObserver, RunOutcome, RunRequest, run_dialogue
+    from graphs.run.durable import (
+        ContinueOptions,
+        NothingToResume,
+        fork_dialogue,
+        recorded_request,
+        resume_dialogue,
+    )
+    from graphs.run.runner import ModelSource, RunObserver, RunOutcome, RunRequest, run_dialogue
 
 
 def __getattr__(name: str) -> Any:

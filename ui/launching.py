@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
 
-from graphs import RunRequest, Shape, new_run_id
+from graphs import RESIDENCY_POLICIES, RunRequest, Shape, new_run_id
 
 from . import common
 
-RESIDENCY_FIELD = "residency_policy"
 REQUIRE_GPU = {"once the host has shown a GPU": None, "yes": True, "no": False}
 
 
@@ -49,61 +46,34 @@ def option_value(option: str, value: Any) -> Any:
     return value
 
 
-def request_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(RunRequest)}
-
-
-def residency_choices() -> tuple[list[str], str] | None:
-    """The engine's residency policies and its default, or None if RunRequest takes none."""
-    fields = {f.name: f for f in dataclasses.fields(RunRequest)}
-    if RESIDENCY_FIELD not in fields:
-        return None
-    field = fields[RESIDENCY_FIELD]
-    default = field.default if isinstance(field.default, str) else "auto"
-    try:
-        hint = typing.get_type_hints(RunRequest).get(RESIDENCY_FIELD)
-    except NameError:
-        hint = None
-    values = [v for v in typing.get_args(hint) if isinstance(v, str)]
-    return (values or [default]), default
-
-
 def residency_controls() -> dict[str, Any]:
-    """Where models sit while they speak; returns the RunRequest fields this engine takes."""
-    known = request_fields()
+    """Where models sit while they speak: the residency fields of the RunRequest."""
     chosen: dict[str, Any] = {}
     policy, gpu, strict = st.columns(3, vertical_alignment="bottom")
-    found = residency_choices()
     with policy:
-        if found is None:
-            st.selectbox("Residency policy", ["auto"], disabled=True, key="residency")
-        else:
-            values, default = found
-            chosen[RESIDENCY_FIELD] = st.selectbox(
-                "Residency policy",
-                values,
-                index=values.index(default) if default in values else 0,
-                help="exclusive: unload the other models before each turn; shared: keep them all "
-                "loaded; auto: shared if they all fit in VRAM together, else exclusive.",
-                key="residency",
+        chosen["residency_policy"] = st.selectbox(
+            "Residency policy",
+            list(RESIDENCY_POLICIES),
+            index=RESIDENCY_POLICIES.index("auto"),
+            help="exclusive: unload the other models before each turn; shared: keep them all "
+            "loaded; auto: shared if they all fit in VRAM together, else exclusive.",
+            key="residency",
+        )
+    with gpu:
+        chosen["require_gpu"] = REQUIRE_GPU[
+            st.selectbox(
+                "Require the GPU",
+                list(REQUIRE_GPU),
+                help="Stop the run rather than let a turn run (partly) on the CPU.",
+                key="require-gpu",
             )
-    if "require_gpu" in known:
-        with gpu:
-            chosen["require_gpu"] = REQUIRE_GPU[
-                st.selectbox(
-                    "Require the GPU",
-                    list(REQUIRE_GPU),
-                    help="Stop the run rather than let a turn run (partly) on the CPU.",
-                    key="require-gpu",
-                )
-            ]
-    if "strict_context" in known:
-        with strict:
-            chosen["strict_context"] = st.checkbox(
-                "Stop on a truncated prompt",
-                help="Otherwise a truncated turn is flagged and the run goes on.",
-                key="strict-context",
-            )
+        ]
+    with strict:
+        chosen["strict_context"] = st.checkbox(
+            "Stop on a truncated prompt",
+            help="Otherwise a truncated turn is flagged and the run goes on.",
+            key="strict-context",
+        )
     return chosen
 
 
@@ -116,9 +86,6 @@ def request(
     residency: Mapping[str, Any],
 ) -> RunRequest:
     """The RunRequest, with a run id chosen now so the page can show the run before it starts."""
-    extra: dict[str, Any] = dict(residency)
-    if "embedded" in request_fields():
-        extra["embedded"] = embedded
     return RunRequest(
         shape=shape,
         topic=topic,
@@ -126,5 +93,6 @@ def request(
         hosts=dict(hosts),
         runs_dir=common.store().root,
         run_id=new_run_id(shape.name),
-        **extra,
+        embedded=embedded,
+        **residency,
     )

@@ -21,16 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from graphs import (
+    ContinueOptions,
     DuologueError,
     PlannedTurn,
     RunInterrupted,
     RunRecord,
     RunRequest,
-    Shape,
     TraceRecord,
     Turn,
     labels,
     new_run_id,
+    recorded_request,
     resume_dialogue,
     run_dialogue,
     stats_line,
@@ -230,13 +231,17 @@ class Registry:
         hosts by participant name. The engine refuses what it can't continue (a completed run,
         one another process holds); the worker records that as the LiveRun's error.
         """
-        request = resume_request(run, hosts)
+        try:
+            request = recorded_request(run, options=ContinueOptions(hosts=hosts))
+        except DuologueError as exc:
+            raise DuologueError(f"{exc}, so it cannot be continued; start a new run instead") from None
         live = LiveRun(run.meta.run_id, request)
-        live.resumed_after = len(finished_turns(run))
+        live.resumed_after = len(run.finished_turns)
         live.earlier = run.transcript()
 
         def runner(request: RunRequest, observer: LiveRun) -> Any:
-            return resume_dialogue(observer.run_id, request.runs_dir, hosts, say, observer, stop=request.stop)
+            options = ContinueOptions(request.runs_dir, hosts, observer, stop=request.stop)
+            return resume_dialogue(observer.run_id, options, say)
 
         return self._start(live, runner)
 
@@ -276,30 +281,3 @@ class Registry:
         finished = [run_id for run_id, run in self._runs.items() if run.done]
         for run_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._runs[run_id]
-
-
-def resume_request(run: RunRecord, hosts: Mapping[str, str] | None = None) -> RunRequest:
-    """The request a recorded run was held with, as its LiveRun needs it (shape, turns, stop)."""
-    meta = run.meta
-    try:
-        shape = Shape.model_validate(meta.spec)
-    except ValueError:
-        raise DuologueError(
-            f"run {meta.run_id}'s record does not hold a readable shape, so it cannot be continued; "
-            "start a new run instead"
-        ) from None
-    recorded = {p.name: p.host for p in meta.participants}
-    return RunRequest(
-        shape=shape,
-        topic=meta.topic,
-        turns=meta.turns,
-        hosts=recorded | dict(hosts or {}),
-        runs_dir=run.folder.parent,
-        run_id=meta.run_id,
-        embedded=meta.embedded,
-    )
-
-
-def finished_turns(run: RunRecord) -> set[int]:
-    """The numbers of the run's finished turns (a failed attempt has a record with an error)."""
-    return {r.turn for r in run.turn_records if r.turn is not None and not r.error}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -21,12 +22,9 @@ from graphs import (
     RunRecord,
     Shape,
     TraceRecord,
-    builtin_shape_names,
     graph_dot,
     labels,
-    load_shape,
     run_totals,
-    with_overrides,
 )
 
 from .live import LiveTurn
@@ -235,7 +233,7 @@ def show_charts(records: Sequence[TraceRecord], names: dict[str, str]) -> None:
             tooltip=["turn:O", "speaker:N", "direction:N", "count:Q"],
         )
     )
-    stages = ["load", "prompt", "generation"]
+    stages: list[Any] = ["load", "prompt", "generation"]
     time_split = (
         alt.Chart(data, title="Where the time went (s): load, prompt, generation", height=220)
         .transform_fold(stages, as_=["stage", "seconds"])
@@ -290,32 +288,15 @@ def show_graph(shape: Shape) -> None:
     st.graphviz_chart(graph_dot(shape), width="content")
 
 
-def shape_of(run: RunRecord) -> Shape | None:
-    """The shape as run: recorded in run.json, or for older records the built-in it named."""
-    if run.meta.spec:
-        try:
-            return Shape.model_validate(run.meta.spec)
-        except ValueError:
-            return None
-    if run.meta.shape in builtin_shape_names():
-        try:
-            models = {p.name: p.model for p in run.meta.participants}
-            return with_overrides(load_shape(run.meta.shape), models, [])
-        except DuologueError:
-            return None
-    return None
-
-
 def run_names(run: RunRecord) -> dict[str, str]:
     """Participant name → the label a reader sees."""
     names = {p.name: p.label for p in run.meta.participants}
-    shape = shape_of(run)
-    return names or (labels(shape) if shape else {})
-
-
-def run_flags(records: Sequence[TraceRecord]) -> list[str]:
-    """Every turn's flags, once each ('CPU 40%' counts as CPU)."""
-    return sorted({"CPU" if flag.startswith("CPU") else flag for r in records for flag in r.flags})
+    if names:
+        return names
+    try:
+        return labels(run.shape())
+    except DuologueError:
+        return {}
 
 
 def show_totals(run: RunRecord) -> None:
@@ -327,7 +308,7 @@ def show_totals(run: RunRecord) -> None:
     cols[1].metric("Tokens", f"{totals['tokens']}")
     cols[2].metric("Generation", f"{sum(r.latency_s for r in records):.0f} s")
     cols[3].metric("Mean tok/s", f"{sum(rates) / len(rates):.1f}" if rates else "-")
-    flags = run_flags(records)
+    flags = run.flags
     if flags:
         with st.container(horizontal=True):
             st.caption("Flags:")

@@ -520,9 +520,9 @@ class DirectLlama:
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from graphs.embedded.llama_backend import _new_llama
+        from graphs.embedded.llama_backend import new_llama
 
-        self.llm = _new_llama(path, num_ctx, num_thread)
+        self.llm = new_llama(path, num_ctx, num_thread)
         llm = self.llm
         self.formatter = Jinja2ChatFormatter(
             llm.metadata["tokenizer.chat_template"],

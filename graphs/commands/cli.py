@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import yaml
 
@@ -23,6 +23,9 @@ from graphs.errors import DuologueError, RunFailed, ShapeError
 from graphs.records.schema import TraceRecord
 from graphs.records.store import RUNS_DIR_ENV, RunStore
 from graphs.run.observe import SilentObserver
+
+if TYPE_CHECKING:
+    from graphs.run.durable import ContinueOptions
 
 MAX_TOPIC_BYTES = 1_000_000
 EXIT_PAUSED = 3
@@ -301,64 +304,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from graphs.run.durable import resume_dialogue
 
-    return continue_run(
-        args,
-        recorded_shape(args),
-        lambda hosts, observer, stop: resume_dialogue(
-            args.run_id,
-            runs_dir(args),
-            hosts,
-            args.say,
-            observer,
-            trace=False if args.no_trace else None,
-            stop=stop,
-            checkpoint_url=args.checkpoint_url,
-        ),
-    )
+    return continue_run(args, lambda options: resume_dialogue(args.run_id, options, args.say))
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
     from graphs.run.durable import fork_dialogue
 
-    shape = recorded_shape(args)
     models, settings = parse_models(args.model), parse_settings(args.set)
-    return continue_run(
-        args,
-        shape,
-        lambda hosts, observer, stop: fork_dialogue(
-            args.run_id,
-            args.at,
-            runs_dir(args),
-            models,
-            settings,
-            hosts,
-            observer,
-            trace=False if args.no_trace else None,
-            stop=stop,
-            checkpoint_url=args.checkpoint_url,
-        ),
-    )
+    return continue_run(args, lambda options: fork_dialogue(args.run_id, args.at, options, models, settings))
 
 
-def continue_run(
-    args: argparse.Namespace,
-    shape: Shape | None,
-    hold: Callable[[dict[str, str], Any, threading.Event], Any],
-) -> int:
-    """Resume or fork: hosts as recorded unless named, the embedded server if the run used it."""
-    stop = threading.Event()
-    with model_hosts(args, shape, keep_recorded=True) as hosts:
-        observer = make_observer(args)
-        return report_outcome(args, observer, lambda: hold(hosts, observer, stop), stop)
-
-
-def recorded_shape(args: argparse.Namespace) -> Shape | None:
-    """The shape a run recorded; a run held on the embedded server restarts it unless --host is given."""
-    from graphs.engine.spec import Shape
+def continue_run(args: argparse.Namespace, hold: Callable[[ContinueOptions], Any]) -> int:
+    """Resume or fork: hosts as recorded unless named; a run held on the embedded server starts
+    it again unless --host is given."""
+    from graphs.run.durable import ContinueOptions
 
     run = RunStore(runs_dir(args)).load(args.run_id)
     args.embedded = args.embedded or (run.meta.embedded and not args.host)
-    return Shape.model_validate(run.meta.spec) if run.meta.spec else None
+    stop = threading.Event()
+    with model_hosts(args, run.shape(), keep_recorded=True) as hosts:
+        observer = make_observer(args)
+        options = ContinueOptions(
+            runs_dir=runs_dir(args),
+            hosts=hosts,
+            observer=observer,
+            trace=False if args.no_trace else None,
+            stop=stop,
+            checkpoint_url=args.checkpoint_url,
+        )
+        return report_outcome(args, observer, lambda: hold(options), stop)
 
 
 @contextmanager

@@ -12,17 +12,18 @@ the doctor reports is what a run gets. All HTTP goes through graphs/ollama/api.p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from graphs.engine.spec import PARTICIPANT_SETTINGS, ModelOptions, Participant, describe_validation_error
+from graphs.engine.spec import Participant, apply_setting, describe_validation_error
 from graphs.errors import DuologueError, OllamaError, ShapeError
 from graphs.ollama import api as ollama
 from graphs.ollama import residency
+from graphs.ollama.names import is_embedded, same_model
+from graphs.ollama.timings import decode_rate
 from graphs.records import checkpoints
 
 PROBE_PROMPT = "Say hello in one short sentence."
@@ -126,8 +127,8 @@ def check_checkpoints(url: str | None) -> CheckpointCheck | None:
     try:
         checkpoints.check_reachable(url)
     except DuologueError as exc:
-        return CheckpointCheck(checkpoints.redact(url), str(exc))
-    return CheckpointCheck(checkpoints.redact(url))
+        return CheckpointCheck(checkpoints.redact_url(url), str(exc))
+    return CheckpointCheck(checkpoints.redact_url(url))
 
 
 def participants_for(
@@ -146,16 +147,10 @@ def participants_for(
     for index, value in enumerate(models):
         name, model = pair(value, "--model") if "=" in value else (BARE_NAMES[index % 26], value)
         entries[name] = {"name": name, "model": model}
-    option_keys = set(ModelOptions.model_fields)
     for name, key, value in settings:
         if name not in entries:
             raise ShapeError(f"--set names '{name}', who is not among the models ({', '.join(entries)})")
-        if key in PARTICIPANT_SETTINGS:
-            entries[name][key] = value
-        elif key in option_keys:
-            entries[name].setdefault("options", {})[key] = value
-        else:
-            raise ShapeError(f"--set {name}.{key}: unknown key '{key}'")
+        apply_setting(entries[name], name, key, value)
     try:
         return [Participant.model_validate(entry) for entry in entries.values()]
     except ValidationError as exc:
@@ -189,14 +184,14 @@ def examine(
         try:
             host.version = ollama.server_version(url)
             host.reachable = True
-            host.embedded = residency.EMBEDDED_MARK in host.version
+            host.embedded = is_embedded(host.version)
             available = ollama.list_models(url)
         except OllamaError as exc:
             host.error = str(exc)
             continue
         resolved: list[tuple[Participant, ModelCheck]] = []
         for participant, check in zip(here, checks, strict=True):
-            check.present = ollama.has_model(available, participant.model)
+            check.present = any(same_model(name, participant.model) for name in available)
             if not check.present:
                 have = ", ".join(available) or "none"
                 check.error = (
@@ -231,13 +226,7 @@ def examine(
 def place_alone(host: HostCheck, participant: Participant, check: ModelCheck) -> None:
     """Load the model as an exclusive run would: others unloaded first, then its exact options."""
     if not host.embedded:
-        others = [r.name for r in running(host) if not ollama.same_model(r.name, participant.model)]
-        for name in others:
-            ollama.unload_model(host.url, name)
-        if others:
-            timing = residency.TIMING
-            ollama.wait_unloaded(host.url, others, timing.unload_timeout_s, timing.poll_s)
-            time.sleep(timing.settle_s)
+        residency.make_room(host.url, participant.model, running(host))
     check.load_s = round(ollama.load_model(host.url, participant.model, participant.options), 3)
     resident = ollama.find_resident(running(host), participant.model)
     if resident is None:
@@ -253,12 +242,12 @@ def place_alone(host: HostCheck, participant: Participant, check: ModelCheck) ->
 
 def timed_generation(url: str, participant: Participant, check: ModelCheck) -> None:
     """A short generation with the loaded options (num_predict aside, which never reloads)."""
-    body = ollama.load_body(participant.model, participant.options)
-    body["messages"] = [{"role": "user", "content": PROBE_PROMPT}]
-    body["options"] = body["options"] | {"num_predict": PROBE_TOKENS}
+    options = participant.options.model_copy(update={"num_predict": PROBE_TOKENS})
+    messages = [{"role": "user", "content": PROBE_PROMPT}]
+    body = ollama.chat_body(participant.model, options, messages, stream=False)
     final = ollama.call_json(url, "POST", "/api/chat", body, ollama.REQUEST_TIMEOUT_S)
     check.tokens = final.get("eval_count")
-    rate = residency.decode_rate(final)
+    rate = decode_rate(final)
     check.tokens_per_s = round(rate, 1) if rate is not None else None
     load_ns = final.get("load_duration")
     check.generation_load_s = round(load_ns / 1e9, 3) if isinstance(load_ns, int) else None

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from graphs.ollama.names import same_model
+
 
 class ModelNotFound(Exception):
     """Answered as Ollama does: 404 with {"error": "model 'NAME' not found"}."""
@@ -119,10 +121,9 @@ class Backend(Protocol):
 
 def find_model(models: list[ModelEntry], name: str) -> ModelEntry:
     """Resolve a requested name as Ollama does: exact, or with the implied ":latest" tag."""
-    for candidate in (name, f"{name}:latest"):
-        for entry in models:
-            if entry.name == candidate:
-                return entry
+    exact = [entry for entry in models if entry.name == name]
+    for entry in exact or [entry for entry in models if same_model(entry.name, name)]:
+        return entry
     raise ModelNotFound(name)
 
 

@@ -52,6 +52,7 @@ from graphs.embedded.backend import (
     keep_alive_seconds,
 )
 from graphs.errors import DuologueError
+from graphs.ollama.names import EMBEDDED_MARK
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def require_embedded() -> Path:
     return path
 
 
-def _new_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
+def new_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
     """A llama_cpp.Llama, loaded without a word on the terminal.
 
     verbose=False is no good here: it points fds 1 and 2 at /dev/null during the load,
@@ -251,9 +252,8 @@ class LlamaBackend:
         self.path = path or require_embedded()
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         self.num_thread = num_thread or min(2, cpus or 1)
-        self.version = (
-            f"{importlib.metadata.version('duologue')}+embedded.llama-cpp-python.{llama_cpp.__version__}"
-        )
+        duologue = importlib.metadata.version("duologue")
+        self.version = f"{duologue}{EMBEDDED_MARK}.llama-cpp-python.{llama_cpp.__version__}"
         self._gguf = self._read_gguf()
         self._formatter = Jinja2ChatFormatter(
             self._gguf.chat_template, eos_token=self._gguf.eos, bos_token=self._gguf.bos
@@ -264,7 +264,7 @@ class LlamaBackend:
     def _read_gguf(self) -> _GGUF:
         """Loads the model once (about 0.15 s), which also proves llama.cpp can run it."""
         try:
-            llm = _new_llama(self.path, n_ctx=64, n_threads=1)
+            llm = new_llama(self.path, n_ctx=64, n_threads=1)
         except (ValueError, RuntimeError) as exc:
             raise EmbeddedUnavailable(f"llama.cpp cannot load {self.path}: {exc}") from exc
         try:
@@ -380,7 +380,7 @@ class LlamaBackend:
         started = time.perf_counter_ns()
         slot.n_ctx, slot.n_thread = wanted
         try:
-            slot.llm = _new_llama(self.path, settings.num_ctx, settings.num_thread)
+            slot.llm = new_llama(self.path, settings.num_ctx, settings.num_thread)
         except (ValueError, RuntimeError) as exc:
             raise BackendFailure(f"llama.cpp failed to load {slot.name}: {exc}") from exc
         return time.perf_counter_ns() - started

@@ -51,6 +51,8 @@ class OllamaServer:
         self.backend = backend
         self.verbose = verbose
         self.generation_lock = threading.Lock()
+        self.requests: list[tuple[str, str]] = []
+        """Every request's method and path, in order: what a client asked of this server."""
         try:
             self._httpd = _HTTPServer((host, port), _Handler, self)
         except OSError as exc:
@@ -177,6 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, routes: dict[str, Callable[[], None]]) -> None:
         """Run a route; errors raised before any byte was sent become Ollama's error bodies."""
+        self.server.owner.requests.append((self.command, self.path))
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:

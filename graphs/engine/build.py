@@ -13,9 +13,12 @@ from graphs.engine.spec import Shape
 from graphs.engine.state import DialogueState
 
 
-def build_graph(shape: Shape, checkpointer: Any = None) -> CompiledStateGraph[Any, Any, Any, Any]:
+def build_graph(
+    shape: Shape, checkpointer: Any = None, default: DialogueContext | None = None
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """`default` serves the nodes when a run brings no context, as under `langgraph dev`."""
     speakers = list(dict.fromkeys(shape.order))
-    default = DialogueContext(shape)
+    default = default or DialogueContext(shape)
     graph = StateGraph(DialogueState, context_schema=DialogueContext)
     graph.add_node(FACILITATOR, make_facilitator(default), destinations=(*speakers, CLOSING, END))
     for speaker in speakers:

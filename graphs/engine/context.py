@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from langchain_core.runnables import Runnable
 
-from graphs.engine.spec import Shape
+from graphs.engine.spec import Participant, Shape
 
 
 @dataclass
 class DialogueContext:
     """The shape and one chat model per participant, by participant name.
 
-    Without models (as under `langgraph dev`), each participant's ChatOllama is built
-    from the shape on first use.
+    A participant without a model (as under `langgraph dev`, where the server brings no
+    context) gets one from `connect`, which the graph's host supplies: the engine itself
+    never talks to a model server.
     """
 
     shape: Shape
     models: Mapping[str, Runnable] = field(default_factory=dict)
+    connect: Callable[[Participant], Runnable] | None = None
+
+    def model_for(self, name: str) -> Runnable:
+        model = self.models.get(name)
+        if model is not None:
+            return model
+        if self.connect is None:
+            raise LookupError(f"no chat model for participant '{name}' in the dialogue's context")
+        return self.connect(self.shape.participant(name))

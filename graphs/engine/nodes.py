@@ -15,25 +15,18 @@ from langgraph.types import Command, interrupt
 
 from graphs.engine.context import DialogueContext
 from graphs.engine.relay import messages_for
-from graphs.engine.schedule import PlannedTurn, plan_turns
+from graphs.engine.schedule import turn_due
 from graphs.engine.state import DialogueState, Interjection, Turn
-from graphs.ollama.api import chat_model, default_host
 
 FACILITATOR = "facilitator"
 CLOSING = "closing"
-
-
-def next_turn(context: DialogueContext, state: DialogueState) -> PlannedTurn | None:
-    done = len(state.get("turns", []))
-    total = state["max_turns"]
-    return plan_turns(context.shape, total)[done] if done < total else None
 
 
 def make_facilitator(default: DialogueContext) -> Callable[..., Command]:
     def facilitator(state: DialogueState, runtime: Runtime[DialogueContext]) -> Command:
         """Route to whoever is due; END once the turn cap in the state is reached."""
         context = runtime.context or default
-        planned = next_turn(context, state)
+        planned = turn_due(context.shape, state)
         if planned is None:
             return Command(goto=END)
         goto = CLOSING if planned.kind == "closing" else planned.speaker
@@ -58,7 +51,7 @@ def make_speaker(default: DialogueContext) -> Callable[..., dict[str, list[Turn]
 
 def speak(state: DialogueState, context: DialogueContext) -> dict[str, list[Turn]]:
     """One turn: relay the dialogue to the speaker due and keep what it says."""
-    planned = next_turn(context, state)
+    planned = turn_due(context.shape, state)
     assert planned is not None, "the facilitator routed past the last turn"
     messages = messages_for(
         context.shape,
@@ -68,11 +61,7 @@ def speak(state: DialogueState, context: DialogueContext) -> dict[str, list[Turn
         state["max_turns"],
         state.get("interjections", []),
     )
-    model = context.models.get(planned.speaker)
-    if model is None:
-        participant = context.shape.participant(planned.speaker)
-        model = chat_model(participant, participant.host or default_host())
-    reply = model.invoke(messages)
+    reply = context.model_for(planned.speaker).invoke(messages)
     text, thinking = split_reply(reply)
     turn = Turn(
         number=planned.number, speaker=planned.speaker, kind=planned.kind, text=text, thinking=thinking

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from graphs.engine.spec import Shape, TurnKind
 
@@ -31,3 +33,15 @@ def plan_turns(shape: Shape, turns: int) -> list[PlannedTurn]:
         closer = shape.order[(turns - 1) % len(shape.order)]
     plan.append(PlannedTurn(turns, closer, "closing"))
     return plan
+
+
+def turn_due(shape: Shape, state: Any) -> PlannedTurn | None:
+    """The turn a dialogue state is at: the one after its finished turns, None once all are done.
+
+    Anything that is not a dialogue state (a resume's Command, None) is at no turn.
+    """
+    if not isinstance(state, Mapping) or "max_turns" not in state:
+        return None
+    total = int(state["max_turns"])
+    done = len(state.get("turns") or [])
+    return plan_turns(shape, total)[done] if done < total else None

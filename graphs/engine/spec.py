@@ -221,6 +221,18 @@ def describe_validation_error(exc: ValidationError) -> str:
 PARTICIPANT_SETTINGS = frozenset({"label", "persona", "model", "min_tok_s"})
 
 
+def apply_setting(entry: dict[str, Any], name: str, key: str, value: Any) -> None:
+    """--set NAME.KEY=VALUE on a participant's data: a setting of its own, or one of its options."""
+    option_keys = set(ModelOptions.model_fields)
+    if key in PARTICIPANT_SETTINGS:
+        entry[key] = value
+    elif key in option_keys:
+        entry.setdefault("options", {})[key] = value
+    else:
+        known = ", ".join(sorted(option_keys | PARTICIPANT_SETTINGS))
+        raise ShapeError(f"--set {name}.{key}: unknown key '{key}'; known keys: {known}")
+
+
 def with_overrides(shape: Shape, models: dict[str, str], settings: list[tuple[str, str, Any]]) -> Shape:
     """The shape with --model NAME=MODEL and --set NAME.KEY=VALUE applied and re-validated."""
     data = shape.model_dump(exclude_unset=True)
@@ -236,16 +248,8 @@ def with_overrides(shape: Shape, models: dict[str, str], settings: list[tuple[st
 
     for name, model in models.items():
         participant(name, "--model")["model"] = model
-    option_keys = set(ModelOptions.model_fields)
     for name, key, value in settings:
-        entry = participant(name, "--set")
-        if key in PARTICIPANT_SETTINGS:
-            entry[key] = value
-        elif key in option_keys:
-            entry.setdefault("options", {})[key] = value
-        else:
-            known = ", ".join(sorted(option_keys | PARTICIPANT_SETTINGS))
-            raise ShapeError(f"--set {name}.{key}: unknown key '{key}'; known keys: {known}")
+        apply_setting(participant(name, "--set"), name, key, value)
     try:
         return Shape.model_validate(data)
     except ValidationError as exc:

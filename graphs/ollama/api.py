@@ -1,42 +1,26 @@
-"""The connector: the only code that talks to Ollama.
+"""Ollama's REST API: hosts, model lists, /api/show, /api/ps, loads and unloads.
 
-Each participant gets a ChatOllama whose complete options dict is built here once
-and sent on every call. ChatOllama has no main_gpu, num_batch or use_mmap fields and a
-call-time options dict replaces its own, so the dict is always passed whole, by
-PinnedChatOllama. The same dict goes with the preloads (load_model), so Ollama never
-reloads a model between two of its turns.
-
-A connector may carry a TurnGuard (graphs/ollama/residency.py) that runs before each request
-(placing the model) and after it (checking the counts); its findings ride on the final
-chunk under FINDINGS_KEY, so they land in the AIMessage's response_metadata.
+Every request duologue makes to Ollama outside a turn's own stream goes through
+call_json, and every /api/chat body (turns, preloads, the doctor's timed generation)
+is built by chat_body, so a model is always loaded with the options it speaks with.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
-import itertools
 import os
 import ssl
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
-from contextlib import suppress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import httpx
 import ollama
-from langchain_core.callbacks import dispatch_custom_event
-from langchain_core.messages import BaseMessage
-from langchain_core.runnables import Runnable
-from langchain_ollama import ChatOllama
-from pydantic import Field
 
-from graphs.engine.spec import ModelOptions, Participant
-from graphs.errors import DuologueError, OllamaError, RunInterrupted
-from graphs.run.tracing import EVENT_TURN_FACTS
+from graphs.engine.spec import ModelOptions
+from graphs.errors import OllamaError
+from graphs.ollama.names import same_model
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 REQUEST_TIMEOUT_S = 600.0
@@ -46,22 +30,6 @@ LOAD_TIMEOUT_S = 600.0
 """Loading 20 GB from a slow disk takes minutes."""
 
 TOP_LEVEL_KEYS = frozenset({"keep_alive", "think"})
-
-STOP_POLL_S = 0.1
-"""How often a request awaiting its first chunk checks whether the run was stopped."""
-
-Part = TypeVar("Part")
-
-FINDINGS_KEY = "duologue"
-"""Where a guarded connector puts its findings in the final chunk (and response_metadata)."""
-
-
-# The ollama client (0.6.x) drops response fields it has no name for, and Ollama's newer
-# prompt_eval_cached_count is one; without it the trace cannot tell cached prompt tokens
-# from evaluated ones (prompt tokens/s would be overstated on every cached turn).
-if ollama.ChatResponse.model_config.get("extra") != "allow":
-    ollama.ChatResponse.model_config["extra"] = "allow"
-    ollama.ChatResponse.model_rebuild(force=True)
 
 
 @functools.cache
@@ -91,200 +59,18 @@ def request_options(options: ModelOptions) -> dict[str, Any]:
     return {key: value for key, value in dumped.items() if key not in TOP_LEVEL_KEYS}
 
 
-class TurnGuard(Protocol):
-    """Runs around each request of one participant; raising a DuologueError stops the turn.
-
-    An error with a `facts` dict attribute has those facts recorded on the turn's trace.
-    """
-
-    def before(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        """Place the model (load, unload others, check residency); returns findings."""
-        ...
-
-    def after(
-        self, messages: list[dict[str, str]], final: Mapping[str, Any], thinking: str
-    ) -> dict[str, Any]:
-        """Check the finished request from its final chunk; returns findings."""
-        ...
-
-
-class PinnedChatOllama(ChatOllama):
-    """ChatOllama that sends one participant's complete options dict on every request."""
-
-    pinned_options: dict[str, Any] = Field(default_factory=dict)
-    guard: Any = Field(default=None, exclude=True)
-    """A TurnGuard, or None."""
-    stop_event: Any = Field(default=None, exclude=True)
-    """A threading.Event, or None: once set, the request in progress ends (see until_stopped)."""
-
-    def _chat_params(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        kwargs["options"] = dict(self.pinned_options)
-        return super()._chat_params(messages, stop, **kwargs)
-
-    def _create_chat_stream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> Iterator[Mapping[str, Any] | str]:
-        parts = self._guarded_chat_stream(messages, stop, **kwargs)
-        if self.stop_event is None:
-            yield from parts
-        else:
-            yield from until_stopped(parts, self.stop_event)
-
-    def _guarded_chat_stream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> Generator[Mapping[str, Any] | str, None, None]:
-        guard: TurnGuard | None = self.guard
-        if guard is None:
-            yield from super()._create_chat_stream(messages, stop, **kwargs)
-            return
-        sent = self._plain_messages(messages)
-        facts = guarded(lambda: guard.before(sent), {})
-        thinking: list[str] = []
-        for part in super()._create_chat_stream(messages, stop, **kwargs):
-            final = self._watch(part, thinking)
-            if final is None:
-                yield part
-                continue
-            facts |= guarded(lambda: guard.after(sent, final, "".join(thinking)), facts)  # noqa: B023
-            yield final | {FINDINGS_KEY: facts}
-
-    async def _acreate_chat_stream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
-    ) -> AsyncIterator[Mapping[str, Any] | str]:
-        guard: TurnGuard | None = self.guard
-        if guard is None:
-            async for part in super()._acreate_chat_stream(messages, stop, **kwargs):
-                yield part
-            return
-        sent = self._plain_messages(messages)
-        facts = await asyncio.to_thread(guarded, lambda: guard.before(sent), {})
-        thinking: list[str] = []
-        async for part in super()._acreate_chat_stream(messages, stop, **kwargs):
-            final = self._watch(part, thinking)
-            if final is None:
-                yield part
-                continue
-            after = guarded(lambda: guard.after(sent, final, "".join(thinking)), facts)  # noqa: B023
-            yield final | {FINDINGS_KEY: facts | after}
-
-    def _plain_messages(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
-        return [
-            {"role": str(m.get("role", "")), "content": str(m.get("content") or "")}
-            for m in self._convert_messages_to_ollama_messages(messages)
-        ]
-
-    @staticmethod
-    def _watch(part: Mapping[str, Any] | str, thinking: list[str]) -> dict[str, Any] | None:
-        """Collects the streamed thinking; returns the final chunk as a dict, else None."""
-        if isinstance(part, str):
-            return None
-        message = part.get("message")
-        piece = message.get("thinking") if message is not None else None
-        if piece:
-            thinking.append(str(piece))
-        return dict(part) if part.get("done") is True else None
-
-
-def until_stopped(parts: Generator[Part, None, None], stop: threading.Event) -> Iterator[Part]:
-    """`parts` until `stop` is set: the request then ends at its next chunk, not its last.
-
-    Before its first chunk a model may be loading or reading a long prompt, minutes on a
-    CPU, and no chunk arrives to stop at. So the first part is fetched in a helper thread
-    (with the caller's context, so the guard's findings still reach the trace), and a stop
-    meanwhile abandons the request; it is closed when that part arrives, which tells the
-    server to stop generating.
-    """
-    lock = threading.Lock()
-    arrived = threading.Event()
-    first: list[tuple[bool, Any]] = []
-    abandoned = False
-
-    def fetch_first() -> None:
-        try:
-            first.append((True, next(parts)))
-        except StopIteration:
-            first.append((False, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-            first.append((False, exc))
-        with lock:
-            arrived.set()
-            late = abandoned
-        if late:
-            with suppress(Exception):
-                parts.close()
-
-    context = contextvars.copy_context()
-    fetcher = threading.Thread(target=context.run, args=(fetch_first,), name="duologue-first-chunk")
-    fetcher.daemon = True
-    fetcher.start()
-    while not arrived.wait(STOP_POLL_S):
-        if stop.is_set():
-            with lock:
-                if not arrived.is_set():
-                    abandoned = True
-                    raise RunInterrupted("stopped while the model had not sent its first token")
-    got, value = first[0]
-    if not got:
-        if value is not None:
-            raise value
-        return
-    try:
-        for part in itertools.chain([value], parts):
-            if stop.is_set():
-                raise RunInterrupted("stopped before the model finished its turn")
-            yield part
-    finally:
-        parts.close()  # a stopped request is closed now, so the server stops generating
-
-
-def guarded(step: Callable[[], dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
-    """Run a guard step; when it stops the turn, record what it found before raising."""
-    try:
-        return step()
-    except DuologueError as exc:
-        facts = getattr(exc, "facts", None)
-        if facts:
-            report_facts(known | facts)
-        raise
-
-
-def report_facts(facts: dict[str, Any]) -> None:
-    """Hand findings to the run's tracer as a custom event; a no-op outside a traced run."""
-    with suppress(RuntimeError):  # no parent run: the model was called outside a graph
-        dispatch_custom_event(EVENT_TURN_FACTS, facts)
-
-
-def chat_model(
-    participant: Participant,
-    host: str,
-    timeout: float = REQUEST_TIMEOUT_S,
-    guard: TurnGuard | None = None,
-    stop: threading.Event | None = None,
-) -> Runnable:
-    """A ChatOllama for one participant, pinned to its complete options; setting `stop` ends
-    the request in progress (see until_stopped)."""
-    options = participant.options
-    return PinnedChatOllama(
-        model=participant.model,
-        base_url=host,
-        reasoning=options.think,
-        keep_alive=options.keep_alive,
-        client_kwargs={"timeout": timeout, "verify": tls_context()},
-        pinned_options=request_options(options),
-        guard=guard,
-        stop_event=stop,
-    )
-
-
-def close_chat_model(model: Runnable) -> None:
-    """Close the HTTP client ChatOllama opened, so nothing is left dangling."""
-    bound = getattr(model, "bound", model)
-    client = getattr(bound, "_client", None)
-    inner = getattr(client, "_client", None)
-    if isinstance(inner, httpx.Client):
-        inner.close()
+def chat_body(model: str, options: ModelOptions, messages: list[Any], stream: bool) -> dict[str, Any]:
+    """An /api/chat body with a participant's complete options; empty messages only load."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": stream,
+        "options": request_options(options),
+        "keep_alive": options.keep_alive,
+    }
+    if options.think is not None:
+        body["think"] = options.think
+    return body
 
 
 def list_models(host: str, timeout: float = 10.0) -> list[str]:
@@ -395,33 +181,14 @@ def running_models(host: str, timeout: float = 10.0) -> list[Resident]:
     ]
 
 
-def same_model(a: str, b: str) -> bool:
-    """Ollama treats 'name' and 'name:latest' as one model."""
-    return (a if ":" in a else f"{a}:latest") == (b if ":" in b else f"{b}:latest")
-
-
 def find_resident(residents: Iterable[Resident], model: str) -> Resident | None:
     return next((r for r in residents if same_model(r.name, model)), None)
-
-
-def load_body(model: str, options: ModelOptions) -> dict[str, Any]:
-    """The empty-messages /api/chat that loads a model exactly as the turns will use it."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [],
-        "stream": False,
-        "options": request_options(options),
-        "keep_alive": options.keep_alive,
-    }
-    if options.think is not None:
-        body["think"] = options.think
-    return body
 
 
 def load_model(host: str, model: str, options: ModelOptions, timeout: float = LOAD_TIMEOUT_S) -> float:
     """Load a model with a participant's complete options; returns the seconds it took."""
     started = time.perf_counter()
-    call_json(host, "POST", "/api/chat", load_body(model, options), timeout)
+    call_json(host, "POST", "/api/chat", chat_body(model, options, [], stream=False), timeout)
     return time.perf_counter() - started
 
 
@@ -448,19 +215,13 @@ def check_models(host: str, models: Iterable[str], timeout: float = 10.0) -> str
     """
     available = list_models(host, timeout)
     for model in models:
-        if not has_model(available, model):
+        if not any(same_model(name, model) for name in available):
             have = ", ".join(available) or "none"
             raise OllamaError(
                 f"the server at {host} has no model '{model}' (it has: {have}); "
                 f"pull it with `ollama pull {model}`"
             )
     return server_version(host, timeout)
-
-
-def has_model(available: list[str], model: str) -> bool:
-    """Ollama treats 'name' and 'name:latest' as the same model."""
-    wanted = model if ":" in model else f"{model}:latest"
-    return any(name in (model, wanted) for name in available)
 
 
 def unreachable_message(host: str) -> str:

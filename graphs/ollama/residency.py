@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -36,9 +36,11 @@ from graphs.engine.spec import ModelOptions, Participant, Shape
 from graphs.errors import OllamaError
 from graphs.ollama import api as ollama
 from graphs.ollama.api import Resident, find_resident
+from graphs.ollama.names import is_embedded, same_model
+from graphs.ollama.timings import decode_rate
 
 Policy = Literal["auto", "exclusive", "shared"]
-POLICIES: tuple[str, ...] = get_args(Policy)
+RESIDENCY_POLICIES: tuple[str, ...] = get_args(Policy)
 
 
 @dataclass
@@ -64,9 +66,6 @@ UNBOUNDED_TURN_TOKENS = 2048
 """A turn's length when num_predict does not bound it (-1, -2)."""
 BYTES_PER_TOKEN = 3
 """Generous: English runs about 4 bytes a token, so this overestimates the topic."""
-
-EMBEDDED_MARK = "+embedded"
-"""In the version of duologue's embedded server, which is CPU-only by design: nothing to place."""
 
 
 class ResidencyError(OllamaError):
@@ -127,32 +126,38 @@ def resolve_options(
     return options.model_copy(update=update) if update else options
 
 
-def resolve_shape(shape: Shape, hosts: Mapping[str, str], topic: str, turns: int) -> Shape:
-    """The shape with every participant's options resolved against its server (/api/show)."""
-    participants = []
-    for participant in shape.participants:
-        host = hosts[participant.name]
-        facts = ollama.show_model(host, participant.model)
-        options = resolve_options(participant, facts, topic, turns, host)
-        participants.append(participant.model_copy(update={"options": options}))
-    return shape.model_copy(update={"participants": participants})
-
-
-def connectors(
+def resolve_shape(
     shape: Shape,
     hosts: Mapping[str, str],
     topic: str,
     turns: int,
-    settings: ResidencySettings,
-    stop: threading.Event | None = None,
-) -> dict[str, Any]:
-    """A guarded ChatOllama per participant, options resolved, sharing one RunResidency."""
-    resolved = resolve_shape(shape, hosts, topic, turns)
-    run = RunResidency(resolved, hosts, settings)
-    return {
-        p.name: ollama.chat_model(p, hosts[p.name], guard=run.guard(p.name), stop=stop)
-        for p in resolved.participants
-    }
+    facts: Callable[[str, str], ollama.ModelFacts] = ollama.show_model,
+) -> Shape:
+    """The shape with every participant's options resolved against its server (/api/show).
+
+    `facts(host, model)` is asked once per participant.
+    """
+    participants = []
+    for participant in shape.participants:
+        host = hosts[participant.name]
+        options = resolve_options(participant, facts(host, participant.model), topic, turns, host)
+        participants.append(participant.model_copy(update={"options": options}))
+    return shape.model_copy(update={"participants": participants})
+
+
+def make_room(url: str, model: str, residents: Sequence[Resident]) -> list[str]:
+    """Unload every model but `model` from the host; wait until gone, then for VRAM to settle.
+
+    `residents` is a fresh /api/ps reading; returns the models unloaded.
+    """
+    others = [r.name for r in residents if not same_model(r.name, model)]
+    if not others:
+        return []
+    for name in others:
+        ollama.unload_model(url, name)
+    ollama.wait_unloaded(url, others, TIMING.unload_timeout_s, TIMING.poll_s)
+    time.sleep(TIMING.settle_s)
+    return others
 
 
 # -- during the run: placing models and checking turns ------------------------------------
@@ -265,7 +270,7 @@ class RunResidency:
 
     def _is_embedded(self, host: _Host) -> bool:
         if host.embedded is None:
-            host.embedded = EMBEDDED_MARK in ollama.server_version(host.url)
+            host.embedded = is_embedded(ollama.server_version(host.url))
         return host.embedded
 
     def _first_placement(self, host: _Host) -> Literal["shared", "exclusive"]:
@@ -289,15 +294,7 @@ class RunResidency:
         return True
 
     def _make_room(self, host: _Host, participant: Participant) -> list[str]:
-        """Unload every other model on the host; wait until gone, then for VRAM to settle."""
-        others = [r.name for r in self._ps(host) if not ollama.same_model(r.name, participant.model)]
-        if not others:
-            return []
-        for name in others:
-            ollama.unload_model(host.url, name)
-        ollama.wait_unloaded(host.url, others, TIMING.unload_timeout_s, TIMING.poll_s)
-        time.sleep(TIMING.settle_s)
-        return others
+        return make_room(host.url, participant.model, self._ps(host))
 
     def _reading(
         self, host: _Host, participant: Participant, residents: list[Resident] | None = None
@@ -401,13 +398,6 @@ def expected_prompt_tokens(messages: Sequence[Mapping[str, str]], previous: _See
             grown = previous.prompt_eval_count + sum(words(m) for m in messages[len(before) :])
             least = max(least, grown)
     return least
-
-
-def decode_rate(final: Mapping[str, Any]) -> float | None:
-    count, duration = final.get("eval_count"), final.get("eval_duration")
-    if not count or not duration:
-        return None
-    return float(count) / (float(duration) / 1e9)
 
 
 def gb(size: int) -> str:

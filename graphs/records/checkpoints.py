@@ -39,17 +39,17 @@ def parse_url(url: str) -> SplitResult:
     parts = urlsplit(url.strip())
     if parts.scheme not in SCHEMES or not (parts.hostname or parts.path.strip("/")):
         raise CheckpointError(
-            f"checkpoint URL {redact(url)!r} is not a Postgres connection string; give one like "
+            f"checkpoint URL {redact_url(url)!r} is not a Postgres connection string; give one like "
             "postgresql://USER:PASSWORD@HOST:5432/DATABASE (or leave it out for SQLite in the run's folder)"
         )
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        raise CheckpointError(f"checkpoint URL {redact(url)!r} has a port that is not a number") from None
+        raise CheckpointError(f"checkpoint URL {redact_url(url)!r} has a port that is not a number") from None
     return parts
 
 
-def redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL with its password (in the user part or the query) replaced by ***."""
     try:
         parts = urlsplit(url.strip())
@@ -80,7 +80,7 @@ def database_of(url: str) -> tuple[str, str, int, str]:
 
 def recorded_store(url: str | None) -> str | None:
     """What run.json keeps of the URL: its redacted form, or None for SQLite in the folder."""
-    return redact(url) if url else None
+    return redact_url(url) if url else None
 
 
 def url_for_run(recorded: str | None, given: str | None, run_id: str) -> str | None:
@@ -106,7 +106,7 @@ def url_for_run(recorded: str | None, given: str | None, run_id: str) -> str | N
     if database_of(url) != database_of(recorded):
         raise CheckpointError(
             f"run {run_id} keeps its checkpoints in {recorded}, but the connection string given names "
-            f"{redact(url)}; give the run's own database"
+            f"{redact_url(url)}; give the run's own database"
         )
     return url
 
@@ -147,7 +147,7 @@ def postgres_saver(url: str) -> Iterator[Any]:
         )
     except psycopg.Error as exc:
         raise CheckpointError(
-            f"cannot reach the checkpoint database {redact(url)}: {first_line(exc, url)}; "
+            f"cannot reach the checkpoint database {redact_url(url)}: {first_line(exc, url)}; "
             "check that it is running and the connection string is right"
         ) from None
     with connection:
@@ -156,7 +156,7 @@ def postgres_saver(url: str) -> Iterator[Any]:
             saver.setup()
         except psycopg.Error as exc:
             raise CheckpointError(
-                f"the checkpoint database {redact(url)} refused duologue's tables: {first_line(exc, url)}"
+                f"the checkpoint database {redact_url(url)} refused duologue's tables: {first_line(exc, url)}"
             ) from None
         yield saver
 
@@ -224,7 +224,7 @@ def describe_failure(exc: BaseException, url: str | None) -> str | None:
     except ImportError:
         return None
     if isinstance(exc, psycopg.Error):
-        return f"the checkpoint database {redact(url)} failed: {first_line(exc, url)}"
+        return f"the checkpoint database {redact_url(url)} failed: {first_line(exc, url)}"
     return None
 
 

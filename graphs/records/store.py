@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from graphs.engine.spec import Shape, builtin_shape_names, load_shape, with_overrides
 from graphs.errors import RunBusy, RunNotFound
 from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
 
@@ -137,6 +138,32 @@ class RunRecord:
     @property
     def turn_records(self) -> list[TraceRecord]:
         return [r for r in self.trace if r.is_turn]
+
+    @property
+    def finished_turns(self) -> set[int]:
+        """The numbers of the run's finished turns (a failed or stopped attempt has a record too)."""
+        return {r.turn for r in self.turn_records if r.turn is not None and not r.error}
+
+    @property
+    def flags(self) -> list[str]:
+        """Every turn's flags, once each, 'CPU 40%' counted as CPU: what `runs` and the page list."""
+        return sorted(
+            {"CPU" if flag.startswith("CPU") else flag for r in self.turn_records for flag in r.flags}
+        )
+
+    def shape(self) -> Shape:
+        """The shape as the run held it: run.json's spec (overrides applied and options pinned),
+        or for a record that predates it, the built-in it names with the recorded models."""
+        meta = self.meta
+        if meta.spec is not None:
+            try:
+                return Shape.model_validate(meta.spec)
+            except ValidationError:
+                raise RunNotFound(f"run {meta.run_id}: run.json's shape is not readable") from None
+        if meta.shape in builtin_shape_names():
+            models = {p.name: p.model for p in meta.participants}
+            return with_overrides(load_shape(meta.shape), models, [])
+        raise RunNotFound(f"run {meta.run_id}: run.json records no shape, and '{meta.shape}' is no built-in")
 
     def transcript(self) -> str:
         path = self.folder / TRANSCRIPT

@@ -81,18 +81,17 @@ def trace_dicts(records: Sequence[TraceRecord]) -> list[dict[str, object]]:
 
 def run_totals(run: RunRecord) -> dict[str, object]:
     records = run.turn_records
-    flags = sorted({"CPU" if flag.startswith("CPU") else flag for r in records for flag in r.flags})
     return {
         "run_id": run.meta.run_id,
         "started_at": run.meta.started_at,
         "shape": run.meta.shape,
         "models": sorted({p.model for p in run.meta.participants}),
         "status": run.status,
-        "turns_done": len({r.turn for r in records if not r.error}),  # a failed attempt is no turn
+        "turns_done": len(run.finished_turns),
         "turns": run.meta.turns,
         "tokens": sum(r.completion_tokens or 0 for r in records),
         "generation_minutes": round(sum(r.latency_s for r in records) / 60, 1),
-        "flags": flags,
+        "flags": run.flags,
     }
 
 

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import Runnable
 from langgraph.types import Command
 
 from graphs.engine.build import build_graph
 from graphs.engine.spec import Shape, with_overrides
 from graphs.engine.state import DialogueState, Turn
-from graphs.errors import DuologueError, RunNotFound
-from graphs.ollama.residency import resolve_shape
+from graphs.errors import DuologueError
 from graphs.records import checkpoints
 from graphs.records.schema import FORMAT_VERSION, RunMeta, TraceRecord
 from graphs.records.store import RunRecord, RunStore
-from graphs.run.runner import RunObserver, RunOutcome, RunRequest, check_servers, drive, initial_meta
+from graphs.run.observe import RunObserver, SilentObserver
+from graphs.run.runner import ModelSource, RunOutcome, RunRequest, RunSession, drive, initial_meta, prepare
 
 RECORDED_SETTINGS = frozenset({"residency_policy", "require_gpu", "strict_context", "trace"})
 
@@ -33,32 +34,42 @@ class NothingToResume(DuologueError):
     exit_code = 0
 
 
+@dataclass
+class ContinueOptions:
+    """How to continue a recorded run: what a resume and a fork both take."""
+
+    runs_dir: Path | str | None = None
+    hosts: Mapping[str, str] | None = None
+    """Hosts that replace the recorded ones, by participant name (an embedded server's port changes)."""
+    observer: RunObserver | None = None
+    trace: bool | None = None
+    """Export to LangSmith (None: as the run was recorded)."""
+    stop: threading.Event | None = None
+    """Set it to interrupt the run."""
+    checkpoint_url: str | None = None
+    """A run kept in Postgres is reached with it ($DUOLOGUE_CHECKPOINT_URL when None); a fork keeps
+    its new checkpoints there."""
+    source: ModelSource | None = None
+    """Where the models come from (None: Ollama)."""
+
+
 def resume_dialogue(
-    run_id: str,
-    runs_dir: Any = None,
-    hosts: Mapping[str, str] | None = None,
-    say: str | None = None,
-    observer: RunObserver | None = None,
-    models: Mapping[str, Runnable] | None = None,
-    trace: bool | None = None,
-    stop: threading.Event | None = None,
-    checkpoint_url: str | None = None,
+    run_id: str, options: ContinueOptions | None = None, say: str | None = None
 ) -> RunOutcome:
     """Continue a failed or interrupted run from its last finished turn.
 
-    `hosts` replaces recorded hosts by participant name (an embedded server's port changes).
-    `say` answers a pause for the facilitator's interjection. Setting `stop` interrupts it.
-    `checkpoint_url` reaches a run kept in Postgres ($DUOLOGUE_CHECKPOINT_URL when None).
+    `say` answers a pause for the facilitator's interjection.
     """
-    store = RunStore(runs_dir)
+    options = options or ContinueOptions()
+    store = RunStore(options.runs_dir)
     run = store.load(run_id)
-    shape = resumable_shape(run)
+    shape = continuable_shape(run)
     if run.meta.status == "completed":
         raise NothingToResume(f"run {run_id} is already completed; nothing to resume")
-    request = request_for(run, shape, hosts, trace)
-    request.checkpoint_url = checkpoints.url_for_run(run.meta.checkpoint_store, checkpoint_url, run_id)
-    if stop is not None:
-        request.stop = stop
+    request = recorded_request(run, shape, options)
+    request.checkpoint_url = checkpoints.url_for_run(
+        run.meta.checkpoint_store, options.checkpoint_url, run_id
+    )
     state = checkpoint_state(store, run, shape, request.checkpoint_url)
     values: dict[str, Any] = dict(state.values) if state else {}
     paused = bool(state and state.interrupts)
@@ -76,38 +87,33 @@ def resume_dialogue(
         graph_input = None
     else:
         graph_input = first_state(request, [], [])
-    if not models:
-        check_servers(shape, request.hosts)
+    request, _versions = prepare(request)
     outcome = RunOutcome(run_id, run.folder, "running")
     outcome.turns = list(values.get("turns", []))
     outcome.records = latest_records(run.trace, len(outcome.turns))
     outcome.interjections = {i["before_turn"]: i["text"] for i in values.get("interjections", [])}
-    return drive(request, store.reopen(run_id), outcome, graph_input, observer, models)
+    session = RunSession(request, store.reopen(run_id), outcome, options.observer or SilentObserver())
+    return drive(session, graph_input)
 
 
 def fork_dialogue(
     run_id: str,
     at: int,
-    runs_dir: Any = None,
+    options: ContinueOptions | None = None,
     model_overrides: Mapping[str, str] | None = None,
     settings: list[tuple[str, str, Any]] | None = None,
-    hosts: Mapping[str, str] | None = None,
-    observer: RunObserver | None = None,
-    models: Mapping[str, Runnable] | None = None,
-    trace: bool | None = None,
-    stop: threading.Event | None = None,
-    checkpoint_url: str | None = None,
 ) -> RunOutcome:
     """A new run whose first `at` turns are the original's, continued with changed participants.
 
-    The new run keeps its checkpoints at `checkpoint_url` ($DUOLOGUE_CHECKPOINT_URL when None),
-    else in its folder; an original kept in Postgres is read from there.
+    The new run keeps its checkpoints at `options.checkpoint_url` ($DUOLOGUE_CHECKPOINT_URL when
+    None), else in its folder; an original kept in Postgres is read from there.
     """
-    store = RunStore(runs_dir)
+    options = options or ContinueOptions()
+    store = RunStore(options.runs_dir)
     run = store.load(run_id)
-    original = resumable_shape(run)
+    original = continuable_shape(run)
     recorded = run.meta.checkpoint_store
-    source_url = checkpoints.url_for_run(recorded, checkpoint_url if recorded else None, run_id)
+    source_url = checkpoints.url_for_run(recorded, options.checkpoint_url if recorded else None, run_id)
     state = checkpoint_state(store, run, original, source_url)
     values: dict[str, Any] = dict(state.values) if state else {}
     done: list[Turn] = list(values.get("turns", []))
@@ -122,15 +128,10 @@ def fork_dialogue(
         name for name, model in (model_overrides or {}).items() if original.participant(name).model != model
     }
     shape = with_overrides(unpinned(original, swapped), dict(model_overrides or {}), list(settings or []))
-    request = request_for(run, shape, hosts, trace)
+    request = recorded_request(run, shape, options)
     request.run_id = None
-    request.checkpoint_url = checkpoint_url or checkpoints.url_from_env()
-    checkpoints.check_reachable(request.checkpoint_url)
-    if stop is not None:
-        request.stop = stop
-    server_versions = {} if models else check_servers(shape, request.hosts)
-    if not models:  # a new model gets its own num_ctx and think, as a new run would
-        request.shape = resolve_shape(shape, request.hosts, request.topic, request.turns)
+    request.checkpoint_url = options.checkpoint_url or checkpoints.url_from_env()
+    request, server_versions = prepare(request)  # a new model gets its own num_ctx and think
     meta = initial_meta(request, server_versions).model_copy(
         update={"forked_from": {"run_id": run_id, "at": at}, "embedded": run.meta.embedded}
     )
@@ -147,7 +148,8 @@ def fork_dialogue(
     outcome.turns = done[:at]
     outcome.records = copied
     outcome.interjections = {i["before_turn"]: i["text"] for i in interjections}
-    return drive(request, writer, outcome, first_state(request, done[:at], interjections), observer, models)
+    session = RunSession(request, writer, outcome, options.observer or SilentObserver())
+    return drive(session, first_state(request, done[:at], interjections))
 
 
 def unpinned(shape: Shape, names: set[str]) -> Shape:
@@ -165,31 +167,31 @@ def unpinned(shape: Shape, names: set[str]) -> Shape:
     return shape.model_copy(update={"participants": participants})
 
 
-def resumable_shape(run: RunRecord) -> Shape:
+def continuable_shape(run: RunRecord) -> Shape:
+    """The run's shape, if this duologue can continue a run of its record format."""
     meta: RunMeta = run.meta
     if meta.format_version != FORMAT_VERSION or meta.spec is None:
         raise DuologueError(
             f"run {meta.run_id} was recorded in run-record format {meta.format_version}, which this "
             f"duologue (format {FORMAT_VERSION}) can read but not continue; start a new run instead"
         )
-    try:
-        return Shape.model_validate(meta.spec)
-    except ValueError:
-        raise RunNotFound(
-            f"run {meta.run_id}: run.json's shape is not readable; it cannot be continued"
-        ) from None
+    return run.shape()
 
 
-def request_for(
-    run: RunRecord, shape: Shape, hosts: Mapping[str, str] | None, trace: bool | None = None
+def recorded_request(
+    run: RunRecord, shape: Shape | None = None, options: ContinueOptions | None = None
 ) -> RunRequest:
-    """The run's request as it was recorded; `hosts` and `trace` override what they name."""
+    """The run's request as it was recorded (its shape unless `shape` is given); the options'
+    hosts, trace, stop and source override what they name."""
+    options = options or ContinueOptions()
+    shape = shape or run.shape()
     recorded = {p.name: p.host for p in run.meta.participants}
-    chosen = {name: (hosts or {}).get(name) or recorded.get(name, "") for name in shape.participant_names}
+    hosts = options.hosts or {}
+    chosen = {name: hosts.get(name) or recorded.get(name, "") for name in shape.participant_names}
     kept = {key: value for key, value in run.meta.settings.items() if key in RECORDED_SETTINGS}
-    if trace is not None:
-        kept["trace"] = trace
-    return RunRequest(
+    if options.trace is not None:
+        kept["trace"] = options.trace
+    request = RunRequest(
         shape=shape,
         topic=run.meta.topic,
         turns=run.meta.turns,
@@ -199,6 +201,11 @@ def request_for(
         embedded=run.meta.embedded,
         **kept,
     )
+    if options.stop is not None:
+        request.stop = options.stop
+    if options.source is not None:
+        request.source = options.source
+    return request
 
 
 def checkpoint_state(store: RunStore, run: RunRecord, shape: Shape, url: str | None) -> Any:

@@ -32,9 +32,10 @@ from langchain_core.tracers.context import tracing_v2_callback_var
 from langchain_core.tracers.langchain import LangChainTracer
 from langsmith.run_helpers import tracing_context
 
-from graphs.engine.schedule import PlannedTurn, plan_turns
+from graphs.engine.schedule import PlannedTurn, turn_due
 from graphs.engine.spec import Shape
-from graphs.run.tracing import NS, rate
+from graphs.ollama.connector import FINDINGS_KEY
+from graphs.ollama.timings import turn_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def masked(secret: str) -> str:
     return f"{secret[:5]}{'*' * max(0, len(secret) - 7)}{secret[-2:]}"
 
 
-def redact(text: str) -> str:
+def redact_secrets(text: str) -> str:
     with _SECRETS_LOCK:
         secrets = sorted(_SECRETS, key=len, reverse=True)
     for secret in secrets:
@@ -131,12 +132,12 @@ def _redact_record(record: logging.LogRecord) -> None:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - a malformed record is the logging module's to report
         return
-    cleaned = redact(message)
+    cleaned = redact_secrets(message)
     if cleaned != message:
         record.msg, record.args = cleaned, None
     if record.exc_info and record.exc_info[1] is not None:
         text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-        cleaned = redact(text)
+        cleaned = redact_secrets(text)
         if cleaned != text:
             record.exc_info, record.exc_text = None, cleaned
 
@@ -153,11 +154,7 @@ class RunFacts:
     hosts: Mapping[str, str]
 
     def planned(self, state: Any) -> PlannedTurn | None:
-        if not isinstance(state, Mapping) or "max_turns" not in state:
-            return None
-        plan = plan_turns(self.shape, int(state["max_turns"]))
-        done = len(state.get("turns") or [])
-        return plan[done] if done < len(plan) else None
+        return turn_due(self.shape, state)
 
     def turn_metadata(self, planned: PlannedTurn) -> dict[str, Any]:
         participant = self.shape.participant(planned.speaker)
@@ -184,17 +181,10 @@ def turn_stats(outputs: Mapping[str, Any] | None) -> dict[str, Any]:
     final = kwargs.get("response_metadata") or generation.get("generation_info") or {}
     if not isinstance(final, Mapping):
         return {}
-    stats: dict[str, Any] = {
-        "prompt_tokens": final.get("prompt_eval_count"),
-        "completion_tokens": final.get("eval_count"),
-        "tokens_per_s": rate(final.get("eval_count"), final.get("eval_duration")),
-        "prompt_tokens_per_s": rate(final.get("prompt_eval_count"), final.get("prompt_eval_duration")),
-        "load_s": final["load_duration"] / NS if final.get("load_duration") is not None else None,
-        "done_reason": final.get("done_reason"),
-    }
+    stats: dict[str, Any] = {**turn_numbers(final), "done_reason": final.get("done_reason")}
     if final.get("done_reason") == "length":
         stats["cut_by_length"] = True
-    findings = final.get("duologue")  # the connector's residency findings (graphs/ollama/api.py)
+    findings = final.get(FINDINGS_KEY)  # the connector's residency findings
     if isinstance(findings, Mapping):
         for key in ("gpu_fraction", "truncated"):
             if key in findings:
@@ -334,7 +324,7 @@ class Export:
 
     def _on_error(self, error: Exception) -> None:
         if len(self.errors) < 5:
-            self.errors.append(describe(error))
+            self.errors.append(describe_export_error(error))
 
     def close(self, timeout: float = FLUSH_TIMEOUT_S) -> bool:
         """Send what is left within `timeout` seconds, then drop the rest. True if all was sent."""
@@ -351,26 +341,26 @@ class Export:
         except KeyboardInterrupt:  # Ctrl-C while waiting: stop waiting, the run stands
             reason = "interrupted while sending"
         except Exception as exc:  # noqa: BLE001 - tracing never fails the run
-            reason = describe(exc)
+            reason = describe_export_error(exc)
         if not sent:
             reason = self.errors[0] if self.errors else reason
             logger.warning(
                 "LangSmith: the trace of run %s did not fully reach %s (%s); the run's record is complete",
                 self.facts.run_id,
                 self.settings.endpoint,
-                redact(reason),
+                redact_secrets(reason),
             )
         return sent
 
 
-def describe(error: BaseException) -> str:
+def describe_export_error(error: BaseException) -> str:
     """One short line for an export failure (langsmith's own messages run to many lines)."""
     name = error.__class__.__name__
     if "Connection" in name:
         return "cannot connect"
     if "Timeout" in name:
         return "timed out"
-    lines = redact(str(error)).strip().splitlines()
+    lines = redact_secrets(str(error)).strip().splitlines()
     return f"{name}: {lines[0][:160]}" if lines else name
 
 
@@ -407,7 +397,7 @@ def exporting(trace: bool, run_id: str, shape: Shape, hosts: Mapping[str, str]) 
         try:
             export = Export(settings, RunFacts(run_id, shape, dict(hosts)))
         except Exception as exc:  # noqa: BLE001 - tracing must never stop a run
-            logger.warning("LangSmith: tracing is off for this run: %s", describe(exc))
+            logger.warning("LangSmith: tracing is off for this run: %s", describe_export_error(exc))
     if export is None:
         with tracing_context(enabled=False):
             yield None

@@ -7,13 +7,14 @@ as it finishes, so whatever stops the run, the finished turns are on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import threading
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
@@ -21,12 +22,13 @@ from langchain_core.runnables import Runnable
 from graphs.engine.build import build_graph, recursion_limit
 from graphs.engine.context import DialogueContext
 from graphs.engine.relay import labels
-from graphs.engine.schedule import PlannedTurn, plan_turns
-from graphs.engine.spec import Shape
+from graphs.engine.schedule import PlannedTurn, plan_turns, turn_due
+from graphs.engine.spec import Participant, Shape
 from graphs.engine.state import DialogueState, Turn
 from graphs.errors import DuologueError, RunFailed, RunInterrupted
 from graphs.ollama import api as ollama
 from graphs.ollama import residency
+from graphs.ollama.source import OllamaSource
 from graphs.records import checkpoints
 from graphs.records.schema import ParticipantRecord, RunMeta, TraceRecord
 from graphs.records.store import RunStore, RunWriter, new_run_id, now_iso
@@ -34,6 +36,35 @@ from graphs.records.transcript import render_transcript
 from graphs.run import langsmith as smith
 from graphs.run.observe import RunObserver, SilentObserver
 from graphs.run.tracing import TraceRecorder
+
+
+class ModelSource(Protocol):
+    """Where a run's models come from: Ollama by default, a test's scripted models otherwise.
+
+    A run, a resume and a fork take the same four steps through it, whatever the source.
+    """
+
+    def versions(self, shape: Shape, hosts: Mapping[str, str]) -> dict[str, str]:
+        """Each host's version, after checking it serves its participants' models."""
+        ...
+
+    def resolve(self, shape: Shape, hosts: Mapping[str, str], topic: str, turns: int) -> Shape:
+        """The shape with what its options leave open pinned for this dialogue."""
+        ...
+
+    def connect(
+        self,
+        shape: Shape,
+        hosts: Mapping[str, str],
+        settings: residency.ResidencySettings,
+        stop: threading.Event | None,
+    ) -> Callable[[Participant, str], Runnable]:
+        """A factory of chat models for the resolved shape: connect(participant, host)."""
+        ...
+
+    def close(self, model: Runnable) -> None:
+        """Release what the model opened (its HTTP client)."""
+        ...
 
 
 @dataclass
@@ -60,6 +91,8 @@ class RunRequest:
     """Export the run's trace to LangSmith when it is configured (graphs/run/langsmith.py); --no-trace."""
     checkpoint_url: str | None = field(default_factory=checkpoints.url_from_env)
     """Keep checkpoints in this Postgres database ($DUOLOGUE_CHECKPOINT_URL); None: SQLite in the folder."""
+    source: ModelSource = field(default_factory=OllamaSource, repr=False)
+    """Where the models come from; tests give scripted ones, which take the same path."""
 
 
 @dataclass
@@ -73,112 +106,107 @@ class RunOutcome:
     paused_before_turn: int | None = None
 
 
-def run_dialogue(
-    request: RunRequest,
-    observer: RunObserver | None = None,
-    models: Mapping[str, Runnable] | None = None,
-) -> RunOutcome:
-    """Hold a new dialogue; raise RunFailed (after recording it) if it stops early.
-
-    `models` replaces the Ollama connectors, for tests with scripted models.
-    """
-    checkpoints.check_reachable(request.checkpoint_url)
-    server_versions = {} if models else check_servers(request.shape, request.hosts)
-    if not models:  # pin num_ctx and think before run.json records the options
-        request.shape = residency.resolve_shape(request.shape, request.hosts, request.topic, request.turns)
+def run_dialogue(request: RunRequest, observer: RunObserver | None = None) -> RunOutcome:
+    """Hold a new dialogue; raise RunFailed (after recording it) if it stops early."""
+    request, server_versions = prepare(request)  # num_ctx and think pinned before run.json records them
     writer = RunStore(request.runs_dir).create(initial_meta(request, server_versions))
     state: DialogueState = {"topic": request.topic, "max_turns": request.turns, "turns": []}
     outcome = RunOutcome(writer.run_id, writer.folder, "running")
-    return drive(request, writer, outcome, state, observer, models)
+    session = RunSession(request, writer, outcome, observer or SilentObserver())
+    return drive(session, state)
 
 
-def drive(
-    request: RunRequest,
-    writer: RunWriter,
-    outcome: RunOutcome,
-    graph_input: Any,
-    observer: RunObserver | None = None,
-    models: Mapping[str, Runnable] | None = None,
-) -> RunOutcome:
+def prepare(request: RunRequest) -> tuple[RunRequest, dict[str, str]]:
+    """A copy of the request with its servers checked and its options pinned, and each host's
+    version: the step a run, a resume and a fork share, taken once before anything is written."""
+    checkpoints.check_reachable(request.checkpoint_url)
+    source = request.source
+    server_versions = source.versions(request.shape, request.hosts)
+    shape = source.resolve(request.shape, request.hosts, request.topic, request.turns)
+    return dataclasses.replace(request, shape=shape), server_versions
+
+
+@dataclass
+class RunSession:
+    """One process's hold on a run: the request, its folder's writer, what it has finished so far,
+    and who watches it."""
+
+    request: RunRequest
+    writer: RunWriter
+    outcome: RunOutcome
+    observer: RunObserver = field(default_factory=SilentObserver)
+    names: dict[str, str] = field(init=False)
+    plan: list[PlannedTurn] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.names = labels(self.request.shape)
+        self.plan = plan_turns(self.request.shape, self.request.turns)
+
+    def announce(self, number: int) -> None:
+        """Tell the observer that turn `number` (1-based) starts, if the plan has it."""
+        if number <= len(self.plan):
+            planned = self.plan[number - 1]
+            model = self.request.shape.participant(planned.speaker).model
+            self.observer.turn_started(planned, self.names[planned.speaker], model)
+
+    def save_transcript(self, ending: str | None = None) -> None:
+        self.writer.save_transcript(transcript_text(self.request, self.writer.meta, self.outcome, ending))
+
+
+def drive(session: RunSession, graph_input: Any) -> RunOutcome:
     """Run the graph from `graph_input` (a first state, None to continue, or a resume Command)."""
-    observer = observer or SilentObserver()
-    shape = request.shape
-    connectors: dict[str, Runnable] = {}
+    request, writer, outcome = session.request, session.writer, session.outcome
+    shape, source = request.shape, request.source
+    models: dict[str, Runnable] = {}
     with writer.lock():
         writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
-        observer.run_started(writer.run_id, writer.folder)
+        session.observer.run_started(writer.run_id, writer.folder)
         try:
-            connectors = (
-                dict(models)
-                if models
-                else residency.connectors(
-                    shape,
-                    request.hosts,
-                    request.topic,
-                    request.turns,
-                    residency_settings(request),
-                    request.stop,
-                )
-            )
+            connect = source.connect(shape, request.hosts, residency_settings(request), request.stop)
+            models = {p.name: connect(p, request.hosts[p.name]) for p in shape.participants}
             with (
                 checkpoints.checkpointer(writer, request.checkpoint_url) as checkpointer,
                 smith.exporting(request.trace, writer.run_id, shape, request.hosts),
             ):
-                hold(request, writer, observer, connectors, outcome, graph_input, checkpointer)
+                hold(session, models, graph_input, checkpointer)
         except (KeyboardInterrupt, RunInterrupted):
             finish(writer, outcome, "interrupted", "interrupted by the user")
-            writer.save_transcript(
-                transcript_text(request, writer.meta, outcome, "Run interrupted by the user")
-            )
+            session.save_transcript("Run interrupted by the user")
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as one line
             message = failure_message(exc, request, outcome)
             finish(writer, outcome, "failed", message)
-            writer.save_transcript(transcript_text(request, writer.meta, outcome, f"Run failed: {message}"))
+            session.save_transcript(f"Run failed: {message}")
             raise RunFailed(
                 f"{message} (run {writer.run_id}: {len(outcome.turns)} finished turn(s) kept)"
             ) from exc
         finally:
-            if not models:
-                for connector in connectors.values():
-                    ollama.close_chat_model(connector)
+            for model in models.values():
+                source.close(model)
         if outcome.paused_before_turn is not None:
             pause = f"Waiting for the facilitator before turn {outcome.paused_before_turn}"
             finish(writer, outcome, "interrupted", None, paused_before_turn=outcome.paused_before_turn)
-            writer.save_transcript(transcript_text(request, writer.meta, outcome, pause))
+            session.save_transcript(pause)
         else:
             finish(writer, outcome, "completed", None)
     return outcome
 
 
-def hold(
-    request: RunRequest,
-    writer: RunWriter,
-    observer: RunObserver,
-    connectors: Mapping[str, Runnable],
-    outcome: RunOutcome,
-    graph_input: Any,
-    checkpointer: Any,
-) -> None:
+def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, checkpointer: Any) -> None:
+    request, writer, outcome = session.request, session.writer, session.outcome
     shape = request.shape
-    names = labels(shape)
-    plan = plan_turns(shape, request.turns)
 
     def record(row: TraceRecord) -> None:
         writer.append_trace(row)
         if row.turn is not None:
             outcome.records[row.turn] = row
 
-    def planned_for(state: Any) -> dict[str, Any] | None:
-        done = len(state.get("turns", [])) if isinstance(state, dict) else 0
-        return asdict(plan[done]) if done < len(plan) else None
-
     last_seq = max((r.seq for r in RunStore(writer.folder.parent).load(writer.run_id).trace), default=0)
     recorder = TraceRecorder(
         writer.run_id,
         record,
         writer.append_inputs,
-        planner=planned_for,
+        planner=lambda state: turn_due(shape, state),
         hosts=dict(request.hosts),
         first_seq=last_seq + 1,
     )
@@ -191,23 +219,22 @@ def hold(
         "configurable": {"thread_id": writer.run_id},
     }
     saved = checkpoints.SavedTurns(checkpointer, config)
-    if len(outcome.turns) < len(plan):
-        announce(observer, plan[len(outcome.turns)], names, shape)
+    session.announce(len(outcome.turns) + 1)
     stream = graph.stream(
         graph_input,
         config,
-        context=DialogueContext(shape, connectors),
+        context=DialogueContext(shape, models),
         stream_mode=["messages", "updates"],
         durability="sync",
     )
     try:
         for mode, payload in stream:
             if mode == "messages":
-                observe_tokens(observer, payload)
+                observe_tokens(session.observer, payload)
             elif "__interrupt__" in payload:
                 outcome.paused_before_turn = len(outcome.turns) + 1
             else:
-                record_updates(request, writer, observer, outcome, saved, payload, plan, names)
+                record_updates(session, saved, payload)
             if request.stop.is_set():
                 raise RunInterrupted(f"run {writer.run_id} interrupted")
     except BaseException:
@@ -215,21 +242,20 @@ def hold(
         # that turn to end at its next token, or closing the stream would wait it out.
         request.stop.set()
         stream.close()
-        keep_saved_turns(graph, config, request, writer, outcome)
+        keep_saved_turns(session, graph, config)
         raise
 
 
-def keep_saved_turns(
-    graph: Any, config: Any, request: RunRequest, writer: RunWriter, outcome: RunOutcome
-) -> None:
+def keep_saved_turns(session: RunSession, graph: Any, config: Any) -> None:
     """Turns that were saved but not yet streamed when the run stopped: they are finished too."""
     try:
         saved = graph.get_state(config).values.get("turns", [])
     except Exception:  # noqa: BLE001 - the run is failing already; its own error is the one to report
         return
+    outcome = session.outcome
     if len(saved) > len(outcome.turns):
         outcome.turns.extend(saved[len(outcome.turns) :])
-        writer.save_transcript(transcript_text(request, writer.meta, outcome))
+        session.save_transcript()
 
 
 def observe_tokens(observer: RunObserver, payload: Any) -> None:
@@ -242,17 +268,9 @@ def observe_tokens(observer: RunObserver, payload: Any) -> None:
             observer.token(chunk.content, False)
 
 
-def record_updates(
-    request: RunRequest,
-    writer: RunWriter,
-    observer: RunObserver,
-    outcome: RunOutcome,
-    saved: checkpoints.SavedTurns,
-    payload: Mapping[str, Any],
-    plan: list[PlannedTurn],
-    names: Mapping[str, str],
-) -> None:
+def record_updates(session: RunSession, saved: checkpoints.SavedTurns, payload: Mapping[str, Any]) -> None:
     """Keep what a step finished: interjections, and each turn once its checkpoint is saved."""
+    outcome = session.outcome
     for update in payload.values():
         if not isinstance(update, dict):
             continue
@@ -263,14 +281,9 @@ def record_updates(
                 continue  # a resume replays a turn saved just before the stop; it is kept already
             saved.wait_for(turn["number"])
             outcome.turns.append(turn)
-            writer.save_transcript(transcript_text(request, writer.meta, outcome))
-            observer.turn_finished(turn, outcome.records.get(turn["number"]))
-            if turn["number"] < len(plan):
-                announce(observer, plan[turn["number"]], names, request.shape)
-
-
-def announce(observer: RunObserver, planned: PlannedTurn, names: Mapping[str, str], shape: Shape) -> None:
-    observer.turn_started(planned, names[planned.speaker], shape.participant(planned.speaker).model)
+            session.save_transcript()
+            session.observer.turn_finished(turn, outcome.records.get(turn["number"]))
+            session.announce(turn["number"] + 1)
 
 
 def transcript_text(
@@ -295,14 +308,6 @@ def transcript_text(
 
 def residency_settings(request: RunRequest) -> residency.ResidencySettings:
     return residency.ResidencySettings(request.residency_policy, request.require_gpu, request.strict_context)
-
-
-def check_servers(shape: Shape, hosts: Mapping[str, str]) -> dict[str, str]:
-    """Each host's version, after checking it is up and has its participants' models."""
-    by_host: dict[str, list[str]] = {}
-    for participant in shape.participants:
-        by_host.setdefault(hosts[participant.name], []).append(participant.model)
-    return {host: ollama.check_models(host, models) for host, models in by_host.items()}
 
 
 def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> RunMeta:

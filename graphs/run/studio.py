@@ -4,9 +4,23 @@ Compiled without a checkpointer, since the server brings its own; without a cont
 each participant's ChatOllama is built from the shape, on $OLLAMA_HOST.
 """
 
-from graphs.engine.build import build_graph
-from graphs.engine.spec import load_shape
+from langchain_core.runnables import Runnable
 
-duet = build_graph(load_shape("duet"))
-panel = build_graph(load_shape("panel"))
-debate = build_graph(load_shape("debate"))
+from graphs.engine.build import build_graph
+from graphs.engine.context import DialogueContext
+from graphs.engine.spec import Participant, Shape, load_shape
+from graphs.ollama.api import default_host, normalize_host
+from graphs.ollama.connector import chat_model
+
+
+def on_ollama(participant: Participant) -> Runnable:
+    return chat_model(participant, normalize_host(participant.host) if participant.host else default_host())
+
+
+def served(shape: Shape):  # noqa: ANN201 - LangGraph's compiled graph type
+    return build_graph(shape, default=DialogueContext(shape, connect=on_ollama))
+
+
+duet = served(load_shape("duet"))
+panel = served(load_shape("panel"))
+debate = served(load_shape("debate"))

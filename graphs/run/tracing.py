@@ -19,23 +19,12 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
+from graphs.engine.schedule import PlannedTurn
 from graphs.errors import RunInterrupted
+from graphs.ollama.connector import EVENT_TURN_FACTS, FINDINGS_KEY
+from graphs.ollama.timings import raw_fields, turn_numbers
 from graphs.records.schema import InputsRecord, TraceRecord
 from graphs.records.store import now_iso
-
-EVENT_TURN_FACTS = "duologue.turn_facts"
-"""Custom event payload: TraceRecord fields the connector measured (gpu_fraction, ...)."""
-
-NS = 1e9
-RAW_FIELDS = (
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_cached_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
 
 
 @dataclass
@@ -43,7 +32,7 @@ class _OpenNode:
     node: str
     started_at: str
     started: float
-    turn: dict[str, Any]
+    planned: PlannedTurn | None
     model_run: UUID | None = None
     model: str | None = None
     first_token: float | None = None
@@ -63,7 +52,7 @@ class TraceRecorder(BaseCallbackHandler):
         run_id: str,
         on_record: Callable[[TraceRecord], None],
         on_inputs: Callable[[InputsRecord], None],
-        planner: Callable[[Any], dict[str, Any] | None],
+        planner: Callable[[Any], PlannedTurn | None],
         hosts: dict[str, str] | None = None,
         first_seq: int = 1,
     ) -> None:
@@ -90,7 +79,7 @@ class TraceRecorder(BaseCallbackHandler):
         if node and kwargs.get("name") == node:
             planned = self.planner(inputs) if node != "facilitator" else None
             with self._lock:
-                self._open[run_id] = _OpenNode(node, now_iso(), time.perf_counter(), planned or {})
+                self._open[run_id] = _OpenNode(node, now_iso(), time.perf_counter(), planned)
 
     def on_chat_model_start(
         self,
@@ -127,9 +116,9 @@ class TraceRecorder(BaseCallbackHandler):
         node.final = final
         thinking = getattr(message, "additional_kwargs", {}).get("reasoning_content") or ""
         node.thinking_chars = len(thinking)
-        # What the connector's residency and context guard found (graphs/ollama/api.py, FINDINGS_KEY).
+        # What the connector's residency and context guard found (graphs/ollama/connector.py).
         with self._lock:
-            node.facts.update(final.get("duologue") or {})
+            node.facts.update(final.get(FINDINGS_KEY) or {})
             if thinking:
                 node.facts["thinking"] = str(thinking)
 
@@ -183,49 +172,34 @@ class TraceRecorder(BaseCallbackHandler):
 def build_record(
     run_id: str, seq: int, node: _OpenNode, ended: float, error: BaseException | None
 ) -> TraceRecord:
-    final, turn = node.final, node.turn
-    raw: dict[str, int] = {key: int(final[key]) for key in RAW_FIELDS if final.get(key) is not None}
-    eval_count, eval_ns = raw.get("eval_count"), raw.get("eval_duration")
-    prompt_count, prompt_ns = raw.get("prompt_eval_count"), raw.get("prompt_eval_duration")
-    # prompt_eval_duration covers only what was not served from the prompt cache.
-    evaluated = prompt_count - raw.get("prompt_eval_cached_count", 0) if prompt_count else None
+    final, planned = node.final, node.planned
     fields: dict[str, Any] = {
         "run_id": run_id,
         "seq": seq,
         "node": node.node,
-        "turn": turn.get("number"),
-        "kind": turn.get("kind"),
-        "speaker": turn.get("speaker"),
+        "turn": planned.number if planned else None,
+        "kind": planned.kind if planned else None,
+        "speaker": planned.speaker if planned else None,
         "model": node.model or final.get("model"),
         "started_at": node.started_at,
         "ended_at": now_iso(),
         "latency_s": round(ended - node.started, 6),
         "ttft_s": round(node.first_token - node.started, 6) if node.first_token else None,
-        "prompt_tokens": prompt_count,
-        "completion_tokens": eval_count,
-        "tokens_per_s": rate(eval_count, eval_ns),
-        "prompt_tokens_per_s": rate(evaluated, prompt_ns),
-        "load_s": raw["load_duration"] / NS if "load_duration" in raw else None,
+        **turn_numbers(final),
         "done_reason": final.get("done_reason"),
         "thinking_chars": node.thinking_chars,
-        "error": describe(error),
+        "error": describe_error(error),
         "stopped": isinstance(error, (RunInterrupted, KeyboardInterrupt)),
     }
-    return TraceRecord.model_validate(fields | raw | node.facts)
+    return TraceRecord.model_validate(fields | raw_fields(final) | node.facts)
 
 
-def describe(error: BaseException | None) -> str | None:
+def describe_error(error: BaseException | None) -> str | None:
     if error is None:
         return None
     if isinstance(error, (RunInterrupted, KeyboardInterrupt)):
         return "stopped by the user before the turn finished"
     return f"{error.__class__.__name__}: {error}"
-
-
-def rate(count: int | None, duration_ns: int | None) -> float | None:
-    if not count or not duration_ns:
-        return None
-    return round(count / (duration_ns / NS), 3)
 
 
 def as_ollama_message(message: BaseMessage) -> dict[str, str]:

@@ -135,7 +135,7 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
         f"{render.status_label(run.status)} · shape {meta.shape} · {models} · "
         f"started {meta.started_at[:19].replace('T', ' ')} UTC"
     )
-    done = sum(1 for r in run.turn_records if not r.error)  # a failed turn has a record too
+    done = len(run.finished_turns)
     if meta.status == "failed":
         st.error(
             f"The run failed: {meta.error or 'no reason recorded'}. Its {done} finished turn(s) are below."
@@ -182,11 +182,10 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
         st.caption("Exactly the messages each model received for its turn, in order.")
         render.show_inputs(run.inputs(), names)
     with graph:
-        shape = render.shape_of(run)
-        if shape is None:
+        try:
+            render.show_graph(run.shape())
+        except DuologueError:
             st.caption("This run's record does not say what its shape was.")
-        else:
-            render.show_graph(shape)
 
 
 run_id = st.query_params.get("run")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from graphs import run_totals
-from graphs.ui import common, render
+from graphs.ui import common
 
 st.title("Runs")
 store = common.store()
@@ -29,7 +29,7 @@ for run in runs:
             "tokens": totals["tokens"],
             "generation s": round(sum(r.latency_s for r in records), 1),
             "status": run.status,
-            "flags": ", ".join(render.run_flags(records)),
+            "flags": ", ".join(run.flags),
             "run": run.meta.run_id,
         }
     )
