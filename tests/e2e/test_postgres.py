@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from integration.test_durable import A_REPLIES, B_REPLIES, models, only_run, run_args, turn_sections
+from support.duet import A_REPLIES, B_REPLIES, duet_models, only_run, run_args, turn_sections, user
 from support.fakeollama import FakeModel, fake_ollama
-from support.pgserver import PASSWORD, bin_dir, free_port, postgres_server
+from support.net import free_port
+from support.pgserver import PASSWORD, bin_dir, postgres_server
 
 from graphs.commands.cli import main
 from graphs.records.store import RunStore
@@ -40,16 +41,12 @@ def checkpoint_threads(url: str) -> dict[str, int]:
     return {thread: count for thread, count in rows}
 
 
-def user(text: str) -> dict[str, str]:
-    return {"role": "user", "content": text}
-
-
 def files_mention(folder: Path, secret: str) -> list[str]:
     return [p.name for p in folder.iterdir() if p.is_file() and secret.encode() in p.read_bytes()]
 
 
 def test_a_run_kept_in_postgres_resumes_after_a_fault(database: str, runs_dir: Path, monkeypatch, capsys):
-    with fake_ollama(models(), fail_on_call=3) as (server, _):
+    with fake_ollama(duet_models(), fail_on_call=3) as (server, _):
         assert main(run_args(server.url, runs_dir, "--checkpoint-url", database)) == 1
     failed = only_run(runs_dir)
     run_id = failed.meta.run_id
@@ -64,7 +61,7 @@ def test_a_run_kept_in_postgres_resumes_after_a_fault(database: str, runs_dir: P
 
     capsys.readouterr()
     monkeypatch.setenv("DUOLOGUE_CHECKPOINT_URL", database)  # resume finds the database from the environment
-    with fake_ollama(models()) as (server, backend):
+    with fake_ollama(duet_models()) as (server, backend):
         assert main(["resume", run_id, "--host", server.url, "--runs-dir", str(runs_dir)]) == 0
     resumed = only_run(runs_dir)
     assert resumed.meta.status == "completed"
@@ -108,7 +105,7 @@ def test_a_run_kept_in_postgres_resumes_after_a_fault(database: str, runs_dir: P
 
 
 def test_a_run_kept_in_postgres_needs_its_database_to_resume(database: str, runs_dir: Path, capsys):
-    with fake_ollama(models(), fail_on_call=3) as (server, backend):
+    with fake_ollama(duet_models(), fail_on_call=3) as (server, backend):
         assert main(run_args(server.url, runs_dir, "--checkpoint-url", database)) == 1
         run_id = only_run(runs_dir).meta.run_id
         record = (runs_dir / run_id / "run.json").read_bytes()
@@ -130,7 +127,7 @@ def test_a_run_kept_in_postgres_needs_its_database_to_resume(database: str, runs
 
 
 def test_a_run_kept_in_its_folder_refuses_a_database(database: str, runs_dir: Path, capsys):
-    with fake_ollama(models(), fail_on_call=3) as (server, _):
+    with fake_ollama(duet_models(), fail_on_call=3) as (server, _):
         assert main(run_args(server.url, runs_dir)) == 1
         run_id = only_run(runs_dir).meta.run_id
         capsys.readouterr()
@@ -143,7 +140,7 @@ def test_a_run_kept_in_its_folder_refuses_a_database(database: str, runs_dir: Pa
 
 def test_fork_of_a_run_kept_in_postgres(database: str, runs_dir: Path, capsys):
     with fake_ollama(
-        [*models(), FakeModel("llama3.2:3b", replies=["Llama disagrees.", "Llama closes."])]
+        [*duet_models(), FakeModel("llama3.2:3b", replies=["Llama disagrees.", "Llama closes."])]
     ) as (server, backend):
         assert main(run_args(server.url, runs_dir, "--checkpoint-url", database)) == 0
         original = only_run(runs_dir)
@@ -183,7 +180,7 @@ def test_a_database_that_cannot_be_used_stops_the_run_before_it_starts(
 ):
     port = str(free_port())
     url, message = url.replace("PORT", port), message.replace("PORT", port)
-    with fake_ollama(models()) as (server, backend):
+    with fake_ollama(duet_models()) as (server, backend):
         assert main(run_args(server.url, runs_dir, "--checkpoint-url", url)) == 2
         assert backend.chat_requests == []
     assert capsys.readouterr().err == f"duologue: error: {message}\n"
@@ -191,7 +188,7 @@ def test_a_database_that_cannot_be_used_stops_the_run_before_it_starts(
 
 
 def test_the_database_going_away_mid_run_fails_the_run_and_keeps_its_turns(runs_dir: Path, capsys):
-    with postgres_server() as url, fake_ollama(models(), token_delay_s=0.05) as (server, backend):
+    with postgres_server() as url, fake_ollama(duet_models(), token_delay_s=0.05) as (server, backend):
         codes: list[int] = []
         worker = threading.Thread(
             target=lambda: codes.append(main(run_args(server.url, runs_dir, "--checkpoint-url", url)))

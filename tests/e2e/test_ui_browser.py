@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from support.fakeollama import FakeModel, fake_ollama
+from support.net import free_port
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 HOSTILE = "Note <img src=x onerror=alert(1)> and <script>alert(2)</script> here."
@@ -35,12 +35,6 @@ pytestmark = [
         reason="needs Debian's chromium and chromium-driver (make browser)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(url: str, timeout_s: float) -> None:

@@ -7,21 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from support.fakeollama import FakeModel, fake_ollama
+from support.duet import A_REPLIES, B_REPLIES, duet_models
+from support.fakeollama import fake_ollama
 
 from graphs.commands.cli import main
 from graphs.records.store import RunStore
 
 ESSAY = "Inherited Memory.\n\nAn essay about what a successor owes to its predecessor."
-A_REPLIES = ["The essay presents a paradox. How do you see it?", "You separate capability from preference."]
-B_REPLIES = ["The tension is profound.", "We converge on the duality and diverge on inheritance."]
-
-
-def duet_models() -> list[FakeModel]:
-    return [
-        FakeModel("glm-4.7-flash", replies=A_REPLIES, gpu_tok_s=9.0),
-        FakeModel("qwen3:32b", replies=B_REPLIES, gpu_tok_s=1.4),
-    ]
 
 
 @pytest.fixture

@@ -9,17 +9,12 @@ import pytest
 from support.fakeollama import FakeModel, fake_ollama
 
 from graphs.commands.cli import main
-from graphs.ollama import residency
+
+pytestmark = pytest.mark.usefixtures("quick_waits")
 
 GiB = 2**30
 QWEN_KV = 256 * 1024
 LAG_S = 0.15
-
-
-@pytest.fixture(autouse=True)
-def quick_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    timing = residency.Timing(settle_s=0.25, recovery_s=0.05, unload_timeout_s=2.0, poll_s=0.01)
-    monkeypatch.setattr(residency, "TIMING", timing)
 
 
 def reference_pair() -> list[FakeModel]:

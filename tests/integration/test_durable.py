@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.duet import A_REPLIES, B_REPLIES, duet_models, only_run, run_args, turn_sections
 from support.fakeollama import FakeModel, fake_ollama
 
 from graphs.commands.cli import main
@@ -20,51 +21,16 @@ from graphs.records.store import RunStore
 from graphs.run.observe import SilentObserver
 from graphs.run.runner import RunRequest, run_dialogue
 
-A_REPLIES = ["A opens with a question about inheritance?", "A replies about weights and tapestry."]
-B_REPLIES = ["B responds about context windows.", "B closes: we converge and diverge."]
-
-
-def models(**kwargs) -> list[FakeModel]:
-    return [
-        FakeModel("glm-4.7-flash", replies=A_REPLIES, **kwargs),
-        FakeModel("qwen3:32b", replies=B_REPLIES, **kwargs),
-    ]
-
-
-def run_args(url: str, runs_dir: Path, *extra: str) -> list[str]:
-    return [
-        "run", "duet", "--model", "a=glm-4.7-flash", "--model", "b=qwen3:32b", "--topic", "An essay.",
-        "--host", url, "--runs-dir", str(runs_dir), *extra,
-    ]  # fmt: skip
-
-
-def turn_sections(transcript: str) -> list[str]:
-    """Each turn's block, heading to text, as the transcript prints it (without the trailer)."""
-    body = transcript.split("\n---\n")[1:]
-    sections = [section.strip() for section in body if section.strip().startswith("### Turn")]
-    if sections:
-        sections[-1] = "\n".join(
-            line
-            for line in sections[-1].splitlines()
-            if not line.startswith(("*Run ", "Total: ", "*Waiting "))
-        ).strip()
-    return sections
-
-
-def only_run(runs_dir: Path):
-    [run] = RunStore(runs_dir).list()
-    return run
-
 
 def test_resume_after_a_server_fault_continues_without_regenerating(runs_dir: Path, capsys):
-    with fake_ollama(models(), fail_on_call=3) as (server, _):
+    with fake_ollama(duet_models(), fail_on_call=3) as (server, _):
         assert main(run_args(server.url, runs_dir)) == 1
     failed = only_run(runs_dir)
     assert failed.meta.status == "failed"
     before = turn_sections(failed.transcript())
     assert len(before) == 2
 
-    with fake_ollama(models()) as (server, backend):
+    with fake_ollama(duet_models()) as (server, backend):
         assert main(["resume", failed.meta.run_id, "--host", server.url, "--runs-dir", str(runs_dir)]) == 0
     resumed = only_run(runs_dir)
     after = turn_sections(resumed.transcript())
@@ -88,7 +54,7 @@ def test_resume_after_a_server_fault_continues_without_regenerating(runs_dir: Pa
 
 
 def test_resume_after_sigkill_of_a_real_run(runs_dir: Path, tmp_path: Path, capsys):
-    with fake_ollama(models(), token_delay_s=0.15) as (server, backend):
+    with fake_ollama(duet_models(), token_delay_s=0.15) as (server, backend):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             [sys.executable, "-m", "graphs", *run_args(server.url, runs_dir)],
@@ -127,7 +93,7 @@ def test_resume_after_sigkill_of_a_real_run(runs_dir: Path, tmp_path: Path, caps
 
 
 def test_resume_a_completed_run_changes_nothing(runs_dir: Path, capsys):
-    with fake_ollama(models()) as (server, backend):
+    with fake_ollama(duet_models()) as (server, backend):
         assert main(run_args(server.url, runs_dir)) == 0
         run = only_run(runs_dir)
         files = {
@@ -154,7 +120,7 @@ def test_resume_refuses_what_is_not_a_run(runs_dir: Path, tmp_path: Path, capsys
 
 
 def test_resume_refuses_an_older_record_format(runs_dir: Path, capsys):
-    with fake_ollama(models(), fail_on_call=2) as (server, _):
+    with fake_ollama(duet_models(), fail_on_call=2) as (server, _):
         assert main(run_args(server.url, runs_dir)) == 1
     run = only_run(runs_dir)
     meta = json.loads((run.folder / "run.json").read_text())
@@ -169,7 +135,7 @@ def test_resume_refuses_an_older_record_format(runs_dir: Path, capsys):
 
 
 def test_second_resume_is_refused_while_the_first_holds_the_run(runs_dir: Path, capsys):
-    with fake_ollama(models(), fail_on_call=2) as (server, backend):
+    with fake_ollama(duet_models(), fail_on_call=2) as (server, backend):
         assert main(run_args(server.url, runs_dir)) == 1
         run = only_run(runs_dir)
         capsys.readouterr()
@@ -186,7 +152,7 @@ def test_second_resume_is_refused_while_the_first_holds_the_run(runs_dir: Path, 
 
 def test_fork_copies_the_first_turns_then_continues_with_another_model(runs_dir: Path, capsys):
     with fake_ollama(
-        [*models(), FakeModel("llama3.2:3b", replies=["Llama disagrees.", "Llama closes."])]
+        [*duet_models(), FakeModel("llama3.2:3b", replies=["Llama disagrees.", "Llama closes."])]
     ) as (
         server,
         backend,
@@ -229,7 +195,7 @@ def test_fork_copies_the_first_turns_then_continues_with_another_model(runs_dir:
 
 
 def test_fork_beyond_the_run_is_refused(runs_dir: Path, capsys):
-    with fake_ollama(models()) as (server, _):
+    with fake_ollama(duet_models()) as (server, _):
         assert main(run_args(server.url, runs_dir)) == 0
         run = only_run(runs_dir)
         capsys.readouterr()
@@ -241,7 +207,7 @@ def test_fork_beyond_the_run_is_refused(runs_dir: Path, capsys):
 
 
 def test_facilitator_interjection_pauses_and_is_relayed(runs_dir: Path, capsys):
-    with fake_ollama(models()) as (server, backend):
+    with fake_ollama(duet_models()) as (server, backend):
         assert main(run_args(server.url, runs_dir, "--interject", "3")) == 3
         run = only_run(runs_dir)
         assert run.meta.status == "interrupted" and run.meta.paused_before_turn == 3
@@ -310,11 +276,11 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_finished_turns(runs_dir: Pa
 
 
 def test_resume_keeps_the_runs_residency_policy(runs_dir: Path, capsys):
-    with fake_ollama(models(), fail_on_call=3) as (server, _):
+    with fake_ollama(duet_models(), fail_on_call=3) as (server, _):
         assert main(run_args(server.url, runs_dir, "--residency", "exclusive")) == 1
     run = only_run(runs_dir)
     assert run.meta.settings["residency_policy"] == "exclusive"
-    with fake_ollama(models()) as (server, backend):
+    with fake_ollama(duet_models()) as (server, backend):
         assert main(["resume", run.meta.run_id, "--host", server.url, "--runs-dir", str(runs_dir)]) == 0
         events = list(backend.events)
     # Two small models would share the card under the default policy; exclusive unloads the other.
@@ -360,7 +326,7 @@ def test_fork_to_a_model_that_cannot_think_resizes_its_options(runs_dir: Path, c
 def test_stop_while_a_model_has_not_sent_its_first_token_does_not_wait_for_it(runs_dir: Path):
     """A model loading or reading a long prompt sends nothing for minutes; a stop must not wait."""
     gate = threading.Event()
-    with fake_ollama(models(), hold_first_token=(2, gate), token_delay_s=0.1) as (server, backend):
+    with fake_ollama(duet_models(), hold_first_token=(2, gate), token_delay_s=0.1) as (server, backend):
         request = RunRequest(
             shape=with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, []),
             topic="An essay.",

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from langsmith import run_trees as rt
 from langsmith import utils as ls_utils
-from support.fakeollama import FakeModel, fake_ollama
+from support.duet import duet_models
+from support.fakeollama import fake_ollama
 from support.fakesmith import FakeLangSmith, fake_langsmith
+from support.net import free_port
 
 from graphs.commands.cli import main
 from graphs.engine.spec import load_shape, with_overrides
@@ -31,13 +33,6 @@ TURN_NAMES = [
     "turn 3 · glm-4.7-flash · reply",
     "turn 4 · qwen3:32b · closing",
 ]
-
-
-def duet_models() -> list[FakeModel]:
-    return [
-        FakeModel("glm-4.7-flash", replies=["An opening.", "A reply to that."]),
-        FakeModel("qwen3:32b", replies=["A response.", "A closing synthesis."]),
-    ]
 
 
 def run_duet(url: str, runs_dir: Path, *extra: str) -> int:
@@ -63,12 +58,6 @@ def langsmith_env(monkeypatch) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.setattr(rt, "_CLIENT", None)  # LangChain's tracer would make its client from this env
     yield monkeypatch
     ls_utils.get_env_var.cache_clear()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def assert_no_key(runs_dir: Path, capsys, caplog) -> None:

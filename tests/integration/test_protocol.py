@@ -16,6 +16,7 @@ import httpx
 import ollama
 import pytest
 from langchain_ollama import ChatOllama
+from support.duet import user
 from support.fakeollama import FakeBackend, FakeModel, fake_ollama, message_tokens
 
 from graphs.embedded.protocol import OllamaServer, PortInUse
@@ -29,10 +30,6 @@ METRICS = (
     "eval_count",
     "eval_duration",
 )
-
-
-def user(text: str) -> dict[str, str]:
-    return {"role": "user", "content": text}
 
 
 def ps(server: OllamaServer) -> dict[str, dict]:

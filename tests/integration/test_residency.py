@@ -12,24 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.duet import only_run
 from support.fakeollama import FakeBackend, FakeModel, fake_ollama
 
 from graphs.commands.cli import main
 from graphs.embedded.backend import ChatRequest
-from graphs.ollama import residency
-from graphs.records.store import RunRecord, RunStore
+from graphs.records.store import RunRecord
+
+pytestmark = pytest.mark.usefixtures("quick_waits")
 
 GiB = 2**30
 QWEN_KV = 256 * 1024  # bytes per token: 64 layers x 8 KV heads x 128 dims x (K, V) x fp16
 NUM_CTX = 6144  # what the default duet on a short topic sizes to: 4 turns of up to 1024 tokens
 QWEN_SIZE = 20 * GiB + QWEN_KV * NUM_CTX  # 21.5 GB
-
-
-@pytest.fixture(autouse=True)
-def quick_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Real waits are seconds; the fake's VRAM reading recovers in LAG_S."""
-    timing = residency.Timing(settle_s=0.25, recovery_s=0.05, unload_timeout_s=2.0, poll_s=0.01)
-    monkeypatch.setattr(residency, "TIMING", timing)
 
 
 LAG_S = 0.15  # the fake's free-VRAM reading lags an unload by this long (< settle_s)
@@ -56,11 +51,6 @@ def run_duet(url: str, runs_dir: Path, *extra: str, topic: str = "An essay about
     )  # fmt: skip
 
 
-def the_run(runs_dir: Path) -> RunRecord:
-    [run] = RunStore(runs_dir).list()
-    return run
-
-
 def stats_lines(run: RunRecord) -> list[str]:
     return [line for line in run.transcript().splitlines() if line.startswith("*(")]
 
@@ -85,7 +75,7 @@ def test_naive_alternation_reproduces_the_cpu_fallback_and_flags_it(runs_dir: Pa
     with fake_ollama(reference_pair(), unload_lag_loads=1) as (server, backend):
         assert run_duet(server.url, runs_dir, "--residency", "shared", "--no-require-gpu") == 0
     out = capsys.readouterr().out
-    run = the_run(runs_dir)
+    run = only_run(runs_dir)
     records = run.turn_records
 
     # Qwen's load evicted GLM, and the lagging free-VRAM reading left it 5 GB of 21.5 GB.
@@ -109,7 +99,7 @@ def test_require_gpu_catches_the_fallback_and_stops_with_a_clear_message(runs_di
     with fake_ollama(reference_pair(), unload_lag_loads=1) as (server, backend):
         assert run_duet(server.url, runs_dir, "--residency", "shared") == 1
     err = capsys.readouterr().err
-    run = the_run(runs_dir)
+    run = only_run(runs_dir)
     assert err == (
         f"duologue: run failed: b (qwen3:32b) at {server.url} is 100% on the CPU (100% CPU: 0.0 GB of "
         "21.5 GB in VRAM, context 6144) even after reloading it; try --residency exclusive, a smaller "
@@ -130,7 +120,7 @@ def test_default_settings_keep_every_turn_fully_on_the_gpu(runs_dir: Path, capsy
     """auto finds the pair does not fit together and swaps them, waiting out the VRAM lag."""
     with fake_ollama(reference_pair(), unload_lag_s=LAG_S) as (server, backend):
         assert run_duet(server.url, runs_dir) == 0
-    run = the_run(runs_dir)
+    run = only_run(runs_dir)
     records = run.turn_records
     assert [r.gpu_fraction for r in records] == [1.0] * 4
     assert [(r.size, r.size_vram) for r in records] == [(19 * GiB, 19 * GiB), (QWEN_SIZE, QWEN_SIZE)] * 2
@@ -169,7 +159,7 @@ def test_exclusive_waits_until_the_others_have_left(runs_dir: Path):
     """Ollama lists an unloading model for a while; exclusive polls /api/ps until it is gone."""
     with fake_ollama(reference_pair(), unload_lag_s=LAG_S, unload_delay_s=0.1) as (server, backend):
         assert run_duet(server.url, runs_dir, "--residency", "exclusive") == 0
-    records = the_run(runs_dir).turn_records
+    records = only_run(runs_dir).turn_records
     assert [r.gpu_fraction for r in records] == [1.0] * 4
     assert [r.residency for r in records] == ["exclusive"] * 4
     assert [r.unloaded for r in records] == [[], ["glm-4.7-flash"], ["qwen3:32b"], ["glm-4.7-flash"]]
@@ -181,7 +171,7 @@ def test_models_that_fit_together_stay_loaded(runs_dir: Path):
     small = [FakeModel("glm-4.7-flash", weights_bytes=8 * GiB), FakeModel("qwen3:32b", weights_bytes=9 * GiB)]
     with fake_ollama(small, unload_lag_loads=1) as (server, backend):
         assert run_duet(server.url, runs_dir) == 0
-    records = the_run(runs_dir).turn_records
+    records = only_run(runs_dir).turn_records
     assert [r.residency for r in records] == ["shared"] * 4
     assert [r.gpu_fraction for r in records] == [1.0] * 4
     assert [r.unloaded for r in records] == [[]] * 4
@@ -194,7 +184,7 @@ def test_every_request_of_a_participant_carries_the_same_complete_options(runs_d
     extra += ["--set", "b.num_thread=8", "--set", "a.num_ctx=4096", "--set", "b.top_k=40"]
     with fake_ollama(reference_pair(), unload_lag_s=LAG_S) as (server, backend):
         assert run_duet(server.url, runs_dir, *extra) == 0
-    run = the_run(runs_dir)
+    run = only_run(runs_dir)
     recorded = {p.name: p.options for p in run.meta.participants}
     a_options = {"num_ctx": 4096, "num_gpu": 999, "temperature": 0.7, "seed": -1, "num_predict": 1024}
     b_options = {
@@ -216,7 +206,7 @@ def test_cpu_only_server_runs_without_requiring_a_gpu(runs_dir: Path):
     """A host that never shows VRAM: no GPU to require, no point in swapping; turns say CPU."""
     with fake_ollama(reference_pair(), vram_bytes=0) as (server, backend):
         assert run_duet(server.url, runs_dir) == 0
-    records = the_run(runs_dir).turn_records
+    records = only_run(runs_dir).turn_records
     assert [r.gpu_fraction for r in records] == [0.0] * 4
     assert [r.residency for r in records] == ["shared"] * 4
     assert not any(r.require_gpu for r in records)
@@ -235,7 +225,7 @@ def test_require_gpu_when_asked_stops_on_a_cpu_only_server(runs_dir: Path, capsy
 def test_a_slow_turn_is_flagged_even_at_100_percent_gpu(runs_dir: Path):
     with fake_ollama(reference_pair(gpu_tok_s=1.4), unload_lag_s=LAG_S) as (server, _):
         assert run_duet(server.url, runs_dir, "--set", "b.min_tok_s=5") == 0
-    run = the_run(runs_dir)
+    run = only_run(runs_dir)
     records = run.turn_records
     assert [r.gpu_fraction for r in records] == [1.0] * 4
     assert [r.slow for r in records] == [False, True, False, True]
@@ -256,7 +246,7 @@ def test_several_hosts_one_model_each(runs_dir: Path):
             ]
         )  # fmt: skip
     assert code == 0
-    records = the_run(runs_dir).turn_records
+    records = only_run(runs_dir).turn_records
     assert [r.host for r in records] == [one.url, two.url] * 2
     assert [r.gpu_fraction for r in records] == [1.0] * 4
     assert [r.residency for r in records] == ["shared"] * 4
@@ -285,19 +275,19 @@ def test_num_ctx_is_sized_to_the_dialogue_and_capped_at_the_trained_context(runs
             ]
         )  # fmt: skip
     assert code == 0
-    options = {p.name: p.options for p in the_run(runs_dir).meta.participants}
+    options = {p.name: p.options for p in only_run(runs_dir).meta.participants}
     # 512 + 10000 + 6 x (512 + 128) = 14352 -> 15360; b's 6 x 1152 = 17424 -> 18432, capped at 8192.
     assert options["a"]["num_ctx"] == 15360
     assert options["b"]["num_ctx"] == 8192
     assert {r.options["num_ctx"] for r in backend.chat_requests if r.model == "qwen3:32b"} == {8192}
-    assert [r.context_length for r in the_run(runs_dir).turn_records] == [15360, 8192] * 3
+    assert [r.context_length for r in only_run(runs_dir).turn_records] == [15360, 8192] * 3
 
 
 def test_truncation_is_detected_and_flagged(runs_dir: Path, capsys):
     with fake_ollama(long_replies()) as (server, _):
         assert run_duet(server.url, runs_dir, "--set", "a.num_ctx=256", "--set", "b.num_ctx=256") == 0
     out = capsys.readouterr().out
-    run = the_run(runs_dir)
+    run = only_run(runs_dir)
     records = run.turn_records
     assert [r.truncated for r in records] == [False, False, True, True]
     third = records[2]
@@ -316,7 +306,7 @@ def test_an_untruncated_dialogue_is_not_flagged(runs_dir: Path):
     """The same dialogue with the context the guard sizes: no false alarm."""
     with fake_ollama(long_replies()) as (server, _):
         assert run_duet(server.url, runs_dir) == 0
-    records = the_run(runs_dir).turn_records
+    records = only_run(runs_dir).turn_records
     assert [r.truncated for r in records] == [False] * 4
     assert all(r.prompt_eval_count >= r.expected_prompt_tokens for r in records)  # type: ignore[operator]
 
@@ -328,7 +318,7 @@ def test_strict_context_stops_the_run(runs_dir: Path, capsys):
         )
     assert code == 1
     err = capsys.readouterr().err
-    run = the_run(runs_dir)
+    run = only_run(runs_dir)
     [failed] = [r for r in trace(run) if r["turn"] == 3]
     assert failed["truncated"] is True
     expected, counted = failed["expected_prompt_tokens"], failed["prompt_eval_count"]
@@ -350,7 +340,7 @@ def test_strict_context_stops_the_run(runs_dir: Path, capsys):
 def test_thinking_is_captured_kept_apart_and_never_relayed(runs_dir: Path):
     with fake_ollama(reference_pair(), unload_lag_s=LAG_S) as (server, backend):
         assert run_duet(server.url, runs_dir) == 0
-    run = the_run(runs_dir)
+    run = only_run(runs_dir)
     records = {r.turn: r for r in run.turn_records}
     qwen_turns = [records[2], records[4]]
 
@@ -381,10 +371,10 @@ def test_thinking_is_captured_kept_apart_and_never_relayed(runs_dir: Path):
 def test_thinking_can_be_turned_off(runs_dir: Path):
     with fake_ollama(reference_pair(), unload_lag_s=LAG_S) as (server, backend):
         assert run_duet(server.url, runs_dir, "--set", "b.think=false") == 0
-    records = the_run(runs_dir).turn_records
+    records = only_run(runs_dir).turn_records
     assert {r.think for r in backend.chat_requests if r.model == "qwen3:32b"} == {False}
     assert not any(r.thinking or r.eval_includes_thinking for r in records)
-    assert the_run(runs_dir).meta.participants[1].options["think"] is False
+    assert only_run(runs_dir).meta.participants[1].options["think"] is False
 
 
 def test_think_on_a_model_that_cannot_think_is_refused_up_front(runs_dir: Path, capsys):

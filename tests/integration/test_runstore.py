@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from unit.test_runstore import meta, trace
+from support.records import run_meta, trace_record
 
 from graphs.records.store import RunStore
 
@@ -13,7 +13,7 @@ from graphs.records.store import RunStore
 def test_a_run_recorded_as_running_that_no_process_holds_shows_as_stopped(runs_dir: Path, capsys):
     from graphs.commands.cli import main
 
-    writer = RunStore(runs_dir).create(meta("r1"))
+    writer = RunStore(runs_dir).create(run_meta("r1"))
     with writer.lock():
         assert RunStore(runs_dir).load("r1").status == "running"
         assert main(["runs", "--json", "--runs-dir", str(runs_dir)]) == 0
@@ -30,9 +30,11 @@ def test_a_run_recorded_as_running_that_no_process_holds_shows_as_stopped(runs_d
 def test_runs_table_names_each_flag_once_and_whole(runs_dir: Path, capsys):
     from graphs.commands.cli import main
 
-    writer = RunStore(runs_dir).create(meta("r1"))
-    writer.append_trace(trace("r1", 1, 1).model_copy(update={"gpu_fraction": 0.48, "done_reason": "length"}))
-    writer.append_trace(trace("r1", 2, 2).model_copy(update={"gpu_fraction": 0.0}))
+    writer = RunStore(runs_dir).create(run_meta("r1"))
+    writer.append_trace(
+        trace_record("r1", 1, 1).model_copy(update={"gpu_fraction": 0.48, "done_reason": "length"})
+    )
+    writer.append_trace(trace_record("r1", 2, 2).model_copy(update={"gpu_fraction": 0.0}))
     writer.save_meta(status="completed")
     assert main(["runs", "--json", "--runs-dir", str(runs_dir)]) == 0
     assert json.loads(capsys.readouterr().out)[0]["flags"] == ["CPU", "cut by length"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from support.fakeollama import FakeModel, fake_ollama
+from support.duet import duet_models
+from support.fakeollama import fake_ollama
 
 from graphs.commands.cli import main
 from graphs.records.store import RunStore
@@ -27,13 +28,6 @@ HEADERS = [
     "GPU",
     "flags",
 ]
-
-
-def duet_models() -> list[FakeModel]:
-    return [
-        FakeModel("glm-4.7-flash", replies=["An opening.", "A reply."], gpu_tok_s=9.0),
-        FakeModel("qwen3:32b", replies=["A response.", "A closing."], gpu_tok_s=1.4),
-    ]
 
 
 def run_duet(runs_dir: Path, **backend: object) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 from support import ROOT
+from support.duet import A_REPLIES, B_REPLIES, duet_models, turn_sections
 from support.fakeollama import FakeModel, fake_ollama
 
 from graphs import (
@@ -31,19 +32,9 @@ from graphs import (
 )
 from graphs.ui import common
 from graphs.ui.live import LiveRun, Registry
-from integration.test_durable import turn_sections
 
 APP = str(ROOT / "ui" / "app.py")
 HOSTILE = "See <img src=x onerror=alert(1)> and <script>alert(2)</script>, for $5 or $10. ![t](http://x.invalid/t.png)"
-A_REPLIES = ["The essay presents a paradox. How do you see it?", "You separate capability from preference."]
-B_REPLIES = ["The tension is profound.", "We converge on the duality and diverge on inheritance."]
-
-
-def duet_models(**b_kwargs) -> list[FakeModel]:
-    return [
-        FakeModel("glm-4.7-flash", replies=A_REPLIES, gpu_tok_s=9.0),
-        FakeModel("qwen3:32b", replies=B_REPLIES, **({"gpu_tok_s": 1.4} | b_kwargs)),
-    ]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from integration.test_durable import A_REPLIES, B_REPLIES, only_run
+from support.duet import A_REPLIES, B_REPLIES, only_run
 from support.fakes import ScriptedChatModel
 
 from graphs.engine.spec import load_shape, with_overrides

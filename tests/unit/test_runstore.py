@@ -5,34 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.records import run_meta, trace_record
 
 from graphs.errors import RunNotFound
-from graphs.records.schema import RunMeta, TraceRecord
 from graphs.records.store import RunStore, write_atomic
 
 
-def meta(run_id: str, started_at: str = "2026-11-25T20:00:00.000Z") -> RunMeta:
-    return RunMeta(
-        run_id=run_id,
-        shape="duet",
-        status="running",
-        participants=[],
-        topic="t",
-        turns=4,
-        started_at=started_at,
-    )
-
-
-def trace(run_id: str, seq: int, turn: int) -> TraceRecord:
-    return TraceRecord(
-        run_id=run_id, seq=seq, node="a", turn=turn, speaker="a", started_at="s", ended_at="e", latency_s=1.0
-    )
-
-
 def test_a_torn_last_line_is_skipped_and_earlier_turns_survive(runs_dir: Path):
-    writer = RunStore(runs_dir).create(meta("r1"))
-    writer.append_trace(trace("r1", 1, 1))
-    writer.append_trace(trace("r1", 2, 2))
+    writer = RunStore(runs_dir).create(run_meta("r1"))
+    writer.append_trace(trace_record("r1", 1, 1))
+    writer.append_trace(trace_record("r1", 2, 2))
     with open(writer.folder / "trace.jsonl", "a") as handle:
         handle.write('{"run_id": "r1", "seq": 3, "no')  # a crash in the middle of an append
     run = RunStore(runs_dir).load("r1")
@@ -48,7 +30,7 @@ def test_whole_files_are_replaced_without_leftovers(tmp_path: Path):
 
 
 def test_status_changes_rewrite_run_json(runs_dir: Path):
-    writer = RunStore(runs_dir).create(meta("r1"))
+    writer = RunStore(runs_dir).create(run_meta("r1"))
     writer.save_meta(status="failed", error="boom")
     loaded = RunStore(runs_dir).load("r1").meta
     assert (loaded.status, loaded.error) == ("failed", "boom")
@@ -56,8 +38,8 @@ def test_status_changes_rewrite_run_json(runs_dir: Path):
 
 def test_list_is_newest_first_and_skips_unreadable_folders(runs_dir: Path):
     store = RunStore(runs_dir)
-    store.create(meta("old", "2026-11-25T10:00:00.000Z"))
-    store.create(meta("new", "2026-11-25T11:00:00.000Z"))
+    store.create(run_meta("old", "2026-11-25T10:00:00.000Z"))
+    store.create(run_meta("new", "2026-11-25T11:00:00.000Z"))
     (runs_dir / "broken").mkdir()
     (runs_dir / "broken" / "run.json").write_text("{not json")
     (runs_dir / "README.md").write_text("runs live here")
@@ -75,7 +57,7 @@ def test_a_status_probe_at_that_moment_does_not_refuse_the_run(runs_dir: Path):
     import fcntl
     import threading
 
-    writer = RunStore(runs_dir).create(meta("r1"))
+    writer = RunStore(runs_dir).create(run_meta("r1"))
     (writer.folder / ".lock").touch()
     with open(writer.folder / ".lock") as probe:
         fcntl.flock(probe, fcntl.LOCK_SH)  # what lock_held takes, for a moment
