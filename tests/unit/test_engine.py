@@ -112,9 +112,7 @@ def test_duet_writes_the_reference_transcript_and_records(runs_dir: Path):
         (6, "a", 3, "a"),
         (7, "facilitator", None, None),
         (8, "closing", 4, "b"),
-        (9, "facilitator", None, None),
-    ][: len(trace)]
-    assert len(trace) == 8, "END is reached from the closing node without another facilitator step"
+    ], "END is reached from the closing node, without another facilitator step"
     turn2 = trace[3]
     assert turn2["model"] == "qwen3:32b" and turn2["kind"] == "response"
     assert turn2["completion_tokens"] == turn2["eval_count"] == 4
