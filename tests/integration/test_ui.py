@@ -89,24 +89,29 @@ def _has_stop(at: AppTest, run_id: str) -> bool:
 
 
 def test_launch_a_duet_then_inspect_every_turn(page_env: Path, monkeypatch):
-    with fake_ollama(duet_models(), token_delay_s=0.01) as (server, _backend):
-        at = launch_page(server.url, monkeypatch)
-        # The host's models (/api/tags) and the embedded ones are offered to each participant.
-        offered = at.selectbox(key="Built-in:duet:a:model").options
-        assert offered[:2] == ["glm-4.7-flash", "qwen3:32b"]
-        assert any("embedded" in label for label in offered[2:])
-        pick(at, "Built-in:duet:a:model", "glm-4.7-flash")
-        pick(at, "Built-in:duet:b:model", "qwen3:32b")
-        at.number_input(key="Built-in:duet:a:temperature").set_value(0.3)
-        at.number_input(key="Built-in:duet:b:num_ctx").set_value(8192)
-        at.text_area(key="topic-text").set_value("Inherited memory: who owes what to a predecessor?")
-        at.button(key="launch").click().run()
-        assert not at.exception, at.exception
+    first_token = threading.Event()  # turn 1 sends nothing until the page has shown the run live
+    with fake_ollama(duet_models(), token_delay_s=0.01, hold_first_token=(1, first_token)) as (server, _):
+        try:
+            at = launch_page(server.url, monkeypatch)
+            # The host's models (/api/tags) and the embedded ones are offered to each participant.
+            offered = at.selectbox(key="Built-in:duet:a:model").options
+            assert offered[:2] == ["glm-4.7-flash", "qwen3:32b"]
+            assert any("embedded" in label for label in offered[2:])
+            pick(at, "Built-in:duet:a:model", "glm-4.7-flash")
+            pick(at, "Built-in:duet:b:model", "qwen3:32b")
+            at.number_input(key="Built-in:duet:a:temperature").set_value(0.3)
+            at.number_input(key="Built-in:duet:b:num_ctx").set_value(8192)
+            at.text_area(key="topic-text").set_value("Inherited memory: who owes what to a predecessor?")
+            at.button(key="launch").click().run()
+            assert not at.exception, at.exception
 
-        # The page now names the run in its URL and shows it live, with a Stop button.
-        run_id = at.query_params["run"]
-        run_id = run_id[0] if isinstance(run_id, list) else run_id
-        assert _has_stop(at, run_id) or run_status(page_env, run_id) == "completed"
+            # The page now names the run in its URL and shows it live, with a Stop button (the run
+            # cannot have ended: its first token is held back).
+            run_id = at.query_params["run"]
+            run_id = run_id[0] if isinstance(run_id, list) else run_id
+            assert _has_stop(at, run_id)
+        finally:
+            first_token.set()
         at = finish(at, page_env, run_id)
 
     assert not at.exception, at.exception
