@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 README_CHECK := $(BIN)/cog --check --diff --check-fail-msg 'make docs regenerates it' README.md
 
-.PHONY: setup demo test lint docs browser postgres clean
+.PHONY: setup demo test test-unit test-integration test-e2e lint docs browser postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,29 @@ postgres:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
+# pytest on a tier's folder; its exit 5 (no tests collected) is a failure, not a pass.
+pytest_tier = $(BIN)/pytest $(1); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests in $(1)"; exit 1; fi; exit $$rc
+
+# Lint, types and the README's generated parts, then every tier, fastest first.
 test: $(STAMP) browser postgres
 	$(BIN)/ruff check graphs ui tests
 	$(BIN)/mypy
 	$(README_CHECK)
-	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+	$(call pytest_tier,tests/unit)
+	$(call pytest_tier,tests/integration)
+	$(call pytest_tier,tests/e2e)
+
+# No server, subprocess or network socket: seconds.
+test-unit: $(STAMP)
+	$(call pytest_tier,tests/unit)
+
+# The Ollama-protocol test server, the CLI, the page through AppTest, LangSmith's fake endpoint.
+test-integration: $(STAMP)
+	$(call pytest_tier,tests/integration)
+
+# The embedded real model, a real browser (Chromium), a real PostgreSQL server.
+test-e2e: $(STAMP) browser postgres
+	$(call pytest_tier,tests/e2e)
 
 lint: $(STAMP)
 	$(BIN)/ruff check graphs ui tests

@@ -25,8 +25,22 @@ os.environ.pop("DUOLOGUE_RUNS_DIR", None)
 os.environ.pop("DUOLOGUE_CHECKPOINT_URL", None)
 
 
+TESTS = Path(__file__).parent
+TIERS = ("unit", "integration", "e2e")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(OllamaGuard(), "ollama-guard")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test sits in a tier's folder: `make test` runs the tiers, and would never run it."""
+    here = [item.path.relative_to(TESTS) for item in items if item.path.is_relative_to(TESTS)]
+    stray = sorted({str(path) for path in here if path.parts[0] not in TIERS})
+    if stray:
+        raise pytest.UsageError(
+            f"tests outside tests/unit, tests/integration and tests/e2e: {', '.join(stray)}"
+        )
 
 
 @pytest.fixture
