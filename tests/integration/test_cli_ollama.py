@@ -38,6 +38,8 @@ def test_duet_against_an_ollama_server(essay: Path, runs_dir: Path, capsys):
     out = capsys.readouterr().out
     [run] = RunStore(runs_dir).list()
     assert run.meta.status == "completed"
+    # The options are worked out once per run: one /api/show per model.
+    assert [path for _method, path in server.requests if path == "/api/show"] == ["/api/show"] * 2
 
     # Every request of a participant carries its complete options, identically.
     bodies = [(r.model, r.options, r.keep_alive, r.stream) for r in backend.chat_requests]

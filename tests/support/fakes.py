@@ -91,3 +91,33 @@ class ScriptedChatModel(BaseChatModel):
         return ChatResult(
             generations=[ChatGeneration(message=message, generation_info=merged.generation_info)]
         )
+
+
+class ScriptedSource:
+    """The runner's ModelSource for scripted models: the same four steps a run takes on Ollama,
+    with no server. Options are pinned by the engine's own rule, for a model that reports no
+    trained context and no thinking; `closed` lists the models the run released."""
+
+    def __init__(self, models: dict[str, ScriptedChatModel]) -> None:
+        self.models = models
+        self.closed: list[str] = []
+        self.resolved: list[str] = []
+
+    def versions(self, shape: Any, hosts: Any) -> dict[str, str]:
+        return {hosts[p.name]: "scripted" for p in shape.participants}
+
+    def resolve(self, shape: Any, hosts: Any, topic: str, turns: int) -> Any:
+        from graphs.ollama.api import ModelFacts
+        from graphs.ollama.residency import resolve_shape
+
+        def facts(host: str, model: str) -> ModelFacts:
+            self.resolved.append(model)
+            return ModelFacts(model, None, [])
+
+        return resolve_shape(shape, hosts, topic, turns, facts)
+
+    def connect(self, shape: Any, hosts: Any, settings: Any, stop: Any) -> Callable[[Any, str], Any]:
+        return lambda participant, host: self.models[participant.name]
+
+    def close(self, model: Any) -> None:
+        self.closed.append(model.model)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from support.duet import A_REPLIES, B_REPLIES, only_run
-from support.fakes import ScriptedChatModel
+from support.fakes import ScriptedChatModel, ScriptedSource
 
 from graphs.engine.spec import load_shape, with_overrides
 from graphs.records.store import RunWriter
@@ -53,7 +53,8 @@ def test_a_turn_is_shown_finished_only_once_its_checkpoint_is_saved(runs_dir: Pa
         "a": ScriptedChatModel(model="glm-4.7-flash", replies=A_REPLIES, calls=[]),
         "b": ScriptedChatModel(model="qwen3:32b", replies=B_REPLIES, calls=[]),
     }
-    worker = threading.Thread(target=run_dialogue, args=(request, Watching(), scripted))
+    request.source = ScriptedSource(scripted)
+    worker = threading.Thread(target=run_dialogue, args=(request, Watching()))
     worker.start()
     try:
         assert saving_turn_2.wait(30), "turn 2 was never saved"

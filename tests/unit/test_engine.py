@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from support.fakes import ScriptedChatModel
+from support.fakes import ScriptedChatModel, ScriptedSource
 
 from graphs.engine.spec import load_shape, with_overrides
 from graphs.errors import RunFailed, RunInterrupted
@@ -23,8 +23,15 @@ def scripted(model: str, *replies: str, **kwargs) -> ScriptedChatModel:
 
 
 def hold(runs_dir: Path, models, turns: int = 4, shape=SHAPE, observer=None):
-    request = RunRequest(shape=shape, topic="The essay.", turns=turns, hosts=HOSTS, runs_dir=runs_dir)
-    return run_dialogue(request, observer, models)
+    request = RunRequest(
+        shape=shape,
+        topic="The essay.",
+        turns=turns,
+        hosts=HOSTS,
+        runs_dir=runs_dir,
+        source=ScriptedSource(models),
+    )
+    return run_dialogue(request, observer)
 
 
 EXPECTED_TRANSCRIPT = """\
@@ -95,6 +102,7 @@ def test_duet_writes_the_reference_transcript_and_records(runs_dir: Path):
         ("b", "qwen3:32b", "qwen3:32b", HOSTS["b"]),
     ]
     assert meta["participants"][0]["options"] == {
+        "num_ctx": 6144,  # sized to the dialogue, as on Ollama: the topic and 4 turns of 1024 tokens
         "num_gpu": 999,
         "keep_alive": "30m",
         "temperature": 0.7,
@@ -220,8 +228,21 @@ def test_stop_event_interrupts_the_run(runs_dir: Path):
     a = scripted("glm-4.7-flash", "An opening thought.")
     b = scripted("qwen3:32b", "A response with several words in it.")
     with pytest.raises(RunInterrupted):
-        run_dialogue(request, StopAtTurnTwo(), {"a": a, "b": b})
+        request.source = ScriptedSource({"a": a, "b": b})
+        run_dialogue(request, StopAtTurnTwo())
     [run] = RunStore(runs_dir).list()
     assert run.meta.status == "interrupted"
     assert run.transcript().count("### Turn") == 1
     assert len(a.calls) == 1 and len(b.calls) <= 1
+
+
+def test_scripted_models_take_the_whole_path_of_a_run(runs_dir: Path):
+    """The test seam skips nothing: servers checked, options pinned once each, models closed."""
+    source = ScriptedSource({"a": scripted("glm-4.7-flash", "One."), "b": scripted("qwen3:32b", "Two.")})
+    request = RunRequest(SHAPE, "The essay.", 2, HOSTS, runs_dir=runs_dir, source=source)
+    outcome = run_dialogue(request)
+    assert outcome.status == "completed"
+    assert source.resolved == ["glm-4.7-flash", "qwen3:32b"]
+    assert sorted(source.closed) == ["glm-4.7-flash", "qwen3:32b"]
+    meta = json.loads((outcome.folder / "run.json").read_text())
+    assert meta["versions"]["ollama@http://127.0.0.1:9"] == "scripted"
