@@ -306,7 +306,7 @@ def show_totals(run: RunRecord) -> None:
     cols = st.columns(4)
     cols[0].metric("Turns", f"{totals['turns_done']} / {totals['turns']}")
     cols[1].metric("Tokens", f"{totals['tokens']}")
-    cols[2].metric("Generation", f"{sum(r.latency_s for r in records):.0f} s")
+    cols[2].metric("Generation", f"{sum(r.latency_s or 0 for r in records):.0f} s")
     cols[3].metric("Mean tok/s", f"{sum(rates) / len(rates):.1f}" if rates else "-")
     flags = run.flags
     if flags:

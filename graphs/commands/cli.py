@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import yaml
 
+from graphs.commands import insight
 from graphs.engine.schedule import PlannedTurn
 from graphs.engine.spec import NAME_PATTERN, Shape
 from graphs.engine.state import Turn
@@ -242,6 +243,7 @@ def build_parser() -> Parser:
     bench.add_argument(
         "--skip-embedded", action="store_true", help="leave out the figures that need the embedded model"
     )
+    insight.add_commands(commands, runs_dir_option)
     return parser
 
 
@@ -566,6 +568,7 @@ COMMANDS = {
     "ui": cmd_ui,
     "doctor": cmd_doctor,
     "bench": cmd_bench,
+    **insight.COMMANDS,
 }
 
 

@@ -6,13 +6,14 @@ but bump FORMAT_VERSION when a field changes meaning or goes away.
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 FORMAT_VERSION = 1
 
-RunStatus = Literal["running", "completed", "failed", "interrupted"]
+RunStatus = Literal["running", "completed", "failed", "interrupted", "imported"]
 
 
 class ParticipantRecord(BaseModel):
@@ -99,8 +100,9 @@ class TraceRecord(BaseModel):
     """When the step started (UTC, ISO 8601, milliseconds)."""
     ended_at: str
     """When it ended."""
-    latency_s: float
-    """The step's wall time in seconds, placing the model included: the stats line's seconds."""
+    latency_s: float | None = None
+    """The step's wall time in seconds, placing the model included: the stats line's seconds
+    (null only for an imported turn whose transcript gave none)."""
     ttft_s: float | None = None
     """Seconds from the step's start to the first streamed token (placing and prompt reading included)."""
     prompt_tokens: int | None = None
@@ -206,3 +208,11 @@ class InputsRecord(BaseModel):
     """Its model."""
     messages: list[dict[str, str]]
     """The messages in the order sent, each a `role` (system, user or assistant) and its `content`."""
+
+
+def package_version(name: str) -> str:
+    """An installed distribution's version, as run.json's `versions` records it."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"

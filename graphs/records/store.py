@@ -31,6 +31,7 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 Row = TypeVar("Row", bound=BaseModel)
 META, TRANSCRIPT, TRACE, INPUTS = "run.json", "transcript.md", "trace.jsonl", "inputs.jsonl"
 CHECKPOINTS, LOCK = "checkpoints.sqlite", ".lock"
+ANALYSIS = "analysis.json"
 
 
 def default_runs_dir() -> Path:
@@ -85,6 +86,10 @@ class RunWriter:
 
     def save_transcript(self, text: str) -> None:
         write_atomic(self.folder / TRANSCRIPT, text)
+
+    def save_analysis(self, analysis: BaseModel) -> None:
+        """analysis.json: what `duologue analyze` found, replaced whole each time it runs."""
+        write_atomic(self.folder / ANALYSIS, analysis.model_dump_json(indent=2) + "\n")
 
     @contextmanager
     def checkpointer(self) -> Iterator[Any]:

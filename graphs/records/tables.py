@@ -90,7 +90,7 @@ def run_totals(run: RunRecord) -> dict[str, object]:
         "turns_done": len(run.finished_turns),
         "turns": run.meta.turns,
         "tokens": sum(r.completion_tokens or 0 for r in records),
-        "generation_minutes": round(sum(r.latency_s for r in records) / 60, 1),
+        "generation_minutes": round(sum(r.latency_s or 0 for r in records) / 60, 1),
         "flags": run.flags,
     }
 

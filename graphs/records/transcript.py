@@ -14,7 +14,7 @@ def stats_line(record: TraceRecord | None) -> str:
         return "*(no stats)*"
     rate = f"{record.tokens_per_s:.1f}" if record.tokens_per_s is not None else "?"
     flags = "".join(f", {flag}" for flag in record.flags)
-    return f"*({record.completion_tokens} tokens, {rate} tok/s, {record.latency_s:.0f}s{flags})*"
+    return f"*({record.completion_tokens} tokens, {rate} tok/s, {record.latency_s or 0:.0f}s{flags})*"
 
 
 def render_transcript(
@@ -49,5 +49,5 @@ def render_transcript(
 def total_line(turns: Sequence[Turn], records: Mapping[int, TraceRecord]) -> str:
     counted = [records[t["number"]] for t in turns if t["number"] in records]
     tokens = sum(r.completion_tokens or 0 for r in counted)
-    seconds = sum(r.latency_s for r in counted)
+    seconds = sum(r.latency_s or 0 for r in counted)
     return f"Total: {tokens} tokens across {len(turns)} turns (~{round(seconds / 60)} minutes of generation)"

@@ -12,7 +12,6 @@ import platform
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +29,7 @@ from graphs.ollama import api as ollama
 from graphs.ollama import residency
 from graphs.ollama.source import OllamaSource
 from graphs.records import checkpoints
-from graphs.records.schema import ParticipantRecord, RunMeta, TraceRecord
+from graphs.records.schema import ParticipantRecord, RunMeta, TraceRecord, package_version
 from graphs.records.store import RunStore, RunWriter, new_run_id, now_iso
 from graphs.records.transcript import render_transcript
 from graphs.run import langsmith as smith
@@ -365,10 +364,3 @@ def failure_message(exc: BaseException, request: RunRequest, outcome: RunOutcome
     model = request.shape.participant(planned.speaker).model
     detail = ollama.describe_failure(exc, request.hosts.get(planned.speaker, "?"))
     return f"turn {planned.number} ({model}) failed: {detail or f'{exc.__class__.__name__}: {exc}'}"
-
-
-def package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "unknown"

@@ -27,7 +27,7 @@ for run in runs:
             "models": ", ".join(sorted({p.model for p in run.meta.participants})),
             "turns": f"{totals['turns_done']}/{totals['turns']}",
             "tokens": totals["tokens"],
-            "generation s": round(sum(r.latency_s for r in records), 1),
+            "generation s": round(sum(r.latency_s or 0 for r in records), 1),
             "status": run.status,
             "flags": ", ".join(run.flags),
             "run": run.meta.run_id,

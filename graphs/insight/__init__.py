@@ -1,0 +1,1 @@
+"""Dialogue insight: reading what happened between the speakers of a run."""

@@ -1,0 +1,120 @@
+"""`duologue import`, `analyze` and `compare` from the terminal: output, records, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import ROOT
+from support.duet import duet_models, only_run, run_args
+from support.fakeollama import fake_ollama
+
+from graphs.commands.cli import main
+from graphs.records.store import RunStore
+
+REFERENCE = ROOT / "tests" / "support" / "data" / "seed-dialogue.md"
+
+
+def imported_id(runs_dir: Path, capsys) -> str:
+    assert main(["import", str(REFERENCE), "--runs-dir", str(runs_dir), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["run_id"]
+
+
+def test_import_then_analyze_prints_the_table_and_the_sentences(runs_dir: Path, capsys):
+    run_id = imported_id(runs_dir, capsys)
+    assert main(["analyze", run_id, "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:6] == [
+        "turn  speaker        words  questions  hedges  agree  challenge  concede  echo  new   sim",
+        "----  -------------  -----  ---------  ------  -----  ---------  -------  ----  ----  ----",
+        "1     GLM-4.7-Flash  201    4          1       0      0          0        0%    100%  -",
+        "2     Qwen3:32B      282    2          2       1      0          0        6%    94%   0.40",
+        "3     GLM-4.7-Flash  158    1          2       2      1          0        14%   79%   0.47",
+        "4     Qwen3:32B      285    0          2       4      0          0        7%    86%   0.47",
+    ]
+    assert out.rstrip().splitlines()[-6:] == [
+        "Converged: 7 agreements, 0 concessions, 1 challenge.",
+        "GLM-4.7-Flash asked 5 questions, Qwen3:32B 2.",
+        "GLM-4.7-Flash took up 7 of Qwen3:32B's phrases.",
+        "Qwen3:32B took up 11 of GLM-4.7-Flash's phrases.",
+        "GLM-4.7-Flash hedged most (0.8 hedges per 100 words).",
+        "The closing attributes 6 positions; 2 of them cannot be found in the speaker's own turns.",
+    ]
+
+
+def test_analyze_json_is_what_analysis_json_holds(runs_dir: Path, capsys):
+    run_id = imported_id(runs_dir, capsys)
+    assert main(["analyze", run_id, "--runs-dir", str(runs_dir), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((runs_dir / run_id / "analysis.json").read_text())
+    assert set(printed) >= {
+        "run_id",
+        "verdict",
+        "speakers",
+        "turns",
+        "phrases",
+        "loops",
+        "closing_attribution",
+    }
+
+
+def test_compare_sets_a_held_run_beside_an_imported_one(runs_dir: Path, capsys):
+    imported = imported_id(runs_dir, capsys)
+    with fake_ollama(duet_models()) as (server, _backend):
+        assert main(run_args(server.url, runs_dir, "--json")) == 0
+    held = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["compare", imported, held, "--runs-dir", str(runs_dir), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [(r["run_id"], r["shape"], r["status"], r["turns"], r["tokens"]) for r in runs] == [
+        (imported, "imported", "imported", "4/4", 3234),
+        (held, "duet", "completed", "4/4", runs[1]["tokens"]),
+    ]
+    assert runs[0]["tokens_per_s"] == {"Qwen3:32B": 1.4, "GLM-4.7-Flash": 9.0}
+    assert runs[0]["verdict"] == "converged"
+    assert runs[0]["speakers"]["GLM-4.7-Flash"] == {
+        "questions": 5,
+        "challenges": 1,
+        "agreements": 2,
+        "hedges_per_100w": 0.84,
+        "echo_share": 0.068,
+    }
+    assert set(runs[1]["tokens_per_s"]) == {"glm-4.7-flash", "qwen3:32b"}
+    assert runs[1]["verdict"] in {"converged", "contested", "mixed"}
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (
+            b"### Turn 1: Ada \xe2\x80\x94 Opening\n\xff\xfe bad\n",
+            "line 2: not UTF-8 text; save it as UTF-8 and import it again",
+        ),
+        (b"\x00\x01\x02 binary", "a binary file, not a Markdown transcript"),
+        (
+            b"# Notes\n\nNothing was said.\n",
+            "no turns found; expected headings like '### Turn 1: LABEL — Opening'",
+        ),
+    ],
+)
+def test_a_file_that_is_no_transcript_is_one_line_and_leaves_nothing(
+    tmp_path, runs_dir, capsys, content, says
+):
+    path = tmp_path / "dialogue.md"
+    path.write_bytes(content)
+    assert main(["import", str(path), "--runs-dir", str(runs_dir)]) == 2
+    assert capsys.readouterr().err == f"duologue: error: {path}: {says}\n"
+    assert not runs_dir.exists() or list(runs_dir.iterdir()) == []
+
+
+def test_analyze_of_a_run_with_no_finished_turn(runs_dir: Path, capsys):
+    with fake_ollama(duet_models(), fail_on_call=1) as (server, _backend):
+        assert main(run_args(server.url, runs_dir)) == 1
+    run = only_run(runs_dir)
+    capsys.readouterr()
+    assert main(["analyze", run.meta.run_id, "--runs-dir", str(runs_dir)]) == 2
+    assert (
+        capsys.readouterr().err == f"duologue: error: run {run.meta.run_id} has no finished turn to analyze\n"
+    )
+    assert not (run.folder / "analysis.json").exists()
+    assert RunStore(runs_dir).load(run.meta.run_id).meta.status == "failed"
