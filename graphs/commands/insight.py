@@ -22,6 +22,26 @@ def add_commands(commands: Any, runs_dir_option: Callable[[argparse.ArgumentPars
     analyze.add_argument("--json", action="store_true", help="print the analysis as one JSON object")
     runs_dir_option(analyze)
 
+    observe = commands.add_parser("observe", help="an observer model's notes on a finished or imported run")
+    observe.add_argument("run_id", metavar="RUN_ID", help="a run id, as `duologue runs` lists them")
+    observe.add_argument("--model", required=True, metavar="MODEL", help="the observer's model")
+    observe.add_argument(
+        "--label", metavar="TEXT", help="the observer's name in the notes' heading (default: the model)"
+    )
+    observe.add_argument(
+        "--persona", default="", metavar="TEXT", help="added to the observer's system prompt"
+    )
+    observe.add_argument(
+        "--host",
+        metavar="URL",
+        help="the observer's Ollama (default: $OLLAMA_HOST or http://127.0.0.1:11434)",
+    )
+    observe.add_argument("--embedded", action="store_true", help="use the embedded model server")
+    observe.add_argument(
+        "--json", action="store_true", help="print the notes and the observer's trace row as JSON"
+    )
+    runs_dir_option(observe)
+
     compare = commands.add_parser("compare", help="set runs side by side: models, speed, flags, analysis")
     compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="two runs or more")
     compare.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
@@ -148,4 +168,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"import": cmd_import, "analyze": cmd_analyze, "compare": cmd_compare}
+def cmd_observe(args: argparse.Namespace) -> int:
+    from graphs.errors import ShapeError
+    from graphs.insight.observer import observe_run
+    from graphs.ollama.api import default_host, normalize_host
+
+    if args.embedded and args.host:
+        raise ShapeError("--embedded and --host both say where the observer's model is; give one of them")
+    server = None
+    if args.embedded:
+        from graphs.embedded.serve import start_embedded
+
+        server = start_embedded()
+    try:
+        host = server.url if server else normalize_host(args.host) if args.host else default_host()
+        notes, record = observe_run(args.run_id, args.model, host, args.runs_dir, args.label, args.persona)
+    finally:
+        if server is not None:
+            server.stop()
+    if args.json:
+        print(json.dumps({"notes": notes, "trace": record.model_dump(mode="json")}, indent=2))
+    else:
+        print(notes)
+    return 0
+
+
+COMMANDS = {"import": cmd_import, "analyze": cmd_analyze, "observe": cmd_observe, "compare": cmd_compare}

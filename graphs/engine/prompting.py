@@ -13,7 +13,9 @@ from string import Template
 
 from graphs.errors import PromptError
 
-VARIABLES = frozenset({"speaker", "others", "persona", "topic", "turn", "turns", "kind", "shape"})
+VARIABLES = frozenset(
+    {"speaker", "others", "persona", "topic", "turn", "turns", "kind", "shape", "dialogue", "summary"}
+)
 
 
 @cache

@@ -75,3 +75,30 @@ def framing_for(shape: Shape, planned: PlannedTurn, values: dict[str, str | int]
     if template is None:
         return None
     return render(template, **values, turn=planned.number, kind=planned.kind)
+
+
+OBSERVER_SYSTEM = "observer_system"
+OBSERVER_REQUEST = "observer"
+
+
+def observer_messages(
+    label: str, persona: str, speakers: Sequence[str], topic: str, dialogue: str, summary: Sequence[str]
+) -> list[BaseMessage]:
+    """What an observer is sent: the whole dialogue and the analysis's sentences, once, after
+    the closing. Nothing it writes is ever relayed to a speaker."""
+    values: dict[str, str | int] = {
+        "speaker": label,
+        "others": " and ".join(speakers),
+        "persona": persona,
+        "topic": topic.strip(),
+        "dialogue": dialogue.strip(),
+        "summary": "\n".join(summary),
+    }
+    system = render(OBSERVER_SYSTEM, **{k: values[k] for k in ("speaker", "others", "persona", "topic")})
+    request = render(OBSERVER_REQUEST, dialogue=values["dialogue"], summary=values["summary"])
+    return [SystemMessage(system), HumanMessage(request)]
+
+
+def dialogue_text(turns: Sequence[tuple[int, str, str, str]]) -> str:
+    """(number, label, kind, text) turns as an observer reads them."""
+    return "\n\n".join(f"Turn {n}: {label} ({kind})\n{text.strip()}" for n, label, kind, text in turns)

@@ -51,3 +51,24 @@ def total_line(turns: Sequence[Turn], records: Mapping[int, TraceRecord]) -> str
     tokens = sum(r.completion_tokens or 0 for r in counted)
     seconds = sum(r.latency_s or 0 for r in counted)
     return f"Total: {tokens} tokens across {len(turns)} turns (~{round(seconds / 60)} minutes of generation)"
+
+
+def with_observer_notes(transcript: str, label: str, notes: str) -> str:
+    """The transcript with `## Observer's Notes (<label>)` before its Total line (at its end if it
+    has none), in place of an earlier section by the same observer."""
+    heading = f"## Observer's Notes ({label})"
+    lines = transcript.rstrip("\n").split("\n")
+    if heading in lines:  # observed again: the new notes replace the old
+        start = lines.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith(("## ", "Total: "))), len(lines)
+        )
+        while start > 0 and lines[start - 1] in ("", "---"):
+            start -= 1
+        lines = lines[:start] + lines[end:]
+    total = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("Total: ")), len(lines))
+    while total > 0 and lines[total - 1] == "":
+        total -= 1
+    rest = [line for line in lines[total:] if line] if total < len(lines) else []
+    section = ["", "---", "", heading, "", notes.strip(), ""]
+    return "\n".join(lines[:total] + section + rest).rstrip("\n") + "\n"

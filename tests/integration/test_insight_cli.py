@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support import ROOT
 from support.duet import duet_models, only_run, run_args
-from support.fakeollama import fake_ollama
+from support.fakeollama import FakeModel, fake_ollama
 
 from graphs.commands.cli import main
 from graphs.records.store import RunStore
@@ -118,3 +118,48 @@ def test_analyze_of_a_run_with_no_finished_turn(runs_dir: Path, capsys):
     )
     assert not (run.folder / "analysis.json").exists()
     assert RunStore(runs_dir).load(run.meta.run_id).meta.status == "failed"
+
+
+NOTES = "**What worked:**\n- They agreed.\n\n**Bottom line:**\n- A calm exchange."
+
+
+def test_observe_adds_the_notes_to_the_transcript_and_a_trace_row(runs_dir: Path, capsys):
+    run_id = imported_id(runs_dir, capsys)
+    before = (runs_dir / run_id / "transcript.md").read_text()
+    observer = FakeModel("nox:latest", replies=[NOTES])
+    with fake_ollama([observer]) as (server, backend):
+        args = ["observe", run_id, "--model", "nox", "--label", "Nox", "--host", server.url]
+        assert main([*args, "--runs-dir", str(runs_dir)]) == 0
+    assert capsys.readouterr().out == NOTES + "\n"
+    [request] = backend.chat_requests
+    assert [m["role"] for m in request.messages] == ["system", "user"]
+    assert "Turn 4: Qwen3:32B (closing)" in request.messages[1]["content"]
+    assert "Converged: 7 agreements, 0 concessions, 1 challenge." in request.messages[1]["content"]
+    after = (runs_dir / run_id / "transcript.md").read_text()
+    total = "Total: 3234 tokens across 3 turns (~24 minutes of generation)"
+    assert after == before.replace(total, f"---\n\n## Observer's Notes (Nox)\n\n{NOTES}\n\n{total}")
+    row = RunStore(runs_dir).load(run_id).trace[-1]
+    assert (row.node, row.kind, row.speaker, row.turn, row.model) == (
+        "observer",
+        "observer",
+        "observer",
+        None,
+        "nox",
+    )
+    assert row.completion_tokens and row.tokens_per_s and row.latency_s is not None
+    assert len(RunStore(runs_dir).load(run_id).turn_records) == 4  # the observer is no turn of the dialogue
+
+
+def test_observe_with_a_model_the_server_lacks(runs_dir: Path, capsys):
+    run_id = imported_id(runs_dir, capsys)
+    before = sorted(p.name for p in (runs_dir / run_id).iterdir())
+    with fake_ollama(duet_models()) as (server, _backend):
+        assert (
+            main(["observe", run_id, "--model", "nox", "--host", server.url, "--runs-dir", str(runs_dir)])
+            == 2
+        )
+    assert capsys.readouterr().err == (
+        f"duologue: error: the server at {server.url} has no model 'nox' "
+        "(it has: glm-4.7-flash, qwen3:32b); pull it with `ollama pull nox`\n"
+    )
+    assert sorted(p.name for p in (runs_dir / run_id).iterdir()) == before
