@@ -72,13 +72,17 @@ KEYS = (
     "decode_ratio",
     "prompt_reeval_ratio",
     "peak_rss_mb",
+    "analyze_ms_100_turns",
 )
 TARGETS: dict[str, tuple[str, float]] = {
     "overhead_ratio": ("<=", 1.10),
     "added_ms_per_turn_p50": ("<=", 2.0),
     "decode_ratio": (">=", 0.95),
     "prompt_reeval_ratio": ("<=", 1.2),
+    "analyze_ms_100_turns": ("<=", 1000.0),
 }
+ANALYSIS_TURNS = 100
+ANALYSIS_WORDS_PER_TURN = 180
 
 
 class BenchError(DuologueError):
@@ -125,6 +129,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
             result |= measure_overhead(url, settings, runs_dir, say)
             say("memory: one engine run in a child process")
             result |= measure_memory(url, settings.turns, runs_dir)
+        say(f"analysis: a {ANALYSIS_TURNS}-turn dialogue, {settings.repeat} time(s)")
+        result |= measure_analysis(settings.repeat)
         result["embedded_skipped"] = None
         if not settings.embedded:
             result["embedded_skipped"] = "decode_ratio and prompt_reeval_ratio not measured (--skip-embedded)"
@@ -622,6 +628,43 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def synthetic_dialogue(turns: int = ANALYSIS_TURNS, words: int = ANALYSIS_WORDS_PER_TURN) -> list[Any]:
+    """A long dialogue in plain sentences, the same every time: words drawn from the bench's topic
+    and a few marker phrases, so every signal has work to do."""
+    import random
+
+    from graphs.insight.analysis import DialogueTurn
+
+    draw = random.Random(7)
+    vocabulary = [w.strip(".,:;") for w in TOPIC.split() if len(w) > 3] + ["memory", "river", "echo"]
+    openers = ["I agree that", "I'd argue that", "Perhaps", "You emphasize that", "Clearly", "Why is it that"]
+    dialogue = []
+    for number in range(1, turns + 1):
+        sentences, count = [], 0
+        while count < words:
+            body = " ".join(draw.choice(vocabulary) for _ in range(draw.randint(6, 14)))
+            end = "?" if draw.random() < 0.15 else "."
+            sentences.append(f"{draw.choice(openers)} {body}{end}")
+            count += len(body.split()) + 2
+        kind = "opening" if number == 1 else "closing" if number == turns else "reply"
+        dialogue.append(DialogueTurn(number, "Ada" if number % 2 else "Brin", kind, " ".join(sentences)))
+    return dialogue
+
+
+def measure_analysis(repeat: int) -> dict[str, Any]:
+    """analyze_ms_100_turns: the median wall time of the deterministic analysis of a long run."""
+    from graphs.insight.analysis import analyze
+
+    dialogue = synthetic_dialogue()
+    analyze("warm-up", dialogue[:2])  # the lexicons load once per process
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        analyze("bench", dialogue)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"analyze_ms_100_turns": round(statistics.median(times), 1)}
+
+
 def holds(key: str, value: float | None) -> str:
     if key not in TARGETS:
         return ""
@@ -667,6 +710,12 @@ def render_table(result: dict[str, Any]) -> str:
             holds("prompt_reeval_ratio", result["prompt_reeval_ratio"]),
         ],
         ["peak_rss_mb", value("peak_rss_mb", " MB"), "", ""],
+        [
+            "analyze_ms_100_turns",
+            value("analyze_ms_100_turns", " ms"),
+            "<= 1000 ms",
+            holds("analyze_ms_100_turns", result["analyze_ms_100_turns"]),
+        ],
         [
             "rss_growth_kb_per_turn",
             value("rss_growth_kb_per_turn", " kB"),
