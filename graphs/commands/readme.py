@@ -158,6 +158,8 @@ def type_name(annotation: Any, nullable: bool = True) -> str:
         return " or ".join(type_name(a) for a in sorted(kept, key=lambda a: a is type(None)))
     if origin is Literal:
         return " or ".join(f'`"{value}"`' for value in args)
+    if origin is list and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return "list of objects"  # each described in its own table
     if origin is list:
         return f"list of {type_name(args[0])}s" if args else "list"
     if origin is dict:

@@ -42,25 +42,38 @@ class DialogueTurn:
 
 
 class TurnSignals(BaseModel):
+    """One turn's signals: `turns` in analysis.json."""
+
     model_config = ConfigDict(use_attribute_docstrings=True)
 
     turn: int
+    """The turn's number."""
     speaker: str
+    """Its speaker's label, as the transcript's headings show it."""
     kind: str
+    """opening, response, reply or closing."""
     words: int
+    """Words in the turn."""
     questions: int
+    """Sentences that end with a question mark."""
     questions_to_others: int
     """Questions that address another participant (you, your, or another's label)."""
     hedges: int
+    """Hedges (perhaps, might, seems ...) from Hyland's list."""
     boosters: int
+    """Boosters (clearly, indeed, must ...) from Hyland's list."""
     agreements: int
+    """Agreement markers (I agree, you're right, we both ...)."""
     challenges: int
+    """Challenge markers: explicit disagreement, rejecting a claim or a framing, calling an analogy broken."""
     concessions: int
+    """Concession markers (fair point, I concede, admittedly ...)."""
     markers: dict[str, list[str]]
-    """The agreement, challenge and concession markers found, as written in the lexicon."""
+    """The agreement, challenge and concession markers found, as the lexicon writes them."""
     echo_share: float
     """Share of the turn's content phrases that another participant said first."""
     echo_phrases: list[str]
+    """Those phrases, as first written."""
     novelty: float
     """Share of the turn's content phrases new to the dialogue."""
     self_repetition: float
@@ -72,53 +85,107 @@ class TurnSignals(BaseModel):
 
 
 class SpeakerSignals(BaseModel):
+    """One speaker's signals over its turns: `speakers` in analysis.json, by label."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     turns: int
+    """The speaker's turns."""
     words: int
+    """Words over those turns."""
     questions: int
+    """Questions asked."""
     questions_to_others: int
+    """Questions put to another participant."""
     hedges: int
+    """Hedges used."""
     boosters: int
+    """Boosters used."""
     hedges_per_100w: float
+    """Hedges per 100 words."""
     boosters_per_100w: float
+    """Boosters per 100 words."""
     agreements: int
+    """Agreement markers."""
     challenges: int
+    """Challenge markers."""
     concessions: int
+    """Concession markers."""
     echo_share: float
+    """The mean echo_share of its turns."""
     novelty: float
+    """The mean novelty of its turns."""
     phrases_taken_up: int
     """Phrases another speaker said first that this one used later."""
 
 
 class PhraseLineage(BaseModel):
+    """A content phrase one speaker said first and another took up: `phrases` in analysis.json."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     phrase: str
+    """Two content words close together in one clause, as first written ('fiction of coherence')."""
     first_by: str
+    """Who said it first."""
     first_turn: int
+    """In which turn."""
     adopted_by: list[str]
+    """Who else used it later, in order."""
     turns: list[int]
+    """Every turn it appears in."""
 
 
 class Loop(BaseModel):
+    """Turns that mostly repeat what was said before: `loops` in analysis.json."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     turns: list[int]
+    """A run of consecutive turns whose phrases are mostly repeats, or one turn that repeats itself."""
     share_repeated: float
+    """The share of their content phrases that are repeats."""
 
 
 class Attribution(BaseModel):
+    """A position the closing attributes to a participant: `closing_attribution` in analysis.json."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     claim: str
+    """What the closing says the participant holds ('you emphasize ...', 'to you, ...', 'I stress ...')."""
     attributed_to: str
+    """The participant's label."""
     supported: bool
+    """Whether two sentences in a row of that participant's own turns hold half its content words."""
     evidence: str | None
+    """Those sentences, quoted; null when unsupported."""
 
 
 class Analysis(BaseModel):
+    """analysis.json: what `duologue analyze` found in a run."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     run_id: str
+    """The run analyzed."""
     verdict: str
+    """converged (agreements and concessions at least three times the challenges), contested
+    (challenges from two speakers or more, or more challenges than agreements) or mixed."""
     verdict_reason: str
+    """The counts behind the verdict."""
     speakers: dict[str, SpeakerSignals]
+    """Per speaker, by label."""
     turns: list[TurnSignals]
+    """Per turn, in order."""
     phrases: list[PhraseLineage]
+    """Phrase lineage: up to 25 phrases taken up by another speaker, most taken up first."""
     loops: list[Loop]
+    """Loops, in order."""
     closing_attribution: list[Attribution]
+    """The closing's account of each position, checked."""
     summary: list[str]
+    """The analysis in plain sentences."""
 
 
 def analyze(run_id: str, turns: Sequence[DialogueTurn]) -> Analysis:

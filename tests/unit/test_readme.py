@@ -70,7 +70,7 @@ def test_fields_table_gives_each_field_its_type_and_docstring():
         "| field | type | meaning |\n"
         "|---|---|---|\n"
         '| `status` | `"running"` or `"done"` | How it stands: running \\| done. |\n'
-        "| `people` | list of inners | Who took part, over two lines. |\n"
+        "| `people` | list of objects | Who took part, over two lines. |\n"
         "| `size` | integer or null | bytes |\n"
         "| `extra` | object |  |\n"
         "\n"
