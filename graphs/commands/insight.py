@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ def add_commands(commands: Any, runs_dir_option: Callable[[argparse.ArgumentPars
     analyze = commands.add_parser("analyze", help="what happened between the speakers of a run")
     analyze.add_argument("run_id", metavar="RUN_ID", help="a run id, as `duologue runs` lists them")
     analyze.add_argument("--json", action="store_true", help="print the analysis as one JSON object")
+    analyze.add_argument(
+        "--judge", metavar="MODEL", help="also have this model label each turn's stance, with a quote"
+    )
+    model_server_options(analyze, "the judge's")
     runs_dir_option(analyze)
 
     observe = commands.add_parser("observe", help="an observer model's notes on a finished or imported run")
@@ -48,6 +53,33 @@ def add_commands(commands: Any, runs_dir_option: Callable[[argparse.ArgumentPars
     runs_dir_option(compare)
 
 
+def model_server_options(command: argparse.ArgumentParser, whose: str) -> None:
+    command.add_argument(
+        "--host", metavar="URL", help=f"{whose} Ollama (default: $OLLAMA_HOST or http://127.0.0.1:11434)"
+    )
+    command.add_argument("--embedded", action="store_true", help=f"{whose} model on the embedded server")
+
+
+@contextmanager
+def model_server(args: argparse.Namespace) -> Iterator[str]:
+    """The Ollama a judge or an observer is on: --host, --embedded (started here), or the default."""
+    from graphs.errors import ShapeError
+    from graphs.ollama.api import default_host, normalize_host
+
+    if args.embedded and args.host:
+        raise ShapeError("--embedded and --host both say where the model is; give one of them")
+    if not args.embedded:
+        yield normalize_host(args.host) if args.host else default_host()
+        return
+    from graphs.embedded.serve import start_embedded
+
+    server = start_embedded()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from graphs.insight.importer import import_transcript
 
@@ -63,7 +95,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from graphs.insight.runs import analyze_run, as_json
 
-    analysis = analyze_run(args.run_id, args.runs_dir)
+    if args.judge:
+        with model_server(args) as host:
+            analysis = analyze_run(args.run_id, args.runs_dir, (args.judge, host))
+    else:
+        analysis = analyze_run(args.run_id, args.runs_dir)
     if args.json:
         print(as_json(analysis))
         return 0
@@ -128,6 +164,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             turns = ", ".join(map(str, p.turns))
             adopters = ", ".join(p.adopted_by)
             print(f'  "{p.phrase}": {p.first_by} (turn {p.first_turn}) → {adopters} (turns {turns})')
+    if analysis.judge is not None:
+        print(f"\nThe judge's labels ({analysis.judge.model}):")
+        for label in analysis.judge.labels:
+            print(f'  turn {label.turn}: {label.stance}: "{label.quote}"')
     if analysis.closing_attribution:
         print("\nThe closing's account of each position:")
         for a in analysis.closing_attribution:
@@ -169,23 +209,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_observe(args: argparse.Namespace) -> int:
-    from graphs.errors import ShapeError
     from graphs.insight.observer import observe_run
-    from graphs.ollama.api import default_host, normalize_host
 
-    if args.embedded and args.host:
-        raise ShapeError("--embedded and --host both say where the observer's model is; give one of them")
-    server = None
-    if args.embedded:
-        from graphs.embedded.serve import start_embedded
-
-        server = start_embedded()
-    try:
-        host = server.url if server else normalize_host(args.host) if args.host else default_host()
+    with model_server(args) as host:
         notes, record = observe_run(args.run_id, args.model, host, args.runs_dir, args.label, args.persona)
-    finally:
-        if server is not None:
-            server.stop()
     if args.json:
         print(json.dumps({"notes": notes, "trace": record.model_dump(mode="json")}, indent=2))
     else:

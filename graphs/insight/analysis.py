@@ -162,6 +162,32 @@ class Attribution(BaseModel):
     """Those sentences, quoted; null when unsupported."""
 
 
+class StanceLabel(BaseModel):
+    """A judge's label of one turn."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    turn: int
+    """The turn labelled."""
+    stance: str
+    """agrees, extends, challenges or concedes, towards the turn before."""
+    quote: str
+    """The span of the turn the judge gave as evidence; it is in the turn's text."""
+
+
+class JudgeLabels(BaseModel):
+    """`judge` in analysis.json: a model's labels, apart from the deterministic signals."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    model: str
+    """The judge's model."""
+    labels: list[StanceLabel]
+    """One per labelled turn, from turn 2 on."""
+    dropped: list[int]
+    """Turns whose label was dropped because its quote is not in the turn."""
+
+
 class Analysis(BaseModel):
     """analysis.json: what `duologue analyze` found in a run."""
 
@@ -186,15 +212,17 @@ class Analysis(BaseModel):
     """The closing's account of each position, checked."""
     summary: list[str]
     """The analysis in plain sentences."""
+    judge: JudgeLabels | None = None
+    """With --judge: a model's stance labels, apart from the deterministic signals; else null."""
 
 
-def analyze(run_id: str, turns: Sequence[DialogueTurn]) -> Analysis:
+def analyze(run_id: str, turns: Sequence[DialogueTurn], judge: JudgeLabels | None = None) -> Analysis:
     labels = list(dict.fromkeys(t.speaker for t in turns))
     found = [tx.phrases(turn.text) for turn in turns]
     turn_signals = measure_turns(turns, labels, found)
     lineage = phrase_lineage(turns, found)
     speakers = {label: speaker_signals(label, turn_signals, lineage) for label in labels}
-    verdict, reason = judge(turn_signals)
+    verdict, reason = verdict_of(turn_signals)
     loops = find_loops(turns, turn_signals)
     attribution = closing_attribution(turns, labels)
     analysis = Analysis(
@@ -207,6 +235,7 @@ def analyze(run_id: str, turns: Sequence[DialogueTurn]) -> Analysis:
         loops=loops,
         closing_attribution=attribution,
         summary=[],
+        judge=judge,
     )
     analysis.summary = summarize(analysis, labels)
     return analysis
@@ -307,7 +336,7 @@ def speaker_signals(
     )
 
 
-def judge(turns: Sequence[TurnSignals]) -> tuple[str, str]:
+def verdict_of(turns: Sequence[TurnSignals]) -> tuple[str, str]:
     """converged, contested or mixed, from the agreements, concessions and challenges.
 
     Contested: pushback from two speakers or more, or more challenges than agreements.
@@ -501,6 +530,15 @@ def summarize(analysis: Analysis, labels: Sequence[str]) -> list[str]:
     if analysis.loops:
         where = "; ".join("turns " + ", ".join(map(str, loop.turns)) for loop in analysis.loops)
         lines.append(f"Loops: {where} mostly repeat what was already said.")
+    if analysis.judge is not None:
+        stances = Counter(label.stance for label in analysis.judge.labels)
+        counted = ", ".join(f"{count} {stance}" for stance, count in stances.most_common()) or "none"
+        dropped = len(analysis.judge.dropped)
+        lines.append(
+            f"The judge ({analysis.judge.model}) labelled {plural(len(analysis.judge.labels), 'turn')}: "
+            f"{counted}"
+            + (f"; {plural(dropped, 'label')} dropped, its quote not in the turn." if dropped else ".")
+        )
     if analysis.closing_attribution:
         unsupported = [a for a in analysis.closing_attribution if not a.supported]
         found = (

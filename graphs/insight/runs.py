@@ -30,11 +30,19 @@ def dialogue_turns(run: RunRecord) -> list[DialogueTurn]:
     return [DialogueTurn(t.number, t.label, t.kind, t.text) for t in transcript.turns]
 
 
-def analyze_run(run_id: str, runs_dir: Path | str | None = None) -> Analysis:
-    """Analyze a run and keep the result as its analysis.json."""
+def analyze_run(
+    run_id: str, runs_dir: Path | str | None = None, judge: tuple[str, str] | None = None
+) -> Analysis:
+    """Analyze a run and keep the result as its analysis.json; `judge` is (model, host)."""
     store = RunStore(runs_dir)
     run = store.load(run_id)
-    analysis = analyze(run.meta.run_id, dialogue_turns(run))
+    turns = dialogue_turns(run)
+    labels = None
+    if judge is not None:
+        from graphs.insight.judge import judge_turns
+
+        labels = judge_turns(turns, *judge)
+    analysis = analyze(run.meta.run_id, turns, labels)
     store.reopen(run_id).save_analysis(analysis)
     return analysis
 

@@ -163,3 +163,47 @@ def test_observe_with_a_model_the_server_lacks(runs_dir: Path, capsys):
         "(it has: glm-4.7-flash, qwen3:32b); pull it with `ollama pull nox`\n"
     )
     assert sorted(p.name for p in (runs_dir / run_id).iterdir()) == before
+
+
+JUDGED = [
+    'STANCE: extends\nQUOTE: "The tension between inheritance and agency"',
+    'STANCE: agrees\nQUOTE: "You accurately separate capability from preference."',
+    'STANCE: agrees\nQUOTE: "words the closing never said"',
+]
+
+
+def test_a_judge_labels_each_turn_and_a_label_without_its_quote_is_dropped(runs_dir: Path, capsys):
+    run_id = imported_id(runs_dir, capsys)
+    with fake_ollama([FakeModel("judge:latest", replies=JUDGED)]) as (server, backend):
+        args = ["analyze", run_id, "--judge", "judge", "--host", server.url, "--json"]
+        assert main([*args, "--runs-dir", str(runs_dir)]) == 0
+    analysis = json.loads(capsys.readouterr().out)
+    assert analysis["judge"] == {
+        "model": "judge",
+        "labels": [
+            {"turn": 2, "stance": "extends", "quote": "The tension between inheritance and agency"},
+            {"turn": 3, "stance": "agrees", "quote": "You accurately separate capability from preference."},
+        ],
+        "dropped": [4],
+    }
+    assert analysis["summary"][-2] == (
+        "The judge (judge) labelled 2 turns: 1 extends, 1 agrees; 1 label dropped, its quote not in the turn."
+    )
+    assert [r.options["temperature"] for r in backend.chat_requests] == [0, 0, 0]
+    assert json.loads((runs_dir / run_id / "analysis.json").read_text())["judge"] == analysis["judge"]
+
+
+def test_a_judge_that_answers_out_of_form_is_asked_once_more_then_reported(runs_dir: Path, capsys):
+    run_id = imported_id(runs_dir, capsys)
+    with fake_ollama([FakeModel("judge:latest", replies=["They seem to agree, broadly."])]) as (
+        server,
+        backend,
+    ):
+        args = ["analyze", run_id, "--judge", "judge", "--host", server.url, "--runs-dir", str(runs_dir)]
+        assert main(args) == 1
+    assert capsys.readouterr().err == (
+        "duologue: error: the judge (judge) did not answer turn 2 with STANCE and QUOTE lines, twice "
+        "(it said: 'They seem to agree, broadly.'); try a larger model\n"
+    )
+    assert len(backend.chat_requests) == 2
+    assert not (runs_dir / run_id / "analysis.json").exists()

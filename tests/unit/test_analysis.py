@@ -248,6 +248,7 @@ EXPECTED_CONVERGING = {
         "Ada hedged most (7.7 hedges per 100 words).",
         "The closing attributes 2 positions; each can be found in the speaker's own turns.",
     ],
+    "judge": None,
 }
 
 EXPECTED_PUSHBACK = {
@@ -386,6 +387,7 @@ EXPECTED_PUSHBACK = {
         "No one asked a question.",
         "Ada hedged most (6.9 hedges per 100 words).",
     ],
+    "judge": None,
 }
 
 EXPECTED_LOOPING = {
@@ -539,6 +541,7 @@ EXPECTED_LOOPING = {
         "Brin took up 3 of Ada's phrases.",
         "Loops: turns 2, 3, 4 mostly repeat what was already said.",
     ],
+    "judge": None,
 }
 
 EXPECTED_MISATTRIBUTED = {
@@ -683,6 +686,7 @@ EXPECTED_MISATTRIBUTED = {
         "Brin hedged most (3.2 hedges per 100 words).",
         "The closing attributes 2 positions; 1 of them cannot be found in the speaker's own turns.",
     ],
+    "judge": None,
 }
 
 
