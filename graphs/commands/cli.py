@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -269,6 +271,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nduologue: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return reader_gone()
+    except (OSError, sqlite3.Error) as exc:  # a fault no layer put in words: still one line
+        from graphs.records.faults import fault_of
+
+        fault = fault_of(exc)
+        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+        said = f"{fault.what}; {fault.remedy}" if fault and fault.remedy else fault.what if fault else exc
+        print(f"duologue: error: {where}{said}", file=sys.stderr)
+        return 1
+
+
+def reader_gone() -> int:
+    """stdout's reader left (`duologue runs | head -1`): stop quietly, as `yes | head -1` does,
+    and point stdout at /dev/null so the exit's own flush has nowhere to fail."""
+    with suppress(OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -448,7 +468,8 @@ def interrupt_signals(stop: threading.Event) -> Iterator[None]:
 def cmd_runs(args: argparse.Namespace) -> int:
     from graphs.records.tables import RUNS_HEADERS, run_totals, runs_rows, table
 
-    runs = RunStore(runs_dir(args)).list()
+    store = RunStore(runs_dir(args))
+    runs = store.list()
     if args.json:
         print(json.dumps([run_totals(r) for r in runs], indent=2))
     elif not runs:
@@ -458,6 +479,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
         )
     else:
         print(table(RUNS_HEADERS, runs_rows(runs)))
+    unreadable = [r for r in runs if r.unreadable]
+    if unreadable:
+        print(
+            f"duologue: could not read {len(unreadable)} of the {len(runs)} runs in {store.root} "
+            "(status unreadable, with the reason)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -466,7 +494,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     run = RunStore(runs_dir(args)).load(args.run_id)
     if args.json and args.trace:
-        print(json.dumps(trace_dicts(run.turn_records), indent=2))
+        print(json.dumps(trace_dicts(run.turn_rows), indent=2))
     elif args.json:
         payload: dict[str, Any] = {
             "run": run.meta.model_dump(),
@@ -474,7 +502,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         }
         print(json.dumps(payload, indent=2))
     elif args.trace:
-        print(table(TRACE_HEADERS, trace_rows(run.turn_records)))
+        print(table(TRACE_HEADERS, trace_rows(run.turn_rows)))
     else:
         print(run.transcript() or f"run {run.meta.run_id} has no finished turn yet", end="")
     return 0

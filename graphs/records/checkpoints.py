@@ -7,17 +7,21 @@ resume asks for the string again, checking that it names the same database.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 from graphs.errors import DuologueError
-from graphs.records.store import RunWriter
+from graphs.records.faults import ERRNO_FAULTS, Fault, RecordError, fault_of
+from graphs.records.store import CHECKPOINTS, RunWriter
 
 CHECKPOINT_URL_ENV = "DUOLOGUE_CHECKPOINT_URL"
 SCHEMES = ("postgresql", "postgres")
@@ -226,6 +230,45 @@ def describe_failure(exc: BaseException, url: str | None) -> str | None:
     if isinstance(exc, psycopg.Error):
         return f"the checkpoint database {redact_url(url)} failed: {first_line(exc, url)}"
     return None
+
+
+def sqlite_fault(exc: BaseException, folder: Path) -> Fault | None:
+    """What went wrong with a run's checkpoints.sqlite, or None if `exc` is no SQLite error.
+
+    SQLite says "unable to open database file" where it cannot create its journal next to the
+    database, as in a read-only folder: then the folder's file system is asked.
+    """
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    fault = fault_of(exc)
+    if "unable to open" in str(exc) and read_only(folder):
+        return ERRNO_FAULTS[errno.EROFS]
+    return fault
+
+
+def unusable(run_id: str, folder: Path, exc: BaseException) -> RecordError | None:
+    """One line for a run whose checkpoints.sqlite cannot be opened to resume or fork it, or
+    None if `exc` is no SQLite error."""
+    fault = sqlite_fault(exc, folder)
+    if fault is None:
+        return None
+    path = folder / CHECKPOINTS
+    if not fault.remedy:  # damaged: trying again won't help
+        return RecordError(
+            f"run {run_id} cannot be continued: {fault.what}, so no turn can be resumed or forked "
+            f"from it; its finished turns are in {folder / 'transcript.md'}",
+            fault,
+        )
+    return RecordError(
+        f"cannot open run {run_id}'s checkpoints {path}: {fault.what}; {fault.remedy}, then try again", fault
+    )
+
+
+def read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def first_line(exc: BaseException, url: str) -> str:

@@ -41,7 +41,7 @@ class RunMeta(BaseModel):
     format_version: int = FORMAT_VERSION
     """The record format's version; it goes up when a field changes meaning or goes away."""
     run_id: str
-    """The run's id and folder name: `<UTC date>-<time>-<shape>-<4 hex digits>`."""
+    """The run's id and folder name: `<UTC date>-<time>-<shape>-<8 hex digits>`."""
     shape: str
     """The shape's name."""
     status: RunStatus

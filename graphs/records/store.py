@@ -2,19 +2,21 @@
 
 Whole files are replaced atomically (write, fsync, rename) and line files are
 appended and fsynced line by line, so a crash never leaves half a file and never
-loses a finished turn.
+loses a finished turn. A line torn by a crash mid-append is ended before the next
+append, so only the torn record is lost. A write the disk refuses is one RecordError
+(graphs/records/faults.py), and leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
-import json
 import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from graphs.engine.spec import Shape, builtin_shape_names, load_shape, with_overrides
 from graphs.errors import RunBusy, RunNotFound
+from graphs.records.faults import RecordError, RunUnreadable, record_error
 from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
 
 RUNS_DIR_ENV = "DUOLOGUE_RUNS_DIR"
@@ -31,6 +34,9 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 Row = TypeVar("Row", bound=BaseModel)
 META, TRANSCRIPT, TRACE, INPUTS = "run.json", "transcript.md", "trace.jsonl", "inputs.jsonl"
 CHECKPOINTS, LOCK = "checkpoints.sqlite", ".lock"
+ID_DRAWS = 5
+"""How many ids a new run draws before it gives up: a second draw already collides only by a fluke."""
+ANOTHER_FOLDER = ", or give another folder with --runs-dir DIR"
 ANALYSIS = "analysis.json"
 
 
@@ -39,28 +45,82 @@ def default_runs_dir() -> Path:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_run_id(shape: str) -> str:
+    """`<UTC date>-<time>-<shape>-<8 hex digits>`: sorts by time, and two runs started in the
+    same second collide once in 4 billion draws (RunStore.create draws again if they do)."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{shape}-{secrets.token_hex(2)}"
+    return f"{stamp}-{shape}-{secrets.token_hex(4)}"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, in_place_when_full: bool = False) -> None:
+    """Replace `path` whole; if any step fails, the temporary file goes and `path` is as it was.
+
+    `in_place_when_full`: on a full disk, overwrite `path` itself if the text fits in the
+    blocks it holds already, so the write cannot run out of space half-way. run.json takes
+    this to say `failed` on the disk that made the run fail.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
+    data = text.encode("utf-8")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if not (in_place_when_full and exc.errno in (errno.ENOSPC, errno.EDQUOT) and fits(path, data)):
+            raise
+        overwrite(path, data)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def fits(path: Path, data: bytes) -> bool:
+    try:
+        return len(data) <= path.stat().st_blocks * 512
+    except OSError:
+        return False
+
+
+def overwrite(path: Path, data: bytes) -> None:
+    with open(path, "r+b", buffering=0) as handle:
+        view = memoryview(data)
+        while view:
+            view = view[handle.write(view) or 0 :]
+        handle.truncate(len(data))
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def append_line(path: Path, row: BaseModel) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(row.model_dump_json() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one row; a torn last line (a crash mid-append) is ended first, so it costs only its
+    own record, and an append that fails is cut off again rather than left torn."""
+    data = (row.model_dump_json() + "\n").encode("utf-8")
+    with open(path, "a+b", buffering=0) as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                data = b"\n" + data
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[handle.write(view) or 0 :]
+            os.fsync(handle.fileno())
+        except BaseException:
+            with suppress(OSError):
+                handle.truncate(size)
+            raise
 
 
 class RunWriter:
@@ -75,17 +135,27 @@ class RunWriter:
         return self.meta.run_id
 
     def save_meta(self, **changes: object) -> None:
-        self.meta = self.meta.model_copy(update=changes)
-        write_atomic(self.folder / META, self.meta.model_dump_json(indent=2) + "\n")
+        """`meta` changes only once run.json says so (in place, on a full disk, if it fits)."""
+        meta = self.meta.model_copy(update=changes)
+        text = meta.model_dump_json(indent=2) + "\n"
+        self._write(META, lambda path: write_atomic(path, text, in_place_when_full=True))
+        self.meta = meta
 
     def append_trace(self, record: TraceRecord) -> None:
-        append_line(self.folder / TRACE, record)
+        self._write(TRACE, lambda path: append_line(path, record))
 
     def append_inputs(self, record: InputsRecord) -> None:
-        append_line(self.folder / INPUTS, record)
+        self._write(INPUTS, lambda path: append_line(path, record))
 
     def save_transcript(self, text: str) -> None:
-        write_atomic(self.folder / TRANSCRIPT, text)
+        self._write(TRANSCRIPT, lambda path: write_atomic(path, text))
+
+    def _write(self, name: str, write: Callable[[Path], None]) -> None:
+        path = self.folder / name
+        try:
+            write(path)
+        except OSError as exc:
+            raise record_error(f"cannot write {path}", exc) from None
 
     def save_analysis(self, analysis: BaseModel) -> None:
         """analysis.json: what `duologue analyze` found, replaced whole each time it runs."""
@@ -105,22 +175,26 @@ class RunWriter:
 
         flock is released by the kernel when the holder dies, so a killed run can be resumed.
         """
-        with open(self.folder / LOCK, "a+", encoding="utf-8") as handle:
+        path = self.folder / LOCK
+        try:
+            handle = open(path, "a+b", buffering=0)  # noqa: SIM115 - closed below, after the run
+        except OSError as exc:
+            raise record_error(f"cannot lock run {self.run_id} ({path})", exc, ", then try again") from None
+        with handle:
             if not take_lock(handle):
                 handle.seek(0)
-                holder = handle.read().strip() or "another process"
+                holder = handle.read().decode("utf-8", "replace").strip() or "another process"
                 raise RunBusy(
                     f"run {self.run_id} is being driven by {holder}; wait for it to finish or stop it first"
                 ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"process {os.getpid()}")
-            handle.flush()
+            with suppress(OSError):  # who holds it is for the message above; flock is the lock
+                handle.truncate(0)
+                handle.write(f"process {os.getpid()}".encode())
             try:
                 yield
             finally:
-                handle.seek(0)
-                handle.truncate()
+                with suppress(OSError):
+                    handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -131,23 +205,60 @@ class RunRecord:
     folder: Path
     meta: RunMeta
     trace: list[TraceRecord] = field(default_factory=list)
+    unreadable: str | None = None
+    """Why the run's record cannot be read; then `meta` is a stand-in with the folder's name and
+    time, and `status` is `unreadable`. Only RunStore.list() returns such a record."""
+
+    @classmethod
+    def unreadable_at(cls, folder: Path, reason: str) -> RunRecord:
+        try:
+            when = datetime.fromtimestamp(folder.stat().st_mtime, UTC)
+        except OSError:
+            when = datetime.fromtimestamp(0, UTC)
+        stand_in = RunMeta(
+            run_id=folder.name,
+            shape="-",
+            status="failed",
+            participants=[],
+            topic="",
+            turns=0,
+            started_at=iso(when),
+            error=reason,
+        )
+        return cls(folder, stand_in, unreadable=reason)
 
     @property
     def status(self) -> str:
         """The recorded status, except `stopped` for a run recorded as running that no process
         holds: its process was killed or its machine went down, and `resume` continues it."""
+        if self.unreadable:
+            return "unreadable"
         if self.meta.status == "running" and not lock_held(self.folder / LOCK):
             return "stopped"
         return self.meta.status
 
     @property
     def turn_records(self) -> list[TraceRecord]:
+        """Every attempt at every turn, in the order they ended: the log."""
         return [r for r in self.trace if r.is_turn]
+
+    @property
+    def finished_records(self) -> dict[int, TraceRecord]:
+        """Each finished turn's row, by number: what the totals count, each turn once."""
+        return finished_records(self.trace)
 
     @property
     def finished_turns(self) -> set[int]:
         """The numbers of the run's finished turns (a failed or stopped attempt has a record too)."""
-        return {r.turn for r in self.turn_records if r.turn is not None and not r.error}
+        return set(self.finished_records)
+
+    @property
+    def turn_rows(self) -> list[TraceRecord]:
+        """One row per turn, in turn order: a finished turn's row, else its last attempt's (failed
+        or stopped). What `show --trace` lists; earlier attempts stay in turn_records."""
+        last = {r.turn: r for r in self.turn_records if r.turn is not None}
+        rows = last | self.finished_records
+        return [rows[number] for number in sorted(rows)]
 
     @property
     def flags(self) -> list[str]:
@@ -171,8 +282,20 @@ class RunRecord:
         raise RunNotFound(f"run {meta.run_id}: run.json records no shape, and '{meta.shape}' is no built-in")
 
     def transcript(self) -> str:
+        """transcript.md's text, "" before it exists; RunUnreadable if it is not text."""
         path = self.folder / TRANSCRIPT
-        return path.read_text(encoding="utf-8") if path.exists() else ""
+        data = read_bytes(path, self.meta.run_id)
+        if data is None:
+            return ""
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            reason = f"transcript.md is not UTF-8 text ({not_utf8(exc)})"
+            raise RunUnreadable(
+                f"run {self.meta.run_id}: {reason}; its turns are still in {self.folder / TRACE} "
+                f"(`duologue show {self.meta.run_id} --trace`)",
+                reason,
+            ) from None
 
     def inputs(self) -> list[InputsRecord]:
         return list(read_lines(self.folder / INPUTS, InputsRecord))
@@ -184,12 +307,40 @@ class RunStore:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else default_runs_dir()
 
-    def create(self, meta: RunMeta) -> RunWriter:
-        folder = self.root / meta.run_id
-        folder.mkdir(parents=True, exist_ok=False)
+    def create(self, meta: RunMeta, redraw: bool = False) -> RunWriter:
+        """A new run's folder, with its run.json; nothing is left behind if that fails.
+
+        `redraw`: the id was drawn by new_run_id, so one that is taken is drawn again.
+        """
+        self.check_root()
+        for draw in range(ID_DRAWS):
+            folder = self.root / meta.run_id
+            try:
+                folder.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                if not redraw or draw == ID_DRAWS - 1:
+                    raise RecordError(
+                        f"a run {meta.run_id} exists already in {self.root}; give the new run another id"
+                    ) from None
+                meta = meta.model_copy(update={"run_id": new_run_id(meta.shape)})
+            except OSError as exc:
+                raise record_error(f"cannot create run folder {folder}", exc, ANOTHER_FOLDER) from None
         writer = RunWriter(folder, meta)
-        writer.save_meta()
+        try:
+            writer.save_meta()
+        except RecordError as exc:
+            with suppress(OSError):
+                folder.rmdir()
+            raise record_error(f"cannot create run folder {folder}", exc, ANOTHER_FOLDER) from None
         return writer
+
+    def check_root(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise RecordError(
+                f"the runs folder {self.root} is a file, not a folder; give a folder with --runs-dir DIR "
+                "(or $DUOLOGUE_RUNS_DIR)"
+            )
 
     def reopen(self, run_id: str) -> RunWriter:
         """A writer for a run that exists, to continue it."""
@@ -206,26 +357,35 @@ class RunStore:
         return folder
 
     def load(self, run_id: str) -> RunRecord:
+        """The run as recorded; RunUnreadable (one line, with the reason) if it cannot be read."""
         folder = self.folder(run_id)
+        data = read_bytes(folder / META, run_id) or b""
         try:
-            meta = RunMeta.model_validate_json((folder / META).read_text(encoding="utf-8"))
-        except (ValidationError, ValueError) as exc:
-            raise RunNotFound(
-                f"{folder / META} is not a readable run record ({exc.__class__.__name__})"
-            ) from None
-        return RunRecord(folder, meta, list(read_lines(folder / TRACE, TraceRecord)))
+            meta = RunMeta.model_validate_json(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise unreadable_meta(folder, f"run.json is not UTF-8 text ({not_utf8(exc)})") from None
+        except ValidationError as exc:
+            raise unreadable_meta(folder, f"run.json is {invalid(exc)}") from None
+        return RunRecord(folder, meta, list(read_lines(folder / TRACE, TraceRecord, run_id)))
 
     def list(self) -> list[RunRecord]:
-        """Every readable run, newest first; unreadable folders are skipped."""
-        if not self.root.is_dir():
+        """Every run, newest first. A run that cannot be read is listed too, as `unreadable`
+        (RunRecord.unreadable says why), so it never hides or breaks the others."""
+        if not self.root.exists():
             return []
+        self.check_root()
+        try:
+            folders = [folder for folder in self.root.iterdir() if (folder / META).is_file()]
+        except OSError as exc:
+            raise record_error(f"cannot read the runs folder {self.root}", exc) from None
         runs = []
-        for folder in self.root.iterdir():
-            if (folder / META).is_file():
-                try:
-                    runs.append(self.load(folder.name))
-                except RunNotFound:
-                    continue
+        for folder in folders:
+            try:
+                runs.append(self.load(folder.name))
+            except RunUnreadable as exc:
+                runs.append(RunRecord.unreadable_at(folder, exc.reason))
+            except RunNotFound:
+                continue  # a folder whose name is no run id: no command could name it
         return sorted(runs, key=lambda r: r.meta.started_at, reverse=True)
 
 
@@ -255,15 +415,58 @@ def lock_held(path: Path) -> bool:
         return False
 
 
-def read_lines(path: Path, model: type[Row]) -> Iterator[Row]:
-    """Rows of a .jsonl file; a torn last line (a crash mid-append) is skipped."""
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                yield model.model_validate(json.loads(line))
-            except (ValueError, ValidationError):
-                continue
+def read_lines(path: Path, model: type[Row], run_id: str = "") -> Iterator[Row]:
+    """Rows of a .jsonl file; a line that cannot be read (torn by a crash mid-append, or a
+    damaged byte) is skipped, and costs only its own record."""
+    data = read_bytes(path, run_id or path.parent.name)
+    for line in (data or b"").split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            yield model.model_validate_json(line)
+        except ValueError:  # ValidationError included, and bytes that are not UTF-8
+            continue
+
+
+def read_bytes(path: Path, run_id: str) -> bytes | None:
+    """A record file's bytes, None if it does not exist; RunUnreadable if it can't be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        error = record_error(f"cannot read {path}", exc)
+        what = error.fault.what if error.fault else str(exc)
+        raise RunUnreadable(f"run {run_id}: {error}", f"{path.name} cannot be read: {what}") from None
+
+
+def finished_records(trace: list[TraceRecord], up_to_turn: int | None = None) -> dict[int, TraceRecord]:
+    """The row of each finished turn, by number: its last attempt without an error. A row is
+    written without one only once its turn's checkpoint is saved (graphs/run/runner.py)."""
+    latest: dict[int, TraceRecord] = {}
+    for record in trace:
+        counts = record.is_turn and record.turn is not None and not record.error
+        if counts and (up_to_turn is None or (record.turn or 0) <= up_to_turn):
+            latest[record.turn or 0] = record
+    return latest
+
+
+def unreadable_meta(folder: Path, reason: str) -> RunUnreadable:
+    return RunUnreadable(
+        f"run {folder.name} cannot be read: its {reason}; restore it, or move {folder} out of the "
+        "runs folder",
+        reason,
+    )
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+
+
+def invalid(exc: ValidationError) -> str:
+    """What is wrong with a record file, in a few words."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return f"not valid JSON ({first['msg'].removeprefix('Invalid JSON: ')})"
+    where = ".".join(str(part) for part in first["loc"]) or "the top level"
+    return f"not a run record ({where}: {first['msg']})"

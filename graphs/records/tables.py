@@ -80,7 +80,9 @@ def trace_dicts(records: Sequence[TraceRecord]) -> list[dict[str, object]]:
 
 
 def run_totals(run: RunRecord) -> dict[str, object]:
-    records = run.turn_records
+    """A run's line in `duologue runs`: each finished turn counted once, whatever attempts the
+    log holds; `unreadable` says why a run's record could not be read (else null)."""
+    records = list(run.finished_records.values())
     return {
         "run_id": run.meta.run_id,
         "started_at": run.meta.started_at,
@@ -92,6 +94,7 @@ def run_totals(run: RunRecord) -> dict[str, object]:
         "tokens": sum(r.completion_tokens or 0 for r in records),
         "generation_minutes": round(sum(r.latency_s or 0 for r in records) / 60, 1),
         "flags": run.flags,
+        "unreadable": run.unreadable,
     }
 
 
@@ -102,6 +105,10 @@ def runs_rows(runs: Sequence[RunRecord]) -> list[list[str]]:
     rows = []
     for run in runs:
         t = run_totals(run)
+        if run.unreadable:  # no totals to show: the reason goes where the flags would
+            started = str(t["started_at"])[:16].replace("T", " ")
+            rows.append([run.meta.run_id, started, "-", "-", run.status, "-", "-", "-", run.unreadable])
+            continue
         rows.append(
             [
                 str(t["run_id"]),

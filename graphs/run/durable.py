@@ -7,6 +7,7 @@ it stopped without generating a finished turn again.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from graphs.engine.state import DialogueState, Turn
 from graphs.errors import DuologueError
 from graphs.records import checkpoints
 from graphs.records.schema import FORMAT_VERSION, RunMeta, TraceRecord
-from graphs.records.store import RunRecord, RunStore
+from graphs.records.store import RunRecord, RunStore, finished_records
 from graphs.run.observe import RunObserver, SilentObserver
 from graphs.run.runner import ModelSource, RunOutcome, RunRequest, RunSession, drive, initial_meta, prepare
 
@@ -135,7 +136,7 @@ def fork_dialogue(
     meta = initial_meta(request, server_versions).model_copy(
         update={"forked_from": {"run_id": run_id, "at": at}, "embedded": run.meta.embedded}
     )
-    writer = store.create(meta)
+    writer = store.create(meta, redraw=True)  # its id was drawn for it
     copied = latest_records(run.trace, at)
     for seq, number in enumerate(sorted(copied), start=1):
         copied[number] = copied[number].model_copy(update={"run_id": writer.run_id, "seq": seq})
@@ -209,20 +210,21 @@ def recorded_request(
 
 
 def checkpoint_state(store: RunStore, run: RunRecord, shape: Shape, url: str | None) -> Any:
-    """The last checkpoint of the run's thread, or None if it has none."""
+    """The last checkpoint of the run's thread, or None if it has none; one line if its
+    checkpoints.sqlite can't be opened (read-only, damaged), and the run is left as it was."""
     writer = store.reopen(run.meta.run_id)
-    with checkpoints.checkpointer(writer, url) as checkpointer:
-        state = build_graph(shape, checkpointer).get_state({"configurable": {"thread_id": run.meta.run_id}})
+    try:
+        with checkpoints.checkpointer(writer, url) as checkpointer:
+            graph = build_graph(shape, checkpointer)
+            state = graph.get_state({"configurable": {"thread_id": run.meta.run_id}})
+    except sqlite3.Error as exc:
+        raise checkpoints.unusable(run.meta.run_id, run.folder, exc) or exc from None
     return state if state.values or state.next else None
 
 
 def latest_records(trace: list[TraceRecord], up_to_turn: int) -> dict[int, TraceRecord]:
     """The last record of each finished turn; earlier attempts of a turn stay in the log."""
-    latest: dict[int, TraceRecord] = {}
-    for record in trace:
-        if record.is_turn and record.turn is not None and record.turn <= up_to_turn and not record.error:
-            latest[record.turn] = record
-    return latest
+    return finished_records(trace, up_to_turn)
 
 
 def first_state(request: RunRequest, turns: list[Turn], interjections: list[Any]) -> DialogueState:

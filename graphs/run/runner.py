@@ -20,6 +20,7 @@ from langchain_core.runnables import Runnable
 
 from graphs.engine.build import build_graph, recursion_limit
 from graphs.engine.context import DialogueContext
+from graphs.engine.nodes import CLOSING
 from graphs.engine.relay import labels
 from graphs.engine.schedule import PlannedTurn, plan_turns, turn_due
 from graphs.engine.spec import Participant, Shape
@@ -29,8 +30,9 @@ from graphs.ollama import api as ollama
 from graphs.ollama import residency
 from graphs.ollama.source import OllamaSource
 from graphs.records import checkpoints
-from graphs.records.schema import ParticipantRecord, RunMeta, TraceRecord, package_version
-from graphs.records.store import RunStore, RunWriter, new_run_id, now_iso
+from graphs.records.faults import RecordError, fault_of
+from graphs.records.schema import InputsRecord, ParticipantRecord, RunMeta, TraceRecord, package_version
+from graphs.records.store import CHECKPOINTS, META, TRANSCRIPT, RunStore, RunWriter, new_run_id, now_iso
 from graphs.records.transcript import render_transcript
 from graphs.run import langsmith as smith
 from graphs.run.observe import RunObserver, SilentObserver
@@ -108,7 +110,9 @@ class RunOutcome:
 def run_dialogue(request: RunRequest, observer: RunObserver | None = None) -> RunOutcome:
     """Hold a new dialogue; raise RunFailed (after recording it) if it stops early."""
     request, server_versions = prepare(request)  # num_ctx and think pinned before run.json records them
-    writer = RunStore(request.runs_dir).create(initial_meta(request, server_versions))
+    writer = RunStore(request.runs_dir).create(
+        initial_meta(request, server_versions), redraw=request.run_id is None
+    )
     state: DialogueState = {"topic": request.topic, "max_turns": request.turns, "turns": []}
     outcome = RunOutcome(writer.run_id, writer.folder, "running")
     session = RunSession(request, writer, outcome, observer or SilentObserver())
@@ -158,9 +162,9 @@ def drive(session: RunSession, graph_input: Any) -> RunOutcome:
     shape, source = request.shape, request.source
     models: dict[str, Runnable] = {}
     with writer.lock():
-        writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
-        session.observer.run_started(writer.run_id, writer.folder)
         try:
+            writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
+            session.observer.run_started(writer.run_id, writer.folder)
             connect = source.connect(shape, request.hosts, residency_settings(request), request.stop)
             models = {p.name: connect(p, request.hosts[p.name]) for p in shape.participants}
             with (
@@ -168,43 +172,68 @@ def drive(session: RunSession, graph_input: Any) -> RunOutcome:
                 smith.exporting(request.trace, writer.run_id, shape, request.hosts),
             ):
                 hold(session, models, graph_input, checkpointer)
-        except (KeyboardInterrupt, RunInterrupted):
-            finish(writer, outcome, "interrupted", "interrupted by the user")
-            session.save_transcript("Run interrupted by the user")
+        except (KeyboardInterrupt, RunInterrupted) as exc:
+            ending = "Run interrupted by the user"
+            unrecorded = record_ending(session, "interrupted", "interrupted by the user", ending)
+            if unrecorded:
+                raise RunInterrupted(f"run {writer.run_id} interrupted, but {unrecorded}") from exc
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as one line
             message = failure_message(exc, request, outcome)
-            finish(writer, outcome, "failed", message)
-            session.save_transcript(f"Run failed: {message}")
-            raise RunFailed(
-                f"{message} (run {writer.run_id}: {len(outcome.turns)} finished turn(s) kept)"
-            ) from exc
+            unrecorded = record_ending(session, "failed", message, f"Run failed: {message}")
+            kept = f"run {writer.run_id}: {len(outcome.turns)} finished turn(s) kept"
+            raise RunFailed(f"{message} ({kept}{f'; but {unrecorded}' if unrecorded else ''})") from exc
         finally:
             for model in models.values():
                 source.close(model)
         if outcome.paused_before_turn is not None:
             pause = f"Waiting for the facilitator before turn {outcome.paused_before_turn}"
-            finish(writer, outcome, "interrupted", None, paused_before_turn=outcome.paused_before_turn)
-            session.save_transcript(pause)
+            unrecorded = record_ending(
+                session, "interrupted", None, pause, paused_before_turn=outcome.paused_before_turn
+            )
         else:
-            finish(writer, outcome, "completed", None)
+            unrecorded = record_ending(session, "completed", None)
+        if unrecorded:
+            raise RunFailed(f"run {writer.run_id} held all its turns, but {unrecorded}")
     return outcome
+
+
+def record_ending(
+    session: RunSession, status: str, error: str | None, ending: str | None = None, **more: Any
+) -> str | None:
+    """Say in run.json how the run ended, then in the transcript (with `ending`); what could not
+    be written is returned, not raised, for the run's one line, since how it ended matters more."""
+    writer = session.writer
+    try:
+        finish(writer, session.outcome, status, error, **more)
+    except RecordError as exc:
+        return f"{META} could not be updated ({what_failed(exc)}) and still says {writer.meta.status}"
+    if ending is not None:
+        try:
+            session.save_transcript(ending)
+        except RecordError as exc:
+            return f"{TRANSCRIPT} could not be updated ({what_failed(exc)})"
+    return None
+
+
+def what_failed(exc: RecordError) -> str:
+    return exc.fault.what if exc.fault else str(exc)
 
 
 def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, checkpointer: Any) -> None:
     request, writer, outcome = session.request, session.writer, session.outcome
     shape = request.shape
 
-    def record(row: TraceRecord) -> None:
-        writer.append_trace(row)
-        if row.turn is not None:
-            outcome.records[row.turn] = row
-
+    held = HeldRows(writer, outcome)
     last_seq = max((r.seq for r in RunStore(writer.folder.parent).load(writer.run_id).trace), default=0)
+    for turn in outcome.turns:
+        if turn["number"] not in outcome.records:
+            last_seq += 1
+            held.write_saved(lost_row(session, turn, last_seq))
     recorder = TraceRecorder(
         writer.run_id,
-        record,
-        writer.append_inputs,
+        held.add,
+        held.add_inputs,
         planner=lambda state: turn_due(shape, state),
         hosts=dict(request.hosts),
         first_seq=last_seq + 1,
@@ -228,24 +257,128 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
     )
     try:
         for mode, payload in stream:
+            held.check()
             if mode == "messages":
                 observe_tokens(session.observer, payload)
             elif "__interrupt__" in payload:
                 outcome.paused_before_turn = len(outcome.turns) + 1
             else:
-                record_updates(session, saved, payload)
+                record_updates(session, saved, held, payload)
             if request.stop.is_set():
                 raise RunInterrupted(f"run {writer.run_id} interrupted")
-    except BaseException:
+        held.check()
+    except BaseException as exc:
         # Ctrl-C lands here, in the main thread, while a node thread may be mid-turn: ask
         # that turn to end at its next token, or closing the stream would wait it out.
         request.stop.set()
         stream.close()
-        keep_saved_turns(session, graph, config)
+        keep_saved_turns(session, graph, config, held)
+        held.unsaved(exc, session.outcome.folder)
         raise
 
 
-def keep_saved_turns(session: RunSession, graph: Any, config: Any) -> None:
+class HeldRows:
+    """The trace rows of a run, as the recorder ends them; a turn's row is held until its
+    checkpoint is saved, so trace.jsonl never counts a turn that a resume would generate again.
+
+    Other rows (the facilitator's, a failed or stopped attempt's) are written at once. A row
+    still held when the run stops is written with the reason its turn was not saved: an attempt
+    in the log, not a finished turn.
+    """
+
+    def __init__(self, writer: RunWriter, outcome: RunOutcome) -> None:
+        self.writer = writer
+        self.outcome = outcome
+        self.failure: RecordError | None = None
+        """A write that failed in a node's thread; check() raises it in the main thread, since
+        LangGraph logs a callback's error on stderr and may not pass it on."""
+        self._held: dict[int, TraceRecord] = {}
+        self._saved: set[int] = set()
+        self._lock = threading.Lock()
+
+    def add_inputs(self, record: InputsRecord) -> None:
+        """The recorder's on_inputs, in the node's thread."""
+        try:
+            self.writer.append_inputs(record)
+        except RecordError as exc:
+            exc.turn = record.turn
+            self.failure = self.failure or exc
+
+    def add(self, row: TraceRecord) -> None:
+        """The recorder's on_record, in the node's thread."""
+        with self._lock:
+            if row.is_turn and row.turn is not None and not row.error and row.turn not in self._saved:
+                self._held[row.turn] = row
+                return
+        try:
+            self._write(row)
+        except RecordError as exc:
+            exc.turn = row.turn
+            self.failure = self.failure or exc
+
+    def write_saved(self, row: TraceRecord) -> None:
+        """The row of a turn whose checkpoint was saved before this process held the run."""
+        with self._lock:
+            self._saved.add(row.turn or 0)
+        self._write(row)
+
+    def saved(self, number: int) -> None:
+        """Turn `number`'s checkpoint is saved: its row counts now."""
+        with self._lock:
+            self._saved.add(number)
+            row = self._held.pop(number, None)
+        if row is not None:
+            self._write(row)
+
+    def unsaved(self, exc: BaseException, folder: Path) -> None:
+        """The run stopped with rows still held: their turns were generated but never saved."""
+        with self._lock:
+            rows = sorted(self._held.values(), key=lambda r: r.seq)
+            self._held.clear()
+        stopped = isinstance(exc, (KeyboardInterrupt, RunInterrupted))
+        fault = checkpoints.sqlite_fault(exc, folder) or fault_of(exc)
+        why = fault.what if fault else f"{exc.__class__.__name__}: {exc}"
+        error = f"its checkpoint was not saved: {why}"
+        if stopped:
+            error = "stopped before its checkpoint was saved"
+        for row in rows:
+            try:
+                self._write(row.model_copy(update={"error": error, "stopped": stopped}))
+            except RecordError:
+                return  # the disk that refused the checkpoint refuses the log too; the run's error says so
+
+    def _write(self, row: TraceRecord) -> None:
+        self.writer.append_trace(row)
+        if row.turn is not None:
+            self.outcome.records[row.turn] = row
+
+    def check(self) -> None:
+        """Raise, in the main thread, a write that failed in a node's thread."""
+        if self.failure is not None:
+            raise self.failure
+
+
+def lost_row(session: RunSession, turn: Turn, seq: int) -> TraceRecord:
+    """The row of a finished turn that the log lacks: its checkpoint was saved, then the disk
+    refused its row. It counts as finished, as the checkpoint says, with no stats to show."""
+    speaker = turn["speaker"]
+    now = now_iso()
+    return TraceRecord(
+        run_id=session.writer.run_id,
+        seq=seq,
+        node=CLOSING if turn["kind"] == "closing" else speaker,
+        turn=turn["number"],
+        kind=turn["kind"],
+        speaker=speaker,
+        model=session.request.shape.participant(speaker).model,
+        host=session.request.hosts.get(speaker),
+        started_at=now,
+        ended_at=now,
+        latency_s=0.0,
+    )
+
+
+def keep_saved_turns(session: RunSession, graph: Any, config: Any, held: HeldRows) -> None:
     """Turns that were saved but not yet streamed when the run stopped: they are finished too."""
     try:
         saved = graph.get_state(config).values.get("turns", [])
@@ -253,8 +386,14 @@ def keep_saved_turns(session: RunSession, graph: Any, config: Any) -> None:
         return
     outcome = session.outcome
     if len(saved) > len(outcome.turns):
-        outcome.turns.extend(saved[len(outcome.turns) :])
-        session.save_transcript()
+        unstreamed = saved[len(outcome.turns) :]
+        outcome.turns.extend(unstreamed)
+        try:
+            for turn in unstreamed:
+                held.saved(turn["number"])
+            session.save_transcript()
+        except RecordError:
+            return  # the disk refuses the record; the run's error says so
 
 
 def observe_tokens(observer: RunObserver, payload: Any) -> None:
@@ -267,7 +406,9 @@ def observe_tokens(observer: RunObserver, payload: Any) -> None:
             observer.token(chunk.content, False)
 
 
-def record_updates(session: RunSession, saved: checkpoints.SavedTurns, payload: Mapping[str, Any]) -> None:
+def record_updates(
+    session: RunSession, saved: checkpoints.SavedTurns, held: HeldRows, payload: Mapping[str, Any]
+) -> None:
     """Keep what a step finished: interjections, and each turn once its checkpoint is saved."""
     outcome = session.outcome
     for update in payload.values():
@@ -279,8 +420,14 @@ def record_updates(session: RunSession, saved: checkpoints.SavedTurns, payload: 
             if outcome.turns and turn["number"] <= outcome.turns[-1]["number"]:
                 continue  # a resume replays a turn saved just before the stop; it is kept already
             saved.wait_for(turn["number"])
-            outcome.turns.append(turn)
-            session.save_transcript()
+            try:
+                held.saved(turn["number"])
+                held.check()
+                outcome.turns.append(turn)
+                session.save_transcript()
+            except RecordError as exc:
+                exc.turn = turn["number"]
+                raise
             session.observer.turn_finished(turn, outcome.records.get(turn["number"]))
             session.announce(turn["number"] + 1)
 
@@ -355,11 +502,22 @@ def finish(writer: RunWriter, outcome: RunOutcome, status: str, error: str | Non
 
 
 def failure_message(exc: BaseException, request: RunRequest, outcome: RunOutcome) -> str:
+    number = len(outcome.turns) + 1
+    if isinstance(exc, RecordError) and exc.turn is not None:
+        number = exc.turn
+    resume = f"then continue it with `duologue resume {outcome.run_id}`"
+    if isinstance(exc, RecordError):
+        return f"turn {number} could not be recorded: {exc}, {resume}"
     if isinstance(exc, DuologueError):
         return str(exc)
     database = checkpoints.describe_failure(exc, request.checkpoint_url)
     if database:
-        return f"turn {len(outcome.turns) + 1}: {database}"
+        return f"turn {number}: {database}"
+    fault = checkpoints.sqlite_fault(exc, outcome.folder)
+    if fault:
+        where = outcome.folder / CHECKPOINTS
+        advice = f"; {fault.remedy}, {resume}" if fault.remedy else ""
+        return f"turn {number}'s checkpoint could not be saved in {where}: {fault.what}{advice}"
     planned = plan_turns(request.shape, request.turns)[min(len(outcome.turns), request.turns - 1)]
     model = request.shape.participant(planned.speaker).model
     detail = ollama.describe_failure(exc, request.hosts.get(planned.speaker, "?"))
