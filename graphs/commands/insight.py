@@ -24,7 +24,12 @@ def add_commands(commands: Any, runs_dir_option: Callable[[argparse.ArgumentPars
     analyze.add_argument(
         "--judge", metavar="MODEL", help="also have this model label each turn's stance, with a quote"
     )
-    model_server_options(analyze, "the judge's")
+    analyze.add_argument(
+        "--embed-model",
+        metavar="MODEL",
+        help="also compare each turn with the one before by this model's embeddings",
+    )
+    model_server_options(analyze, "the judge's and the embedding")
     runs_dir_option(analyze)
 
     observe = commands.add_parser("observe", help="an observer model's notes on a finished or imported run")
@@ -95,9 +100,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from graphs.insight.runs import analyze_run, as_json
 
-    if args.judge:
+    if args.judge or args.embed_model:
         with model_server(args) as host:
-            analysis = analyze_run(args.run_id, args.runs_dir, (args.judge, host))
+            judge = (args.judge, host) if args.judge else None
+            embed = (args.embed_model, host) if args.embed_model else None
+            analysis = analyze_run(args.run_id, args.runs_dir, judge, embed)
     else:
         analysis = analyze_run(args.run_id, args.runs_dir)
     if args.json:
@@ -132,6 +139,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         ]
         for t in analysis.turns
     ]
+    if analysis.embed_model:
+        headers = (*headers, "emb sim")
+        for row, signal in zip(rows, analysis.turns, strict=True):
+            row.append(number(signal.embedding_similarity_to_previous, 2))
     print(table(headers, rows))
     print()
     speaker_headers = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -101,6 +102,15 @@ class LoadedModel:
     digest: str = ""
 
 
+@dataclass
+class Embedded:
+    """What /api/embed answers: one vector per input, and the work it took."""
+
+    embeddings: list[list[float]]
+    prompt_tokens: int
+    load_ns: int = 0
+
+
 class Backend(Protocol):
     version: str
 
@@ -117,6 +127,20 @@ class Backend(Protocol):
     def chat(self, request: ChatRequest, cancelled: Callable[[], bool]) -> Iterator[ChatDelta | ChatDone]:
         """Yield deltas, then exactly one ChatDone. Stop early when cancelled() turns true."""
         ...
+
+    def embed(self, model: str, inputs: list[str]) -> Embedded:
+        """One embedding vector per input text (/api/embed)."""
+        ...
+
+
+def hashed_embedding(text: str, dims: int = 64) -> list[float]:
+    """A bag-of-words vector (each word hashed into one of `dims` slots), unit length: what the
+    instant and test servers embed with, so texts sharing words come out similar."""
+    vector = [0.0] * dims
+    for word in re.findall(r"[a-z0-9']+", text.lower()):
+        vector[zlib.crc32(word.encode()) % dims] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [round(v / norm, 6) for v in vector]
 
 
 def find_model(models: list[ModelEntry], name: str) -> ModelEntry:

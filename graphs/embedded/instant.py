@@ -31,9 +31,11 @@ from graphs.embedded.backend import (
     ChatDelta,
     ChatDone,
     ChatRequest,
+    Embedded,
     LoadedModel,
     ModelEntry,
     find_model,
+    hashed_embedding,
     keep_alive_seconds,
 )
 from graphs.embedded.protocol import OllamaServer
@@ -126,6 +128,10 @@ class InstantBackend:
         name = find_model(self.models(), model).name
         with self._lock:
             self._resident.pop(name, None)
+
+    def embed(self, model: str, inputs: list[str]) -> Embedded:
+        find_model(self.models(), model)
+        return Embedded([hashed_embedding(text) for text in inputs], sum(len(t.split()) for t in inputs))
 
     def chat(self, request: ChatRequest, cancelled: Callable[[], bool]) -> Iterator[ChatDelta | ChatDone]:
         with self._lock:

@@ -46,6 +46,7 @@ from graphs.embedded.backend import (
     ChatDelta,
     ChatDone,
     ChatRequest,
+    Embedded,
     LoadedModel,
     ModelEntry,
     find_model,
@@ -82,6 +83,8 @@ SERVED: dict[str, dict[str, float]] = {
 }
 DEFAULT_NUM_CTX = 4096
 DEFAULT_KEEP_ALIVE_S = 300.0
+EMBED_CONTEXT = 2048
+"""Tokens an embedded text may have; a longer one is cut (Ollama's truncate)."""
 _FOREVER = timedelta(microseconds=2**63 // 1000)  # Ollama's "never expires": max int64 ns
 _LOAD_LOCK = threading.Lock()  # a load swaps sys.stderr, which is process-wide
 
@@ -107,7 +110,7 @@ def require_embedded() -> Path:
     return path
 
 
-def new_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
+def new_llama(path: Path, n_ctx: int, n_threads: int, **more: Any) -> Any:
     """A llama_cpp.Llama, loaded without a word on the terminal.
 
     verbose=False is no good here: it points fds 1 and 2 at /dev/null during the load,
@@ -119,7 +122,7 @@ def new_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
         stderr, sys.stderr = sys.stderr, _MuteThread(sys.stderr)
         try:
             llm = llama_cpp.Llama(
-                str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=True
+                str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=True, **more
             )
         finally:
             sys.stderr = stderr
@@ -255,6 +258,8 @@ class LlamaBackend:
         duologue = importlib.metadata.version("duologue")
         self.version = f"{duologue}{EMBEDDED_MARK}.llama-cpp-python.{llama_cpp.__version__}"
         self._gguf = self._read_gguf()
+        self._embedder: Any = None
+        self._embed_lock = threading.Lock()
         self._formatter = Jinja2ChatFormatter(
             self._gguf.chat_template, eos_token=self._gguf.eos, bos_token=self._gguf.bos
         )
@@ -335,6 +340,27 @@ class LlamaBackend:
             self._disarm(slot, 0)
             self._free(slot)
 
+    def embed(self, model: str, inputs: list[str]) -> Embedded:
+        """Mean-pooled embeddings of the model, from a second llama.cpp context kept for them;
+        a text longer than its context is cut at the end."""
+        self._slot(model)
+        load_ns = 0
+        with self._embed_lock:
+            if self._embedder is None:
+                started = time.monotonic_ns()
+                self._embedder = new_llama(
+                    self.path,
+                    EMBED_CONTEXT,
+                    self.num_thread,
+                    embedding=True,
+                    n_batch=EMBED_CONTEXT,
+                    n_ubatch=EMBED_CONTEXT,
+                    pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                )
+                load_ns = time.monotonic_ns() - started
+            vectors, tokens = self._embedder.embed(inputs, truncate=True, return_count=True)
+        return Embedded([[float(x) for x in vector] for vector in vectors], int(tokens), load_ns)
+
     def chat(self, request: ChatRequest, cancelled: Callable[[], bool]) -> Iterator[ChatDelta | ChatDone]:
         """Validates eagerly (errors become status codes), then streams from the slot."""
         slot = self._slot(request.model)
@@ -347,9 +373,13 @@ class LlamaBackend:
         return self._answer(slot, messages, settings, _keep_alive(request.keep_alive), cancelled)
 
     def close(self) -> None:
-        """Unload every name and cancel their timers."""
+        """Unload every name and cancel their timers, and free the embedding context."""
         for name in self._slots:
             self.unload(name)
+        with self._embed_lock:
+            if self._embedder is not None:
+                self._embedder.close()
+                self._embedder = None
 
     # -- internals ----------------------------------------------------------------------
 

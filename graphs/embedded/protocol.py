@@ -13,6 +13,7 @@ import selectors
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import suppress
@@ -175,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch({"/": self._root})
 
     def do_POST(self) -> None:
-        self._dispatch({"/api/chat": self._chat, "/api/show": self._show})
+        self._dispatch({"/api/chat": self._chat, "/api/show": self._show, "/api/embed": self._embed})
 
     def _dispatch(self, routes: dict[str, Callable[[], None]]) -> None:
         """Run a route; errors raised before any byte was sent become Ollama's error bodies."""
@@ -289,6 +290,29 @@ class _Handler(BaseHTTPRequestHandler):
             finally:
                 if isinstance(items, Generator):
                     items.close()  # runs the backend's cleanup, e.g. when the client left
+
+    def _embed(self) -> None:
+        body = self._read_json()
+        name, given = body.get("model"), body.get("input")
+        if not isinstance(name, str) or not name:
+            raise BadRequest("model is required")
+        inputs = [given] if isinstance(given, str) else given
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+            raise BadRequest("input must be a string or a list of strings")
+        entry = find_model(self.backend.models(), name)
+        started = time.monotonic_ns()
+        with self.server.owner.generation_lock:
+            result = self.backend.embed(entry.name, inputs)
+        self._send_json(
+            200,
+            {
+                "model": name,
+                "embeddings": result.embeddings,
+                "total_duration": time.monotonic_ns() - started,
+                "load_duration": result.load_ns,
+                "prompt_eval_count": result.prompt_tokens,
+            },
+        )
 
     def _load_or_unload(self, request: ChatRequest) -> None:
         """An empty messages list loads the model, or with keep_alive 0 unloads it."""

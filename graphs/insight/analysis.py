@@ -82,6 +82,8 @@ class TurnSignals(BaseModel):
     """Share of the turn's phrase occurrences that repeat a phrase earlier in the same turn."""
     similarity_to_previous: float | None
     """Cosine similarity of content words with the previous turn; null for the first."""
+    embedding_similarity_to_previous: float | None = None
+    """With --embed-model: cosine similarity of the two turns' embeddings; else null."""
 
 
 class SpeakerSignals(BaseModel):
@@ -214,12 +216,26 @@ class Analysis(BaseModel):
     """The analysis in plain sentences."""
     judge: JudgeLabels | None = None
     """With --judge: a model's stance labels, apart from the deterministic signals; else null."""
+    embed_model: str | None = None
+    """With --embed-model: the model whose embeddings gave embedding_similarity_to_previous."""
 
 
-def analyze(run_id: str, turns: Sequence[DialogueTurn], judge: JudgeLabels | None = None) -> Analysis:
+def analyze(
+    run_id: str,
+    turns: Sequence[DialogueTurn],
+    judge: JudgeLabels | None = None,
+    embeddings: tuple[str, Sequence[Sequence[float]]] | None = None,
+) -> Analysis:
+    """`embeddings`: a model's name and one vector per turn, for embedding_similarity_to_previous."""
     labels = list(dict.fromkeys(t.speaker for t in turns))
     found = [tx.phrases(turn.text) for turn in turns]
     turn_signals = measure_turns(turns, labels, found)
+    if embeddings is not None:
+        vectors = embeddings[1]
+        for index, signal in enumerate(turn_signals[1:], start=1):
+            signal.embedding_similarity_to_previous = round(
+                dense_cosine(vectors[index - 1], vectors[index]), 3
+            )
     lineage = phrase_lineage(turns, found)
     speakers = {label: speaker_signals(label, turn_signals, lineage) for label in labels}
     verdict, reason = verdict_of(turn_signals)
@@ -236,6 +252,7 @@ def analyze(run_id: str, turns: Sequence[DialogueTurn], judge: JudgeLabels | Non
         closing_attribution=attribution,
         summary=[],
         judge=judge,
+        embed_model=embeddings[0] if embeddings else None,
     )
     analysis.summary = summarize(analysis, labels)
     return analysis
@@ -297,6 +314,12 @@ def addresses_another(question: str, others: Sequence[str]) -> bool:
     if said & {"you", "your", "yours", "yourself", "you're", "you've", "you'd"}:
         return True
     return any(set(tx.words(label)) and set(tx.words(label)) <= said for label in others)
+
+
+def dense_cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
 
 
 def share(part: int, whole: int) -> float:

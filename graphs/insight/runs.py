@@ -31,9 +31,13 @@ def dialogue_turns(run: RunRecord) -> list[DialogueTurn]:
 
 
 def analyze_run(
-    run_id: str, runs_dir: Path | str | None = None, judge: tuple[str, str] | None = None
+    run_id: str,
+    runs_dir: Path | str | None = None,
+    judge: tuple[str, str] | None = None,
+    embed: tuple[str, str] | None = None,
 ) -> Analysis:
-    """Analyze a run and keep the result as its analysis.json; `judge` is (model, host)."""
+    """Analyze a run and keep the result as its analysis.json; `judge` and `embed` are
+    (model, host): a model labelling stances, a model embedding each turn."""
     store = RunStore(runs_dir)
     run = store.load(run_id)
     turns = dialogue_turns(run)
@@ -42,7 +46,13 @@ def analyze_run(
         from graphs.insight.judge import judge_turns
 
         labels = judge_turns(turns, *judge)
-    analysis = analyze(run.meta.run_id, turns, labels)
+    vectors = None
+    if embed is not None:
+        from graphs.ollama import api
+
+        api.check_models(embed[1], [embed[0]])
+        vectors = (embed[0], api.embed(embed[1], embed[0], [t.text for t in turns]))
+    analysis = analyze(run.meta.run_id, turns, labels, vectors)
     store.reopen(run_id).save_analysis(analysis)
     return analysis
 

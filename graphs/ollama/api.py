@@ -192,6 +192,15 @@ def load_model(host: str, model: str, options: ModelOptions, timeout: float = LO
     return time.perf_counter() - started
 
 
+def embed(host: str, model: str, texts: list[str], timeout: float = LOAD_TIMEOUT_S) -> list[list[float]]:
+    """One embedding per text (/api/embed); raises OllamaError on a fault or a malformed answer."""
+    data = call_json(host, "POST", "/api/embed", {"model": model, "input": texts}, timeout)
+    vectors = data.get("embeddings")
+    if not isinstance(vectors, list) or len(vectors) != len(texts):
+        raise OllamaError(f"Ollama at {host} answered /api/embed without one embedding per text")
+    return [[float(x) for x in vector] for vector in vectors]
+
+
 def unload_model(host: str, model: str, timeout: float = 60.0) -> None:
     """Ask Ollama to unload a model now (keep_alive 0); it leaves /api/ps a moment later."""
     call_json(host, "POST", "/api/chat", {"model": model, "messages": [], "keep_alive": 0}, timeout)

@@ -238,3 +238,18 @@ def test_client_gone_mid_stream_leaves_the_server_usable(server: OllamaServer, m
     abandoned, answered = finished
     assert abandoned.done_reason == "cancelled" and abandoned.eval_count < 100
     assert answered.done_reason in ("stop", "length")
+
+
+def test_the_embedded_server_embeds_texts_so_that_close_ones_are_close(url: str):
+    from graphs.ollama import api
+
+    river, stream, market = api.embed(
+        url, "smollm2:135m", ["memory is a river", "memory is a stream", "the stock market fell"]
+    )
+    assert len(river) == len(stream) == len(market) > 100
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        dot = sum(x * y for x, y in zip(a, b, strict=True))
+        return dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
+
+    assert cosine(river, stream) > cosine(river, market)

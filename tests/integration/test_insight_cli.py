@@ -207,3 +207,16 @@ def test_a_judge_that_answers_out_of_form_is_asked_once_more_then_reported(runs_
     )
     assert len(backend.chat_requests) == 2
     assert not (runs_dir / run_id / "analysis.json").exists()
+
+
+def test_embeddings_add_a_similarity_of_each_turn_to_the_one_before(runs_dir: Path, capsys):
+    run_id = imported_id(runs_dir, capsys)
+    with fake_ollama([FakeModel("embedder:latest")]) as (server, backend):
+        args = ["analyze", run_id, "--embed-model", "embedder", "--host", server.url, "--json"]
+        assert main([*args, "--runs-dir", str(runs_dir)]) == 0
+    analysis = json.loads(capsys.readouterr().out)
+    [(model, texts)] = backend.embed_requests
+    assert model == "embedder:latest" and len(texts) == 4 and texts[0].startswith("The essay presents")
+    similarity = [t["embedding_similarity_to_previous"] for t in analysis["turns"]]
+    assert similarity[0] is None and all(0 < s <= 1 for s in similarity[1:])
+    assert analysis["embed_model"] == "embedder" and analysis["judge"] is None

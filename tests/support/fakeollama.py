@@ -34,9 +34,11 @@ from graphs.embedded.backend import (
     ChatDone,
     ChatRequest,
     DropConnection,
+    Embedded,
     LoadedModel,
     ModelEntry,
     find_model,
+    hashed_embedding,
     keep_alive_seconds,
 )
 from graphs.embedded.protocol import OllamaServer
@@ -141,6 +143,7 @@ class FakeBackend:
         self.unload_delay_s = unload_delay_s
         self.hold_first_token = hold_first_token
         self.chat_requests: list[ChatRequest] = []
+        self.embed_requests: list[tuple[str, list[str]]] = []
         self.load_requests: list[tuple[str, dict[str, Any], Any]] = []
         self.events: list[tuple[str, str]] = []
         self._resident: dict[str, _Resident] = {}  # least recently used first
@@ -196,6 +199,12 @@ class FakeBackend:
                 self._leaving.setdefault(name, time.monotonic() + self.unload_delay_s)
             else:
                 self._release(name, "unload")
+
+    def embed(self, model: str, inputs: list[str]) -> Embedded:
+        """Bag-of-words vectors: texts that share words are similar, as a real embedding would say."""
+        self._model(model)
+        self.embed_requests.append((model, list(inputs)))
+        return Embedded([hashed_embedding(text) for text in inputs], sum(len(t.split()) for t in inputs))
 
     def _finish_unloads(self) -> None:
         """Complete the delayed unloads whose time has come."""

@@ -139,6 +139,7 @@ EXPECTED_CONVERGING = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": None,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 2,
@@ -159,6 +160,7 @@ EXPECTED_CONVERGING = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.408,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 3,
@@ -179,6 +181,7 @@ EXPECTED_CONVERGING = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.347,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 4,
@@ -199,6 +202,7 @@ EXPECTED_CONVERGING = {
             "self_repetition": 0.667,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.462,
+            "embedding_similarity_to_previous": None,
         },
     ],
     "phrases": [
@@ -249,6 +253,7 @@ EXPECTED_CONVERGING = {
         "The closing attributes 2 positions; each can be found in the speaker's own turns.",
     ],
     "judge": None,
+    "embed_model": None,
 }
 
 EXPECTED_PUSHBACK = {
@@ -309,6 +314,7 @@ EXPECTED_PUSHBACK = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": None,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 2,
@@ -333,6 +339,7 @@ EXPECTED_PUSHBACK = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.135,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 3,
@@ -357,6 +364,7 @@ EXPECTED_PUSHBACK = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.095,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 4,
@@ -377,6 +385,7 @@ EXPECTED_PUSHBACK = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.263,
+            "embedding_similarity_to_previous": None,
         },
     ],
     "phrases": [],
@@ -388,6 +397,7 @@ EXPECTED_PUSHBACK = {
         "Ada hedged most (6.9 hedges per 100 words).",
     ],
     "judge": None,
+    "embed_model": None,
 }
 
 EXPECTED_LOOPING = {
@@ -448,6 +458,7 @@ EXPECTED_LOOPING = {
             "self_repetition": 0.0,
             "internal_repetition": 0.429,
             "similarity_to_previous": None,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 2,
@@ -468,6 +479,7 @@ EXPECTED_LOOPING = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 1.0,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 3,
@@ -488,6 +500,7 @@ EXPECTED_LOOPING = {
             "self_repetition": 1.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.926,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 4,
@@ -508,6 +521,7 @@ EXPECTED_LOOPING = {
             "self_repetition": 1.0,
             "internal_repetition": 0.333,
             "similarity_to_previous": 0.909,
+            "embedding_similarity_to_previous": None,
         },
     ],
     "phrases": [
@@ -542,6 +556,7 @@ EXPECTED_LOOPING = {
         "Loops: turns 2, 3, 4 mostly repeat what was already said.",
     ],
     "judge": None,
+    "embed_model": None,
 }
 
 EXPECTED_MISATTRIBUTED = {
@@ -602,6 +617,7 @@ EXPECTED_MISATTRIBUTED = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": None,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 2,
@@ -622,6 +638,7 @@ EXPECTED_MISATTRIBUTED = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.267,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 3,
@@ -642,6 +659,7 @@ EXPECTED_MISATTRIBUTED = {
             "self_repetition": 0.0,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.0,
+            "embedding_similarity_to_previous": None,
         },
         {
             "turn": 4,
@@ -662,6 +680,7 @@ EXPECTED_MISATTRIBUTED = {
             "self_repetition": 0.167,
             "internal_repetition": 0.0,
             "similarity_to_previous": 0.0,
+            "embedding_similarity_to_previous": None,
         },
     ],
     "phrases": [],
@@ -687,6 +706,7 @@ EXPECTED_MISATTRIBUTED = {
         "The closing attributes 2 positions; 1 of them cannot be found in the speaker's own turns.",
     ],
     "judge": None,
+    "embed_model": None,
 }
 
 
