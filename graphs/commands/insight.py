@@ -110,7 +110,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.json:
         print(as_json(analysis))
         return 0
-    headers = (
+    headers: tuple[str, ...] = (
         "turn",
         "speaker",
         "words",
