@@ -20,7 +20,7 @@ import yaml
 
 from graphs.commands import insight
 from graphs.engine.schedule import PlannedTurn
-from graphs.engine.spec import NAME_PATTERN, Shape
+from graphs.engine.spec import MAX_TURNS, MIN_TURNS, NAME_PATTERN, Participant, Shape
 from graphs.engine.state import Turn
 from graphs.errors import DuologueError, RunFailed, ShapeError
 from graphs.records.schema import TraceRecord
@@ -74,7 +74,10 @@ def build_parser() -> Parser:
     topic.add_argument("--topic", metavar="TEXT", help="the topic, as text")
     topic.add_argument("--topic-file", type=Path, metavar="PATH", help="the topic or essay, from a file")
     run.add_argument(
-        "--turns", type=int, metavar="N", help="number of turns, the closing included (default: the shape's)"
+        "--turns",
+        type=int,
+        metavar="N",
+        help=f"number of turns, the closing included, {MIN_TURNS} to {MAX_TURNS} (default: the shape's)",
     )
     run.add_argument(
         "--host",
@@ -96,7 +99,7 @@ def build_parser() -> Parser:
         type=int,
         default=[],
         metavar="N",
-        help="pause before turn N for the facilitator's own words (repeatable)",
+        help="pause before turn N (2 to the last) for the facilitator's own words (repeatable)",
     )
     run.add_argument("--embedded", action="store_true", help="start the embedded model server for this run")
     run.add_argument(
@@ -189,7 +192,12 @@ def build_parser() -> Parser:
     doctor = commands.add_parser(
         "doctor", help="check the server, the models, and whether each runs fully on the GPU"
     )
-    doctor.add_argument("shape", metavar="SHAPE", nargs="?", help="a shape whose participants to check")
+    doctor.add_argument(
+        "shape",
+        metavar="SHAPE|MODEL",
+        nargs="?",
+        help="a shape whose participants to check, or a model to check (as --model MODEL)",
+    )
     doctor.add_argument(
         "--model",
         action="append",
@@ -221,6 +229,9 @@ def build_parser() -> Parser:
         type=int,
         metavar="N",
         help="size num_ctx for this many turns (default: the shape's, else 4)",
+    )
+    doctor.add_argument(
+        "--embedded", action="store_true", help="check the embedded model server, started for the check"
     )
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     residency_options(doctor)
@@ -295,15 +306,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from graphs.engine.spec import load_shape, with_overrides
     from graphs.run.runner import RunRequest, run_dialogue
 
-    shape = with_overrides(load_shape(args.shape), parse_models(args.model), parse_settings(args.set))
-    if args.interject:
-        shape = shape.model_copy(
-            update={"interject_before": sorted(set(shape.interject_before + args.interject))}
-        )
+    shape = with_overrides(
+        load_shape(args.shape),
+        parse_models(args.model),
+        parse_settings(args.set),
+        turns=args.turns,
+        interject=args.interject,
+    )
     topic = read_topic(args.topic, args.topic_file)
-    turns = args.turns if args.turns is not None else shape.turns
-    if turns < 2:
-        raise ShapeError(f"--turns {turns}: a dialogue needs at least 2 turns (an opening and a closing)")
+    turns = shape.turns
     with model_hosts(args, shape) as hosts:
         observer = make_observer(args)
         request = RunRequest(
@@ -367,15 +378,9 @@ def model_hosts(
     recorded hosts fill in the rest.
     """
     default_host, named_hosts = parse_hosts(args.host, shape)
-    server = None
-    if args.embedded:
-        if default_host:
-            raise ShapeError("--embedded and --host URL both say where the models are; give one of them")
-        from graphs.embedded.serve import start_embedded
-
-        server = start_embedded()
-        default_host = server.url
-    try:
+    if args.embedded and shape is not None:
+        check_embedded_models([p for p in shape.participants if p.name not in named_hosts], "model" in args)
+    with embedded_host(args.embedded, default_host) as default_host:
         if shape is None:
             yield {}
         elif keep_recorded:
@@ -383,9 +388,40 @@ def model_hosts(
             yield {name: host for name, host in chosen.items() if host}
         else:
             yield resolve_hosts(shape, default_host, named_hosts)
+
+
+@contextmanager
+def embedded_host(embedded: bool, default_host: str | None) -> Iterator[str | None]:
+    """The address for participants not given one: the embedded server's, started here and
+    stopped on exit, with --embedded; else --host URL's (None: not given)."""
+    if not embedded:
+        yield default_host
+        return
+    if default_host:
+        raise ShapeError("--embedded and --host URL both say where the models are; give one of them")
+    from graphs.embedded.serve import start_embedded
+
+    server = start_embedded()
+    try:
+        yield server.url
     finally:
-        if server is not None:
-            server.stop()
+        server.stop()
+
+
+def check_embedded_models(participants: Sequence[Participant], can_pick: bool) -> None:
+    """With --embedded, refuse a model the embedded server does not serve before starting it,
+    naming the ones it does (its port is a new one on each start, and `ollama pull` cannot help)."""
+    from graphs.embedded.serve import embedded_models
+    from graphs.ollama.names import same_model
+
+    served = embedded_models()
+    for p in participants:
+        if not any(same_model(name, p.model) for name in served):
+            pick = f"; pick one with --model {p.name}={served[0]}" if can_pick else ""
+            raise ShapeError(
+                f"--embedded: the embedded server has no model '{p.model}' (for {p.name}); "
+                f"it has {', '.join(served)}{pick}, or drop --embedded to use Ollama"
+            )
 
 
 def make_observer(args: argparse.Namespace) -> TerminalObserver | SummaryObserver:
@@ -530,24 +566,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from graphs.commands.doctor import check_checkpoints, examine, participants_for, render
-    from graphs.engine.spec import load_shape
+    from graphs.commands.doctor import DEFAULT_TURNS, check_checkpoints, examine, participants_for, render
+    from graphs.engine.spec import check_turns
     from graphs.ollama.api import default_host, normalize_host
     from graphs.records.checkpoints import url_from_env
 
-    shape = load_shape(args.shape) if args.shape else None
-    participants = participants_for(shape, args.model, parse_settings(args.set))
-    default, named = parse_hosts(args.host, shape)
-    fallback = default or default_host()
-    hosts = {
-        p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback) for p in participants
-    }
+    shape, models = doctor_subject(args.shape, args.model)
+    turns = check_turns(args.turns) if args.turns is not None else (shape.turns if shape else DEFAULT_TURNS)
+    participants = participants_for(shape, models, parse_settings(args.set))
     topic = read_topic(args.topic, args.topic_file) if args.topic or args.topic_file else ""
-    turns = args.turns or (shape.turns if shape else 4)
-    report = examine(participants, hosts, args.require_gpu, turns, topic, default_host=fallback)
+    default, named = parse_hosts(args.host, shape)
+    if args.embedded:
+        check_embedded_models([p for p in participants if p.name not in named], True)
+    with embedded_host(args.embedded, default) as default:
+        fallback = default or default_host()
+        hosts = {
+            p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
+            for p in participants
+        }
+        report = examine(participants, hosts, args.require_gpu, turns, topic, default_host=fallback)
     report.checkpoints = check_checkpoints(args.checkpoint_url or url_from_env())
     print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
     return report.exit_code
+
+
+def doctor_subject(positional: str | None, models: list[str]) -> tuple[Shape | None, list[str]]:
+    """`doctor SHAPE`, or `doctor MODEL`: what is neither a built-in shape nor a file, nor named
+    like a shape file, is a model to check, as --model MODEL would be."""
+    from graphs.engine.spec import builtin_shape_names, load_shape
+
+    if positional is None:
+        return None, models
+    if (
+        positional in builtin_shape_names()
+        or Path(positional).exists()
+        or positional.endswith((".yaml", ".yml"))
+    ):
+        return load_shape(positional), models
+    return None, [positional, *models]
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -662,22 +718,19 @@ def resolve_hosts(shape: Shape, default: str | None, named: dict[str, str]) -> d
 
 
 def read_topic(text: str | None, path: Path | None) -> str:
+    """The topic from --topic or --topic-file, refused if it is no text a model could discuss."""
+    from graphs.engine.spec import binary_problem, read_text_file
+
     if path is not None:
-        if not path.is_file():
-            raise ShapeError(f"--topic-file {path}: no such file")
-        if path.stat().st_size > MAX_TOPIC_BYTES:
-            raise ShapeError(
-                f"--topic-file {path}: larger than {MAX_TOPIC_BYTES // 1000} kB; give a shorter text"
-            )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ShapeError(f"--topic-file {path}: not UTF-8 text") from None
+        text = read_text_file(path, f"--topic-file {path}", MAX_TOPIC_BYTES, "a text file")
         if not text.strip():
             raise ShapeError(f"--topic-file {path}: the file is empty")
         return text
     if text is None or not text.strip():
         raise ShapeError("no topic: give one with --topic TEXT or --topic-file PATH")
+    problem = binary_problem(text)
+    if problem:
+        raise ShapeError(f"--topic: {problem}; give the topic as text")
     return text
 
 

@@ -18,7 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from graphs.engine.spec import Participant, apply_setting, describe_validation_error
+from graphs.engine.spec import (
+    Participant,
+    apply_setting,
+    describe_validation_error,
+    flagged_problem,
+    set_flag,
+)
 from graphs.errors import DuologueError, OllamaError, ShapeError
 from graphs.ollama import api as ollama
 from graphs.ollama import residency
@@ -31,6 +37,8 @@ PROBE_TOKENS = 32
 """The timed generation's num_predict; sampling options never make Ollama reload."""
 DEFAULT_TURNS = 4
 BARE_NAMES = "abcdefghijklmnopqrstuvwxyz"
+CANNOT_ALLOCATE = "memory layout cannot be allocated"
+"""What Ollama answers when num_gpu asks for more layers on the GPU than its memory holds."""
 
 
 @dataclass
@@ -144,17 +152,23 @@ def participants_for(
         named = dict(pair(value, "--model") for value in models)
         return list(with_overrides(shape, named, list(settings)).participants)
     entries: dict[str, dict[str, Any]] = {}
+    flags: dict[str, dict[tuple[Any, ...], tuple[str, str]]] = {}
     for index, value in enumerate(models):
         name, model = pair(value, "--model") if "=" in value else (BARE_NAMES[index % 26], value)
         entries[name] = {"name": name, "model": model}
+        flags[name] = {("model",): (f"--model {value}", "model")}
     for name, key, value in settings:
         if name not in entries:
             raise ShapeError(f"--set names '{name}', who is not among the models ({', '.join(entries)})")
-        apply_setting(entries[name], name, key, value)
-    try:
-        return [Participant.model_validate(entry) for entry in entries.values()]
-    except ValidationError as exc:
-        raise ShapeError(f"--model/--set: {describe_validation_error(exc)}") from None
+        flags[name][apply_setting(entries[name], name, key, value)] = set_flag(name, key, value)
+    participants = []
+    for name, entry in entries.items():
+        try:
+            participants.append(Participant.model_validate(entry))
+        except ValidationError as exc:
+            problem = flagged_problem(exc, flags[name])
+            raise ShapeError(problem or f"--model/--set: {describe_validation_error(exc)}") from None
+    return participants
 
 
 def pair(value: str, flag: str) -> tuple[str, str]:
@@ -195,7 +209,10 @@ def examine(
             if not check.present:
                 have = ", ".join(available) or "none"
                 check.error = (
-                    f"not on the server (it has: {have}); pull it with `ollama pull {participant.model}`"
+                    f"not on duologue's embedded server (it has: {have}); "
+                    f"check one of those with --model {participant.name}=MODEL"
+                    if host.embedded
+                    else f"not on the server (it has: {have}); pull it with `ollama pull {participant.model}`"
                 )
                 continue
             try:
@@ -227,7 +244,12 @@ def place_alone(host: HostCheck, participant: Participant, check: ModelCheck) ->
     """Load the model as an exclusive run would: others unloaded first, then its exact options."""
     if not host.embedded:
         residency.make_room(host.url, participant.model, running(host))
-    check.load_s = round(ollama.load_model(host.url, participant.model, participant.options), 3)
+    try:
+        check.load_s = round(ollama.load_model(host.url, participant.model, participant.options), 3)
+    except OllamaError as exc:
+        if CANNOT_ALLOCATE not in str(exc):
+            raise
+        raise OllamaError(does_not_fit(host, participant)) from None
     resident = ollama.find_resident(running(host), participant.model)
     if resident is None:
         raise OllamaError(f"not in /api/ps at {host.url} right after loading it")
@@ -238,6 +260,45 @@ def place_alone(host: HostCheck, participant: Participant, check: ModelCheck) ->
     if host.embedded:
         check.gpu_fraction = None  # CPU by design: nothing to flag
         check.processor = "100% CPU (embedded server)"
+
+
+def does_not_fit(host: HostCheck, participant: Participant) -> str:
+    """Why Ollama could not lay out the model with the participant's num_gpu, in sizes and a fix.
+
+    Ollama only says "memory layout cannot be allocated"; loading the model once with num_gpu
+    left to Ollama shows how big it is and how much of it the GPU holds (then it is unloaded).
+    """
+    num_gpu = participant.options.num_gpu
+    auto = participant.options.model_copy(update={"num_gpu": None})
+    try:
+        ollama.load_model(host.url, participant.model, auto)
+        resident = ollama.find_resident(running(host), participant.model)
+        ollama.unload_model(host.url, participant.model)
+        info = ollama.call_json(host.url, "POST", "/api/show", {"model": participant.model}, 30.0)
+    except OllamaError:
+        resident, info = None, {}
+    layers = next((v for k, v in (info.get("model_info") or {}).items() if k.endswith(".block_count")), None)
+    if resident is None:
+        return (
+            f"does not fit in the GPU's memory with num_gpu {num_gpu} (Ollama: {CANNOT_ALLOCATE}); "
+            f"try a smaller num_gpu (--set {participant.name}.num_gpu=N) or a smaller quantization"
+        )
+    return too_big_message(participant.name, num_gpu, resident.size, resident.size_vram, layers)
+
+
+def too_big_message(name: str, num_gpu: int | None, size: int, vram: int, layers: int | None) -> str:
+    """'needs ~42.0 GB, the GPU has ~24.0 GB: try --set a.num_gpu=N or a smaller quantization'."""
+    asked = f" with num_gpu {num_gpu}" if num_gpu is not None else ""
+    if layers and vram:
+        fitting = layers * vram // size
+        on_gpu = f"{fitting} of its {layers} layers on the GPU"
+        fix = f"--set {name}.num_gpu={fitting} ({on_gpu}, the rest on the CPU)"
+    else:
+        fix = f"--set {name}.num_gpu=null (Ollama puts what fits on the GPU, the rest on the CPU)"
+    return (
+        f"needs ~{residency.gb(size)}{asked}, the GPU has ~{residency.gb(vram)} free: "
+        f"try {fix} or a smaller quantization"
+    )
 
 
 def timed_generation(url: str, participant: Participant, check: ModelCheck) -> None:

@@ -6,19 +6,46 @@ naming the file and the field, not a silently ignored setting.
 
 from __future__ import annotations
 
+import stat
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
-from graphs.errors import ShapeError
+from graphs.engine.prompting import load_template, template_names
+from graphs.errors import DuologueError, ShapeError
 
 TurnKind = Literal["opening", "response", "reply", "closing"]
 TURN_KINDS: tuple[TurnKind, ...] = ("opening", "response", "reply", "closing")
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+MIN_TURNS, MAX_TURNS = 2, 500
+Turns = Annotated[int, Field(ge=MIN_TURNS, le=MAX_TURNS)]
+"""A dialogue's length, the closing included: the one limit for shape files, flags and the page."""
+
+INT32 = 2**31 - 1
+"""The largest integer option Ollama's runner holds: anything larger is refused, not wrapped."""
+MAX_NUM_CTX = 2**24
+"""Above any model's trained context (the longest are about 10M tokens)."""
+NUM_PREDICT = 1024
+"""A turn's token budget for a model that does not think: a few paragraphs."""
+THINKING_NUM_PREDICT = 4096
+"""For a model that thinks, whose thinking counts against num_predict: the reference run's
+Qwen3:32B spent 1,546 tokens on one turn, which 1024 would have cut."""
+MAX_SHAPE_BYTES = 1_000_000
 
 
 class ModelOptions(BaseModel):
@@ -28,11 +55,12 @@ class ModelOptions(BaseModel):
     Ollama to reload a model when they change, so they are fixed per participant.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     num_ctx: int | None = Field(
         default=None,
         ge=256,
+        le=MAX_NUM_CTX,
         description="context window in tokens; unset: sized to the dialogue, at most the trained context",
     )
     num_gpu: int | None = Field(
@@ -59,11 +87,14 @@ class ModelOptions(BaseModel):
     temperature: float | None = Field(
         default=0.7, ge=0, description="sampling temperature; 0: the likeliest token"
     )
-    seed: int | None = Field(default=-1, description="the sampler's seed; -1: a new one on every request")
+    seed: int | None = Field(
+        default=-1, ge=-1, description="the sampler's seed; -1: a new one on every request"
+    )
     num_predict: int | None = Field(
-        default=1024,
+        default=None,
         ge=-2,
-        description="most tokens a turn may generate; -1: no limit, -2: until the context is full",
+        description=f"most tokens a turn may generate, thinking included; unset: {NUM_PREDICT}, "
+        f"or {THINKING_NUM_PREDICT} for a model that thinks; -1: no limit, -2: until the context is full",
     )
     top_k: int | None = Field(default=None, ge=0, description="sample from the k likeliest tokens only")
     top_p: float | None = Field(
@@ -77,13 +108,41 @@ class ModelOptions(BaseModel):
     )
     stop: list[str] | None = Field(default=None, description="strings that end the turn when generated")
 
+    @field_validator(
+        "num_gpu", "main_gpu", "num_batch", "num_thread", "keep_alive", "seed", "num_predict", "top_k"
+    )
+    @classmethod
+    def _fits_ollama(cls, value: Any, info: ValidationInfo) -> Any:
+        """Ollama's runner keeps these in 32 bits (a seed unsigned): a larger one is refused here
+        rather than wrapped or refused by the server mid-run."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            limit = 2**32 - 1 if info.field_name == "seed" else INT32
+            if value > limit:
+                raise ValueError(f"should be at most {limit}")
+            if value < -INT32:
+                raise ValueError(f"should be at least {-INT32}")
+        return value
+
     def merged(self, overrides: dict[str, Any]) -> ModelOptions:
         """A copy with overrides applied and validated (unknown keys are refused)."""
         return ModelOptions.model_validate({**self.model_dump(exclude_unset=True), **overrides})
 
 
+def check_template(name: str | None) -> str | None:
+    """A framing template's name, if it names a sound template in prompts/ (None: no framing)."""
+    if name is None:
+        return None
+    if name not in template_names():
+        raise ValueError(f"no prompt template '{name}' in prompts/; known: {', '.join(template_names())}")
+    try:
+        load_template(name)
+    except DuologueError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
 class Participant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=NAME_PATTERN)
     model: str = Field(min_length=1)
@@ -95,6 +154,8 @@ class Participant(BaseModel):
     min_tok_s: float | None = Field(
         default=None, gt=0, description="flag a turn as slow below this decode rate, whatever /api/ps says"
     )
+
+    _system_is_a_template = field_validator("system")(check_template)
 
     @property
     def display(self) -> str:
@@ -113,6 +174,10 @@ class Framing(BaseModel):
     reply: str | None = "reply"
     closing: str | None = "closing"
 
+    _names_are_templates = field_validator("system", "opening", "response", "reply", "closing")(
+        check_template
+    )
+
 
 class Closing(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -127,12 +192,22 @@ class Shape(BaseModel):
     description: str = ""
     participants: list[Participant] = Field(min_length=2)
     order: list[str] = Field(min_length=1, description="speakers in rotation, first opens")
-    turns: int = Field(default=4, ge=2, le=500, description="all turns, the closing included")
+    turns: Turns = Field(default=4, description="all turns, the closing included")
     closing: Closing = Field(default_factory=Closing)
     framing: Framing = Field(default_factory=Framing)
     interject_before: list[int] = Field(
         default_factory=list, description="turns before which the facilitator pauses to add words"
     )
+
+    @field_validator("interject_before")
+    @classmethod
+    def _interjections_name_turns(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        turns = info.data.get("turns")
+        for number in value:
+            problem = interjection_problem(number, turns) if turns is not None else None
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _names_are_consistent(self) -> Shape:
@@ -165,6 +240,27 @@ class Shape(BaseModel):
         return [p.name for p in self.participants]
 
 
+def interjection_problem(number: int, turns: int) -> str | None:
+    """Why the facilitator cannot pause before turn `number` of a dialogue of `turns`, or None.
+
+    Before turn 1 nobody has spoken yet, so the first pause can come before turn 2.
+    """
+    if MIN_TURNS <= number <= turns:
+        return None
+    return f"turn {number} is not a turn to pause before; name one from {MIN_TURNS} to {turns}"
+
+
+def check_turns(turns: int, flag: str = "--turns") -> int:
+    """A dialogue length given outside a shape (a flag), held to the shape's own limits."""
+    if turns < MIN_TURNS:
+        raise ShapeError(
+            f"{flag} {turns}: a dialogue needs at least {MIN_TURNS} turns (an opening and a closing)"
+        )
+    if turns > MAX_TURNS:
+        raise ShapeError(f"{flag} {turns}: a dialogue has at most {MAX_TURNS} turns, as in a shape file")
+    return turns
+
+
 def builtin_shape_names() -> list[str]:
     folder = resources.files("graphs.engine.shapes")
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
@@ -176,11 +272,62 @@ def load_shape(name_or_path: str) -> Shape:
         resource = resources.files("graphs.engine.shapes").joinpath(f"{name_or_path}.yaml")
         return parse_shape(resource.read_text(encoding="utf-8"), source=f"built-in shape '{name_or_path}'")
     path = Path(name_or_path)
-    if not path.is_file():
+    if not path.exists():
         raise ShapeError(
             f"no shape '{name_or_path}': not a built-in ({', '.join(builtin_shape_names())}) and no such file"
         )
-    return parse_shape(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_shape(read_text_file(path, str(path), MAX_SHAPE_BYTES, "a shape file"), source=str(path))
+
+
+FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_text_file(path: Path, where: str, max_bytes: int, wanted: str = "a text file") -> str:
+    """A file a user named (a shape, a topic) as text; one line saying what it is when it is not.
+
+    Only regular files are read: a device never ends and a directory has no text.
+    """
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ShapeError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise ShapeError(f"{where}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in FILE_KINDS if test(info.st_mode)), "not a regular file")
+        raise ShapeError(f"{where}: is {kind}, not {wanted}")
+    if info.st_size > max_bytes:
+        raise ShapeError(f"{where}: larger than {max_bytes // 1000} kB; give a shorter file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ShapeError(f"{where}: cannot be read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ShapeError(
+            f"{where}: not UTF-8 text (byte {exc.start + 1} is 0x{data[exc.start]:02x}); "
+            f"give {wanted} saved as UTF-8"
+        ) from None
+    problem = binary_problem(text)
+    if problem:
+        raise ShapeError(f"{where}: {problem}; give {wanted}")
+    return text
+
+
+def binary_problem(text: str) -> str | None:
+    """Why `text` is not something a person wrote, or None; empty text is the caller's to judge."""
+    if "\x00" in text:
+        return "it holds NUL bytes, so it is not text (UTF-16? save it as UTF-8)"
+    if text.strip() and not any(c.isprintable() and not c.isspace() for c in text):
+        return "it holds only control characters, no text"
+    return None
 
 
 def builtin_shape_text(name: str) -> str:
@@ -196,7 +343,8 @@ def parse_shape(text: str, source: str) -> Shape:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ShapeError(f"{source}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ShapeError(f"{source}:{where} is not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise ShapeError(f"{source}: a shape file must be a mapping of fields, got {type(data).__name__}")
     try:
@@ -209,34 +357,82 @@ def describe_validation_error(exc: ValidationError) -> str:
     """The first problem, as 'field.path: message', which is what a person fixes first."""
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        message = "unknown field"
-    else:
-        message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {user_message(error)}{more_problems(exc)}"
+
+
+def more_problems(exc: ValidationError) -> str:
     more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {message}{suffix}"
+    return f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+
+
+USER_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "int_parsing": "should be a whole number",
+    "int_from_float": "should be a whole number",
+    "int_type": "should be a whole number",
+    "float_parsing": "should be a number",
+    "float_type": "should be a number",
+    "finite_number": "should be a finite number",
+    "bool_parsing": "should be true or false",
+    "bool_type": "should be true or false",
+    "string_type": "should be text",
+    "list_type": "should be a list",
+    "greater_than_equal": "should be at least {ge}",
+    "greater_than": "should be more than {gt}",
+    "less_than_equal": "should be at most {le}",
+    "less_than": "should be less than {lt}",
+}
+
+
+def user_message(error: ErrorDetails) -> str:
+    """Pydantic's message in the terms of someone writing a shape or a flag."""
+    template = USER_MESSAGES.get(error["type"])
+    if template is None:
+        return error["msg"].removeprefix("Value error, ")
+    return template.format(**(error.get("ctx") or {}))
 
 
 PARTICIPANT_SETTINGS = frozenset({"label", "persona", "model", "min_tok_s"})
 
 
-def apply_setting(entry: dict[str, Any], name: str, key: str, value: Any) -> None:
-    """--set NAME.KEY=VALUE on a participant's data: a setting of its own, or one of its options."""
+def apply_setting(entry: dict[str, Any], name: str, key: str, value: Any) -> tuple[str, ...]:
+    """--set NAME.KEY=VALUE on a participant's data: a setting of its own, or one of its options.
+
+    Returns where the value went in the participant, as a validation error's location names it.
+    """
     option_keys = set(ModelOptions.model_fields)
     if key in PARTICIPANT_SETTINGS:
         entry[key] = value
-    elif key in option_keys:
+        return (key,)
+    if key in option_keys:
         entry.setdefault("options", {})[key] = value
-    else:
-        known = ", ".join(sorted(option_keys | PARTICIPANT_SETTINGS))
-        raise ShapeError(f"--set {name}.{key}: unknown key '{key}'; known keys: {known}")
+        return ("options", key)
+    known = ", ".join(sorted(option_keys | PARTICIPANT_SETTINGS))
+    raise ShapeError(f"--set {name}.{key}: unknown key '{key}'; known keys: {known}")
 
 
-def with_overrides(shape: Shape, models: dict[str, str], settings: list[tuple[str, str, Any]]) -> Shape:
-    """The shape with --model NAME=MODEL and --set NAME.KEY=VALUE applied and re-validated."""
+def flag_value(value: Any) -> str:
+    """A --set value as the user typed it (YAML reads `abc` as text, `8192` as a number)."""
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True, width=2**16).removesuffix("\n...\n").strip()
+
+
+def with_overrides(
+    shape: Shape,
+    models: dict[str, str],
+    settings: list[tuple[str, str, Any]],
+    *,
+    turns: int | None = None,
+    interject: list[int] | tuple[int, ...] = (),
+) -> Shape:
+    """The shape with --model NAME=MODEL, --set NAME.KEY=VALUE, --turns N and --interject N applied
+    and re-validated; a problem names the flag as the user typed it."""
     data = shape.model_dump(exclude_unset=True)
     by_name = {p["name"]: p for p in data["participants"]}
+    index = {p["name"]: i for i, p in enumerate(data["participants"])}
+    flags: dict[tuple[Any, ...], tuple[str, str]] = {}
+    """Where each flag's value went in the data, as a validation error's location names it."""
 
     def participant(name: str, flag: str) -> dict[str, Any]:
         if name not in by_name:
@@ -248,9 +444,41 @@ def with_overrides(shape: Shape, models: dict[str, str], settings: list[tuple[st
 
     for name, model in models.items():
         participant(name, "--model")["model"] = model
+        flags[("participants", index[name], "model")] = (f"--model {name}={model}", "model")
     for name, key, value in settings:
-        apply_setting(participant(name, "--set"), name, key, value)
+        where = apply_setting(participant(name, "--set"), name, key, value)
+        flags[("participants", index[name], *where)] = set_flag(name, key, value)
+    if turns is not None:
+        data["turns"] = check_turns(turns)
+    if interject:
+        total = data.get("turns", shape.turns)
+        for number in interject:
+            problem = interjection_problem(number, total)
+            if problem:
+                raise ShapeError(f"--interject {number}: {problem}")
+        data["interject_before"] = sorted(set(shape.interject_before) | set(interject))
     try:
         return Shape.model_validate(data)
     except ValidationError as exc:
+        problem = flagged_problem(exc, flags)
+        if problem:
+            raise ShapeError(problem) from None
+        if turns is not None and exc.errors()[0]["loc"][:1] == ("interject_before",):
+            raise ShapeError(f"--turns {turns}: the shape's {describe_validation_error(exc)}") from None
         raise ShapeError(f"--model/--set: {describe_validation_error(exc)}") from None
+
+
+def set_flag(name: str, key: str, value: Any) -> tuple[str, str]:
+    """--set NAME.KEY=VALUE as typed, and its key: what a problem with the value names."""
+    return f"--set {name}.{key}={flag_value(value)}", key
+
+
+def flagged_problem(exc: ValidationError, flags: Mapping[tuple[Any, ...], tuple[str, str]]) -> str | None:
+    """The first problem as the flag that caused it, '--set a.num_ctx=abc: num_ctx should be a
+    whole number', if a flag did; `flags` maps where each flag's value went to (flag, key)."""
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    for at, (text, key) in flags.items():
+        if loc[: len(at)] == at:
+            return f"{text}: {key} {user_message(error)}{more_problems(exc)}"
+    return None

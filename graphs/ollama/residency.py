@@ -2,9 +2,10 @@
 
 Policy only: every request to Ollama goes through graphs/ollama/api.py.
 
-Before a run, resolve_shape() pins what a participant's options leave open: num_ctx,
-sized to the dialogue and capped at the model's trained context, and think, on for
-models that can think, so their thinking is captured rather than silently dropped.
+Before a run, resolve_shape() pins what a participant's options leave open: num_predict,
+larger for a model that thinks (its thinking counts), num_ctx, sized to the dialogue and
+capped at the model's trained context, and think, on for models that can think, so their
+thinking is captured rather than silently dropped.
 
 During a run, each participant's connector carries a guard from RunResidency:
 
@@ -32,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from graphs.engine.spec import ModelOptions, Participant, Shape
+from graphs.engine.spec import NUM_PREDICT, THINKING_NUM_PREDICT, ModelOptions, Participant, Shape
 from graphs.errors import OllamaError
 from graphs.ollama import api as ollama
 from graphs.ollama.api import Resident, find_resident
@@ -99,10 +100,20 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
 
 
-def size_context(topic: str, turns: int, num_predict: int | None, trained: int | None) -> int:
-    """A num_ctx that holds the topic and every turn, rounded up, capped at the trained context."""
-    per_turn = num_predict if num_predict and num_predict > 0 else UNBOUNDED_TURN_TOKENS
-    wanted = PROMPT_OVERHEAD_TOKENS + estimate_tokens(topic) + turns * (per_turn + TURN_OVERHEAD_TOKENS)
+def size_context(
+    topic: str, turns: int, num_predict: int | None, trained: int | None, thinks: bool = False
+) -> int:
+    """A num_ctx that holds the topic, every earlier turn and the turn being generated, rounded
+    up, capped at the trained context.
+
+    The turn being generated may take all of num_predict; an earlier turn is only its answer,
+    since thinking is never sent back, so a thinking model's earlier turns count as a turn of a
+    model that does not think (NUM_PREDICT) when num_predict is larger.
+    """
+    generated = num_predict if num_predict and num_predict > 0 else UNBOUNDED_TURN_TOKENS
+    answer = min(generated, NUM_PREDICT) if thinks else generated
+    turn_tokens = (turns - 1) * (answer + TURN_OVERHEAD_TOKENS) + generated + TURN_OVERHEAD_TOKENS
+    wanted = PROMPT_OVERHEAD_TOKENS + estimate_tokens(topic) + turn_tokens
     num_ctx = max(MIN_CONTEXT, math.ceil(wanted / CONTEXT_STEP) * CONTEXT_STEP)
     return min(num_ctx, trained) if trained else num_ctx
 
@@ -110,11 +121,16 @@ def size_context(topic: str, turns: int, num_predict: int | None, trained: int |
 def resolve_options(
     participant: Participant, facts: ollama.ModelFacts, topic: str, turns: int, host: str
 ) -> ModelOptions:
-    """The participant's options with num_ctx and think pinned where they were left open."""
+    """The participant's options with num_predict, num_ctx and think pinned where they were left
+    open: a model that thinks gets room for its thinking, which counts against num_predict."""
     options = participant.options
     update: dict[str, Any] = {}
+    thinks = facts.thinks and options.think is not False
+    if options.num_predict is None:
+        update["num_predict"] = THINKING_NUM_PREDICT if thinks else NUM_PREDICT
     if options.num_ctx is None:
-        update["num_ctx"] = size_context(topic, turns, options.num_predict, facts.context_length)
+        num_predict = update.get("num_predict", options.num_predict)
+        update["num_ctx"] = size_context(topic, turns, num_predict, facts.context_length, thinks)
     if facts.thinks and options.think is None:
         update["think"] = True  # captured, not dropped: Ollama thinks by default and counts it
     if options.think and not facts.thinks:

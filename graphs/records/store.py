@@ -262,10 +262,11 @@ class RunRecord:
 
     @property
     def flags(self) -> list[str]:
-        """Every turn's flags, once each, 'CPU 40%' counted as CPU: what `runs` and the page list."""
-        return sorted(
-            {"CPU" if flag.startswith("CPU") else flag for r in self.turn_records for flag in r.flags}
-        )
+        """Every turn's flags, once each, 'CPU 40%' counted as CPU: what `runs` and the page list.
+
+        One row per turn counts (turn_rows): a stopped or failed attempt that a resume then
+        finished is no flag of the run; the status says how the run stands."""
+        return sorted({"CPU" if flag.startswith("CPU") else flag for r in self.turn_rows for flag in r.flags})
 
     def shape(self) -> Shape:
         """The shape as the run held it: run.json's spec (overrides applied and options pinned),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from graphs.engine.state import Turn
@@ -25,8 +26,10 @@ def render_transcript(
     records: Mapping[int, TraceRecord],
     ending: str | None = None,
     interjections: Mapping[int, str] | None = None,
+    copied: tuple[str, int] | None = None,
 ) -> str:
-    """`interjections`: the facilitator's own words, by the turn they came before."""
+    """`interjections`: the facilitator's own words, by the turn they came before; `copied`: for
+    a fork, the original run and the last turn copied from it."""
     parts = [f"# {title}", *header_lines, "", "---", ""]
     for index, turn in enumerate(turns):
         if index:
@@ -42,15 +45,48 @@ def render_transcript(
         parts.append("")
     if ending:
         parts += [f"*{ending}*", ""]
-    parts.append(total_line(turns, records))
+    parts.append(total_line(turns, records, copied))
     return "\n".join(parts) + "\n"
 
 
-def total_line(turns: Sequence[Turn], records: Mapping[int, TraceRecord]) -> str:
+def total_line(
+    turns: Sequence[Turn], records: Mapping[int, TraceRecord], copied: tuple[str, int] | None = None
+) -> str:
+    """'Total: 2790 tokens across 4 turns (~23 minutes of generation)'; a fork's says that the
+    copied turns' tokens and time are counted."""
     counted = [records[t["number"]] for t in turns if t["number"] in records]
     tokens = sum(r.completion_tokens or 0 for r in counted)
     seconds = sum(r.latency_s or 0 for r in counted)
-    return f"Total: {tokens} tokens across {len(turns)} turns (~{round(seconds / 60)} minutes of generation)"
+    took = f"{duration(seconds)} of generation"
+    if copied:
+        run_id, at = copied
+        took += f", the {plural(at, 'turn')} copied from run {run_id} included"
+    return f"Total: {plural(tokens, 'token')} across {plural(len(turns), 'turn')} ({took})"
+
+
+def duration(seconds: float) -> str:
+    """Minutes, as the reference's total put them; under a minute, just that."""
+    if seconds < 60:
+        return "<1 minute"
+    return f"~{plural(round(seconds / 60), 'minute')}"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>!|~&#$])")
+"""What can make Markdown of a header line's text: emphasis, code, links, images, HTML, entities,
+tables, strikethrough, a heading's closing #s, math (its own `## ` leaves no room for block ones)."""
+
+
+def header_text(text: str, limit: int = 120) -> str:
+    """Text from a user (a topic) made one header line: whitespace collapsed, cut at `limit`
+    characters, and its Markdown escaped, so it reads as written and renders as nothing else."""
+    line = " ".join(text.split())
+    if len(line) > limit:
+        line = line[: limit - 3] + "..."
+    return MARKDOWN_INLINE.sub(r"\\\1", line)
 
 
 def with_observer_notes(transcript: str, label: str, notes: str) -> str:

@@ -30,9 +30,8 @@ RECORDED_SETTINGS = frozenset({"residency_policy", "require_gpu", "strict_contex
 
 
 class NothingToResume(DuologueError):
-    """The run is complete already: not a failure, so the CLI exits 0."""
-
-    exit_code = 0
+    """The run is complete already: a request that cannot be done, refused (exit 2) with the
+    run left as it was, so a script that resumes until done does not take it for a resume."""
 
 
 @dataclass
@@ -66,7 +65,10 @@ def resume_dialogue(
     run = store.load(run_id)
     shape = continuable_shape(run)
     if run.meta.status == "completed":
-        raise NothingToResume(f"run {run_id} is already completed; nothing to resume")
+        raise NothingToResume(
+            f"run {run_id} is already completed; nothing to resume "
+            f"(`duologue fork {run_id} --at N` continues it differently from turn N+1)"
+        )
     request = recorded_request(run, shape, options)
     request.checkpoint_url = checkpoints.url_for_run(
         run.meta.checkpoint_store, options.checkpoint_url, run_id
@@ -154,15 +156,14 @@ def fork_dialogue(
 
 
 def unpinned(shape: Shape, names: set[str]) -> Shape:
-    """The shape with num_ctx and think left open again for the named participants.
+    """The shape with num_predict, num_ctx and think left open again for the named participants.
 
     The recorded shape holds the options resolved for the old model; a fork that swaps the
     model must size them for the new one (a --set in the fork pins them again).
     """
+    reopened = {"num_predict": None, "num_ctx": None, "think": None}
     participants = [
-        p.model_copy(update={"options": p.options.model_copy(update={"num_ctx": None, "think": None})})
-        if p.name in names
-        else p
+        p.model_copy(update={"options": p.options.model_copy(update=reopened)}) if p.name in names else p
         for p in shape.participants
     ]
     return shape.model_copy(update={"participants": participants})

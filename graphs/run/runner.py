@@ -33,7 +33,7 @@ from graphs.records import checkpoints
 from graphs.records.faults import RecordError, fault_of
 from graphs.records.schema import InputsRecord, ParticipantRecord, RunMeta, TraceRecord, package_version
 from graphs.records.store import CHECKPOINTS, META, TRANSCRIPT, RunStore, RunWriter, new_run_id, now_iso
-from graphs.records.transcript import render_transcript
+from graphs.records.transcript import header_text, render_transcript
 from graphs.run import langsmith as smith
 from graphs.run.observe import RunObserver, SilentObserver
 from graphs.run.tracing import TraceRecorder
@@ -438,17 +438,22 @@ def transcript_text(
     shape = request.shape
     names = labels(shape)
     title = "Model-to-Model Dialogue: " + " vs ".join(names[p.name] for p in shape.participants)
-    topic_line = " ".join(request.topic.split())
-    if len(topic_line) > 120:
-        topic_line = topic_line[:117] + "..."
     header = [
         f"## {meta.started_at[:16].replace('T', ' ')} UTC",
-        f"## Topic: {topic_line}",
+        f"## Topic: {header_text(request.topic)}",
         "## Facilitator: duologue (passed messages, did not participate)",
         f"## Run: {meta.run_id} · shape {shape.name}",
     ]
+    labelled = [p for p in shape.participants if p.label]
+    if labelled:  # else each turn's heading names the model already
+        header.append("## Models: " + ", ".join(header_text(f"{p.label} = {p.model}") for p in labelled))
+    copied = None
+    if meta.forked_from:
+        copied = (str(meta.forked_from["run_id"]), int(meta.forked_from["at"]))
+        first = "turn 1" if copied[1] == 1 else f"turns 1-{copied[1]}"
+        header.append(f"## Forked from: run {copied[0]} after turn {copied[1]} ({first} copied from it)")
     return render_transcript(
-        title, header, outcome.turns, names, outcome.records, ending, outcome.interjections
+        title, header, outcome.turns, names, outcome.records, ending, outcome.interjections, copied
     )
 
 

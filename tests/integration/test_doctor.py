@@ -46,8 +46,9 @@ def test_the_reference_pair_runs_on_the_gpu_one_at_a_time(capsys):
         "a", "glm-4.7-flash", "present;", "loaded", "alone:", "100%", "GPU,", "19.0", "GB,", "context", "6144,",
         "load", "0.0s;", "generation:", "9.0", "tok/s", "over", "28", "tokens",
     ]  # fmt: skip
+    # Qwen thinks: its context has room for a turn of 4096 tokens, thinking included.
     assert lines[2].split()[:12] == [
-        "b", "qwen3:32b", "present;", "loaded", "alone:", "100%", "GPU,", "21.5", "GB,", "context", "6144,", "load",
+        "b", "qwen3:32b", "present;", "loaded", "alone:", "100%", "GPU,", "22.2", "GB,", "context", "9216,", "load",
     ]  # fmt: skip
     assert lines[2].endswith("generation: 9.5 tok/s over 32 tokens (thinking)")
     assert lines[3].startswith(
@@ -57,11 +58,11 @@ def test_the_reference_pair_runs_on_the_gpu_one_at_a_time(capsys):
     # Loaded with the exact options a run of the same topic sends: no reload, ever.
     options = {name: opts for name, opts, _ in backend.load_requests}
     assert options["qwen3:32b"] == {
-        "num_ctx": 6144,
+        "num_ctx": 9216,
         "num_gpu": 999,
         "temperature": 0.7,
         "seed": -1,
-        "num_predict": 1024,
+        "num_predict": 4096,
     }
     assert "reload" not in {kind for kind, _ in backend.events}
     # The short timed generation differs only in num_predict, which never reloads.

@@ -100,11 +100,11 @@ def test_resume_a_completed_run_changes_nothing(runs_dir: Path, capsys):
             p.name: p.read_bytes() for p in run.folder.iterdir() if p.is_file() and p.suffix != ".sqlite"
         }
         capsys.readouterr()
-        assert main(["resume", run.meta.run_id, "--runs-dir", str(runs_dir)]) == 0
+        assert main(["resume", run.meta.run_id, "--runs-dir", str(runs_dir)]) == 2
         assert len(backend.chat_requests) == 4
-    assert (
-        capsys.readouterr().err
-        == f"duologue: error: run {run.meta.run_id} is already completed; nothing to resume\n"
+    assert capsys.readouterr().err == (
+        f"duologue: error: run {run.meta.run_id} is already completed; nothing to resume "
+        f"(`duologue fork {run.meta.run_id} --at N` continues it differently from turn N+1)\n"
     )
     assert {
         p.name: p.read_bytes() for p in run.folder.iterdir() if p.is_file() and p.suffix != ".sqlite"

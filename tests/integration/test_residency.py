@@ -24,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("quick_waits")
 GiB = 2**30
 QWEN_KV = 256 * 1024  # bytes per token: 64 layers x 8 KV heads x 128 dims x (K, V) x fp16
 NUM_CTX = 6144  # what the default duet on a short topic sizes to: 4 turns of up to 1024 tokens
-QWEN_SIZE = 20 * GiB + QWEN_KV * NUM_CTX  # 21.5 GB
+QWEN_CTX = 9216  # for a model that thinks: 3 answers of up to 1024 tokens, and a turn of up to 4096
+QWEN_SIZE = 20 * GiB + QWEN_KV * QWEN_CTX  # 22.25 GB
 
 
 LAG_S = 0.15  # the fake's free-VRAM reading lags an unload by this long (< settle_s)
@@ -78,20 +79,20 @@ def test_naive_alternation_reproduces_the_cpu_fallback_and_flags_it(runs_dir: Pa
     run = only_run(runs_dir)
     records = run.turn_records
 
-    # Qwen's load evicted GLM, and the lagging free-VRAM reading left it 5 GB of 21.5 GB.
+    # Qwen's load evicted GLM, and the lagging free-VRAM reading left it 5 GB of 22.25 GB.
     assert ("evict", "glm-4.7-flash") in backend.events
-    assert [r.gpu_fraction for r in records] == [1.0, round(5 / 21.5, 4), 1.0, round(5 / 21.5, 4)]
+    assert [r.gpu_fraction for r in records] == [1.0, round(5 / 22.25, 4), 1.0, round(5 / 22.25, 4)]
     assert [(r.size, r.size_vram) for r in records[1::2]] == [(QWEN_SIZE, 5 * GiB)] * 2
-    assert [r.context_length for r in records] == [NUM_CTX] * 4
+    assert [r.context_length for r in records] == [NUM_CTX, QWEN_CTX] * 2
     assert [r.tokens_per_s for r in records[1::2]] == [records[1].tokens_per_s] * 2
     assert records[1].tokens_per_s < 2.0  # the reference's 1.4 tok/s, near enough
 
     # Flagged in the trace, the transcript and on the terminal: never silent.
-    assert [r.flags for r in records] == [[], ["CPU 77%", "thinking"], [], ["CPU 77%", "thinking"]]
+    assert [r.flags for r in records] == [[], ["CPU 78%", "thinking"], [], ["CPU 78%", "thinking"]]
     lines = stats_lines(run)
-    assert all(", CPU 77%, thinking)*" in line for line in lines[1::2])
+    assert all(", CPU 78%, thinking)*" in line for line in lines[1::2])
     assert not any("CPU" in line for line in lines[0::2])
-    assert out.count(", CPU 77%, thinking)*") == 2
+    assert out.count(", CPU 78%, thinking)*") == 2
 
 
 def test_require_gpu_catches_the_fallback_and_stops_with_a_clear_message(runs_dir: Path, capsys):
@@ -102,8 +103,8 @@ def test_require_gpu_catches_the_fallback_and_stops_with_a_clear_message(runs_di
     run = only_run(runs_dir)
     assert err == (
         f"duologue: run failed: b (qwen3:32b) at {server.url} is 100% on the CPU (100% CPU: 0.0 GB of "
-        "21.5 GB in VRAM, context 6144) even after reloading it; try --residency exclusive, a smaller "
-        "context (--set b.num_ctx=3072), OLLAMA_MAX_LOADED_MODELS=1 on the server, or --no-require-gpu "
+        "22.2 GB in VRAM, context 9216) even after reloading it; try --residency exclusive, a smaller "
+        "context (--set b.num_ctx=4096), OLLAMA_MAX_LOADED_MODELS=1 on the server, or --no-require-gpu "
         f"to run it on the CPU anyway (run {run.meta.run_id}: 1 finished turn(s) kept)\n"
     )
     assert run.meta.status == "failed"
@@ -148,9 +149,9 @@ def test_default_settings_stop_clearly_when_vram_never_recovers(runs_dir: Path, 
         assert run_duet(server.url, runs_dir) == 1
     err = capsys.readouterr().err
     assert err.startswith(
-        f"duologue: run failed: b (qwen3:32b) at {server.url} is 12% on the CPU (12%/88% CPU/GPU: 19.0 GB of "
-        "21.5 GB in VRAM, context 6144) even after unloading every other model and reloading it; try a "
-        "smaller context (--set b.num_ctx=3072), OLLAMA_MAX_LOADED_MODELS=1 on the server, or --no-require-gpu"
+        f"duologue: run failed: b (qwen3:32b) at {server.url} is 15% on the CPU (15%/85% CPU/GPU: 19.0 GB of "
+        "22.2 GB in VRAM, context 9216) even after unloading every other model and reloading it; try a "
+        "smaller context (--set b.num_ctx=4096), OLLAMA_MAX_LOADED_MODELS=1 on the server, or --no-require-gpu"
     )
     assert "--residency exclusive" not in err and err.count("\n") == 1
 
@@ -188,8 +189,8 @@ def test_every_request_of_a_participant_carries_the_same_complete_options(runs_d
     recorded = {p.name: p.options for p in run.meta.participants}
     a_options = {"num_ctx": 4096, "num_gpu": 999, "temperature": 0.7, "seed": -1, "num_predict": 1024}
     b_options = {
-        "num_ctx": NUM_CTX, "num_gpu": 999, "main_gpu": 0, "num_batch": 256, "num_thread": 8,
-        "use_mmap": False, "temperature": 0.7, "seed": -1, "num_predict": 1024, "top_k": 40,
+        "num_ctx": QWEN_CTX, "num_gpu": 999, "main_gpu": 0, "num_batch": 256, "num_thread": 8,
+        "use_mmap": False, "temperature": 0.7, "seed": -1, "num_predict": 4096, "top_k": 40,
     }  # fmt: skip
     assert requests_of(backend, "glm-4.7-flash") == [(a_options, "30m")] * len(
         requests_of(backend, "glm-4.7-flash")

@@ -112,6 +112,10 @@ class FakeBackend:
     hold_first_token=(k, gate) keeps the k-th chat call from sending anything until the test
     sets gate, as a model that is loading or reading a long prompt would.
 
+    strict_num_gpu refuses, as Ollama's new engine does, a load whose explicit num_gpu puts more
+    of the model on the GPU than its memory holds once every other model is evicted ("memory
+    layout cannot be allocated", HTTP 500); by default such a load spills to the CPU instead.
+
     Records: chat_requests (every ChatRequest), load_requests (model, options, keep_alive) of
     every empty-messages load, and events, pairs of (kind, model) with kind in load, reload,
     evict, unload, cancel (the client left or stopped reading), fail.
@@ -131,6 +135,7 @@ class FakeBackend:
         unload_lag_s: float = 0.0,
         unload_delay_s: float = 0.0,
         hold_first_token: tuple[int, threading.Event] | None = None,
+        strict_num_gpu: bool = False,
     ) -> None:
         self._models = [m if isinstance(m, FakeModel) else FakeModel(m) for m in models]
         self.vram_bytes = vram_bytes
@@ -142,6 +147,7 @@ class FakeBackend:
         self.unload_lag_s = unload_lag_s
         self.unload_delay_s = unload_delay_s
         self.hold_first_token = hold_first_token
+        self.strict_num_gpu = strict_num_gpu
         self.chat_requests: list[ChatRequest] = []
         self.embed_requests: list[tuple[str, list[str]]] = []
         self.load_requests: list[tuple[str, dict[str, Any], Any]] = []
@@ -307,6 +313,9 @@ class FakeBackend:
         wanted = size * gpu_layers // LAYERS
         while wanted > self._free_vram() and self._resident:
             self._release(next(iter(self._resident)), "evict")
+        if self.strict_num_gpu and num_gpu is not None and num_gpu >= 0 and wanted > self._free_vram():
+            self.events.append(("fail", model.name))
+            raise BackendFailure(f"memory layout cannot be allocated with num_gpu = {num_gpu}")
         now = time.monotonic()
         self._stale_until = [(until, freed) for until, freed in self._stale_until if until > now]
         seen_free = self._free_vram() - (self._stale_bytes if self._lag_left else 0)

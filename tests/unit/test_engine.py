@@ -69,7 +69,7 @@ A reply.
 
 We converge and we diverge.
 
-Total: 14 tokens across 4 turns (~0 minutes of generation)
+Total: 14 tokens across 4 turns (<1 minute of generation)
 """
 
 
@@ -154,7 +154,7 @@ def test_failure_mid_turn_marks_run_failed_and_keeps_finished_turns(runs_dir: Pa
     assert transcript.endswith(
         "A reply.\n\n"
         "*Run failed: turn 4 (qwen3:32b) failed: lost the connection to Ollama at http://127.0.0.1:9*\n\n"
-        "Total: 7 tokens across 3 turns (~0 minutes of generation)\n"
+        "Total: 7 tokens across 3 turns (<1 minute of generation)\n"
     )
 
 

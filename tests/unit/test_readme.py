@@ -82,7 +82,7 @@ def test_options_table_gives_each_option_its_default_values_and_meaning():
     assert table.splitlines()[:4] == [
         "| option | default | values | meaning |",
         "|---|---|---|---|",
-        "| `num_ctx` | unset | integer ≥ 256 | context window in tokens; unset: sized to the dialogue, at most the "
+        "| `num_ctx` | unset | integer ≥ 256, ≤ 16777216 | context window in tokens; unset: sized to the dialogue, at most the "
         "trained context |",
         "| `num_gpu` | `999` | integer ≥ 0 | layers on the GPU; 999: all of them, 0: CPU only |",
     ]
