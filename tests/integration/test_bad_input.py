@@ -27,7 +27,6 @@ participants:
   - {name: b, model: qwen3:32b}
 order: [a, b]
 """
-PROMPTS = ", ".join(template_names())
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
         ),
         (
             ["TRAVERSAL", "--topic", "t"],
-            f"TRAVERSAL: framing.system: no prompt template '../../../etc/passwd' in prompts/; known: {PROMPTS}",
+            "TRAVERSAL: framing.system: no prompt template '../../../etc/passwd' in prompts/; known: KNOWN",
         ),
         (
             ["BINARY", "--topic", "t"],
@@ -116,7 +115,7 @@ def test_bad_input_is_refused_before_a_run_folder_exists(
     def named(text: str) -> str:
         for name, path in files.items():
             text = text.replace(name, str(path))
-        return text
+        return text.replace("KNOWN", ", ".join(template_names()))
 
     with fake_ollama(duet_models()) as (server, backend):
         command = ["run", *[named(a) for a in args], "--model", "a=glm-4.7-flash", "--model", "b=qwen3:32b"]

@@ -112,20 +112,19 @@ def test_a_shorter_dialogue_than_the_shapes_interjections_is_refused():
         ),
         (
             "framing: {system: ../../../etc/passwd}\n",
-            "shape.yaml: framing.system: no prompt template '../../../etc/passwd' in prompts/; known: "
-            + ", ".join(template_names()),
+            "shape.yaml: framing.system: no prompt template '../../../etc/passwd' in prompts/; known: KNOWN",
         ),
         (
             "framing: {closing: /etc/passwd}\n",
-            "shape.yaml: framing.closing: no prompt template '/etc/passwd' in prompts/; known: "
-            + ", ".join(template_names()),
+            "shape.yaml: framing.closing: no prompt template '/etc/passwd' in prompts/; known: KNOWN",
         ),
         ("turns: 501\n", "shape.yaml: turns: should be at most 500"),
         ("turns: two\n", "shape.yaml: turns: should be a whole number"),
     ],
 )
 def test_a_shape_file_is_refused_when_it_is_read(extra: str, message: str):
-    assert refusal(parse_shape, SHAPE_FILE + extra, "shape.yaml") == message
+    known = ", ".join(template_names())  # the templates in prompts/ as the test runs
+    assert refusal(parse_shape, SHAPE_FILE + extra, "shape.yaml") == message.replace("KNOWN", known)
 
 
 def test_a_participants_own_system_template_must_be_one_in_prompts():
