@@ -20,7 +20,7 @@ import yaml
 
 from graphs.commands import insight
 from graphs.engine.schedule import PlannedTurn
-from graphs.engine.spec import MAX_TURNS, MIN_TURNS, NAME_PATTERN, Participant, Shape
+from graphs.engine.spec import MAX_TURNS, MIN_TURNS, NAME_PATTERN, OBSERVER, Participant, Shape
 from graphs.engine.state import Turn
 from graphs.errors import DuologueError, RunFailed, ShapeError
 from graphs.records.schema import TraceRecord
@@ -384,7 +384,7 @@ def model_hosts(
         if shape is None:
             yield {}
         elif keep_recorded:
-            chosen = {name: named_hosts.get(name) or default_host for name in shape.participant_names}
+            chosen = {p.name: named_hosts.get(p.name) or default_host for p in shape.connected}
             yield {name: host for name, host in chosen.items() if host}
         else:
             yield resolve_hosts(shape, default_host, named_hosts)
@@ -694,7 +694,7 @@ def parse_hosts(values: list[str], shape: Shape | None) -> tuple[str | None, dic
     for value in values:
         name, sep, url = value.partition("=")
         if sep and re.match(NAME_PATTERN, name) and "/" not in name:
-            if shape is not None:
+            if shape is not None and not (name == OBSERVER and shape.observer is not None):
                 shape.participant(name)
             named[name] = normalize_host(url)
         elif default is not None:
@@ -713,7 +713,7 @@ def resolve_hosts(shape: Shape, default: str | None, named: dict[str, str]) -> d
     fallback = default or default_host()
     return {
         p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
-        for p in shape.participants
+        for p in shape.connected
     }
 
 

@@ -8,8 +8,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from graphs.engine.context import DialogueContext
-from graphs.engine.nodes import CLOSING, FACILITATOR, make_facilitator, make_speaker
-from graphs.engine.spec import Shape
+from graphs.engine.nodes import CLOSING, FACILITATOR, make_facilitator, make_observer, make_speaker
+from graphs.engine.spec import OBSERVER, Shape
 from graphs.engine.state import DialogueState
 
 
@@ -26,7 +26,12 @@ def build_graph(
         graph.add_edge(speaker, FACILITATOR)
     graph.add_node(CLOSING, make_speaker(default))
     graph.add_edge(START, FACILITATOR)
-    graph.add_edge(CLOSING, END)
+    if shape.observer is None:
+        graph.add_edge(CLOSING, END)
+    else:
+        graph.add_node(OBSERVER, make_observer(default))
+        graph.add_edge(CLOSING, OBSERVER)
+        graph.add_edge(OBSERVER, END)
     return graph.compile(checkpointer=checkpointer, name=shape.name)
 
 
@@ -56,6 +61,9 @@ def graph_dot(shape: Shape) -> str:
             return ["facilitator", "relays; calls no model"]
         if node == CLOSING:
             return ["closing synthesis", f"by {closing_by}"]
+        if node == OBSERVER and shape.observer is not None:
+            observer = shape.observer.as_participant()
+            return ["observer's notes", f"by {observer.display}; never relayed"]
         participant = shape.participant(node)
         if participant.label:
             return [participant.label, f"{node} · {participant.model}"]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from langchain_core.runnables import Runnable
 
-from graphs.engine.spec import Participant, Shape
+from graphs.engine.spec import OBSERVER, Participant, Shape
 
 
 @dataclass
@@ -22,6 +22,9 @@ class DialogueContext:
     shape: Shape
     models: Mapping[str, Runnable] = field(default_factory=dict)
     connect: Callable[[Participant], Runnable] | None = None
+    summarize: Callable[[Sequence[tuple[int, str, str, str]]], list[str]] | None = None
+    """The analysis's sentences on (number, label, kind, text) turns, for the observer; the host
+    brings it (the engine measures nothing itself)."""
 
     def model_for(self, name: str) -> Runnable:
         model = self.models.get(name)
@@ -29,4 +32,6 @@ class DialogueContext:
             return model
         if self.connect is None:
             raise LookupError(f"no chat model for participant '{name}' in the dialogue's context")
+        if name == OBSERVER and self.shape.observer is not None:
+            return self.connect(self.shape.observer.as_participant())
         return self.connect(self.shape.participant(name))

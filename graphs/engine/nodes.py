@@ -1,7 +1,9 @@
-"""The dialogue's nodes: a facilitator that routes, and speakers that talk.
+"""The dialogue's nodes: a facilitator that routes, speakers that talk, and an observer.
 
 The facilitator never calls a model and adds no words of its own; the only text it
-contributes is the framing templates the shape names (relay.py).
+contributes is the framing templates the shape names (relay.py). The observer, when a shape
+names one, reads the finished dialogue after the closing; what it writes stays in the state's
+`observation`, which no speaker is ever sent.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, interrupt
 
 from graphs.engine.context import DialogueContext
-from graphs.engine.relay import messages_for
+from graphs.engine.relay import dialogue_text, labels, messages_for, observer_messages
 from graphs.engine.schedule import turn_due
-from graphs.engine.state import DialogueState, Interjection, Turn
+from graphs.engine.spec import OBSERVER
+from graphs.engine.state import DialogueState, Interjection, Observation, Turn
 
 FACILITATOR = "facilitator"
 CLOSING = "closing"
@@ -67,6 +70,29 @@ def speak(state: DialogueState, context: DialogueContext) -> dict[str, list[Turn
         number=planned.number, speaker=planned.speaker, kind=planned.kind, text=text, thinking=thinking
     )
     return {"turns": [turn]}
+
+
+def make_observer(default: DialogueContext) -> Callable[..., dict[str, Observation]]:
+    def observer(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, Observation]:
+        return observe(state, runtime.context or default)
+
+    return observer
+
+
+def observe(state: DialogueState, context: DialogueContext) -> dict[str, Observation]:
+    """The observer's notes on the whole dialogue, with the analysis's sentences beside it."""
+    shape = context.shape
+    assert shape.observer is not None, "the graph has an observer node only for a shape with one"
+    names = labels(shape)
+    turns = [(t["number"], names[t["speaker"]], t["kind"], t["text"]) for t in state.get("turns", [])]
+    summary = context.summarize(turns) if context.summarize else []
+    spec = shape.observer.as_participant()
+    messages = observer_messages(
+        spec.display, spec.persona, [names[p.name] for p in shape.participants], state["topic"],
+        dialogue_text(turns), summary,
+    )  # fmt: skip
+    text, _thinking = split_reply(context.model_for(OBSERVER).invoke(messages))
+    return {"observation": Observation(label=spec.display, text=text)}
 
 
 def split_reply(reply: object) -> tuple[str, str]:

@@ -185,6 +185,33 @@ class Closing(BaseModel):
     speaker: str = Field(default="next", description="a participant's name, or 'next' for whoever is due")
 
 
+OBSERVER = "observer"
+"""The observer's node, and its name wherever a participant's would stand (hosts, models)."""
+
+
+class Observer(BaseModel):
+    """A model that reads the finished dialogue and writes notes on it; it never speaks in it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    label: str | None = None
+    host: str | None = None
+    persona: str = ""
+    options: ModelOptions = Field(default_factory=ModelOptions)
+
+    def as_participant(self) -> Participant:
+        """The observer as the connectors know a model: a participant named `observer`."""
+        return Participant(
+            name=OBSERVER,
+            model=self.model,
+            label=self.label,
+            host=self.host,
+            persona=self.persona,
+            options=self.options,
+        )
+
+
 class Shape(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -197,6 +224,9 @@ class Shape(BaseModel):
     framing: Framing = Field(default_factory=Framing)
     interject_before: list[int] = Field(
         default_factory=list, description="turns before which the facilitator pauses to add words"
+    )
+    observer: Observer | None = Field(
+        default=None, description="a model that writes notes on the dialogue after its closing"
     )
 
     @field_validator("interject_before")
@@ -212,7 +242,7 @@ class Shape(BaseModel):
     @model_validator(mode="after")
     def _names_are_consistent(self) -> Shape:
         names = [p.name for p in self.participants]
-        reserved = {"facilitator", "closing"} & set(names)
+        reserved = {"facilitator", "closing", OBSERVER} & set(names)
         if reserved:
             raise ValueError(
                 f"'{reserved.pop()}' is a node of every dialogue; name the participant otherwise"
@@ -234,6 +264,12 @@ class Shape(BaseModel):
             f"shape '{self.name}' has no participant '{name}'; "
             f"its participants are {', '.join(self.participant_names)}"
         )
+
+    @property
+    def connected(self) -> list[Participant]:
+        """Everyone a run connects a model for: the participants, then the observer if there is one."""
+        observer = [self.observer.as_participant()] if self.observer is not None else []
+        return [*self.participants, *observer]
 
     @property
     def participant_names(self) -> list[str]:

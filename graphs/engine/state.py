@@ -25,8 +25,16 @@ class Interjection(TypedDict):
     text: str
 
 
+class Observation(TypedDict):
+    """The observer's notes on the finished dialogue; never relayed to a speaker."""
+
+    label: str
+    text: str
+
+
 class DialogueState(TypedDict, total=False):
     topic: str
     max_turns: int
     turns: Annotated[list[Turn], operator.add]
     interjections: Annotated[list[Interjection], operator.add]
+    observation: Observation

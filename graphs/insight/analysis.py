@@ -239,7 +239,7 @@ def analyze(
     lineage = phrase_lineage(turns, found)
     speakers = {label: speaker_signals(label, turn_signals, lineage) for label in labels}
     verdict, reason = verdict_of(turn_signals)
-    loops = find_loops(turns, turn_signals)
+    loops = find_loops(turn_signals, [len(in_turn) for in_turn in found])
     attribution = closing_attribution(turns, labels)
     analysis = Analysis(
         run_id=run_id,
@@ -407,8 +407,11 @@ def phrase_lineage(turns: Sequence[DialogueTurn], phrases: Sequence[list[tx.Phra
     return sorted(lineage[:MAX_PHRASES], key=lambda p: (p.first_turn, -len(p.turns), p.phrase))
 
 
-def find_loops(turns: Sequence[DialogueTurn], signals: Sequence[TurnSignals]) -> list[Loop]:
-    """Runs of turns that mostly repeat what was said before, and turns that repeat themselves."""
+def find_loops(signals: Sequence[TurnSignals], phrase_counts: Sequence[int]) -> list[Loop]:
+    """Runs of turns that mostly repeat what was said before, and turns that repeat themselves.
+
+    A turn with no content phrase at all repeats nothing.
+    """
     loops: list[Loop] = []
     run: list[TurnSignals] = []
 
@@ -419,8 +422,8 @@ def find_loops(turns: Sequence[DialogueTurn], signals: Sequence[TurnSignals]) ->
                 Loop(turns=[t.turn for t in run], share_repeated=round(sum(shares) / len(shares), 3))
             )
 
-    for signal in signals:
-        repeated = signal.turn > signals[0].turn and 1 - signal.novelty >= LOOP_SHARE
+    for signal, phrases in zip(signals, phrase_counts, strict=True):
+        repeated = phrases > 0 and signal.turn > signals[0].turn and 1 - signal.novelty >= LOOP_SHARE
         if repeated:
             run.append(signal)
             continue

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from graphs.engine.spec import NUM_PREDICT, THINKING_NUM_PREDICT, ModelOptions, Participant, Shape
+from graphs.engine.spec import NUM_PREDICT, OBSERVER, THINKING_NUM_PREDICT, ModelOptions, Participant, Shape
 from graphs.errors import OllamaError
 from graphs.ollama import api as ollama
 from graphs.ollama.api import Resident, find_resident
@@ -149,16 +149,21 @@ def resolve_shape(
     turns: int,
     facts: Callable[[str, str], ollama.ModelFacts] = ollama.show_model,
 ) -> Shape:
-    """The shape with every participant's options resolved against its server (/api/show).
+    """The shape with every participant's options, and the observer's, resolved against its
+    server (/api/show). `facts(host, model)` is asked once for each.
 
-    `facts(host, model)` is asked once per participant.
+    The observer's context is sized like a speaker's: it reads the whole dialogue.
     """
-    participants = []
-    for participant in shape.participants:
+    resolved = {}
+    for participant in shape.connected:
         host = hosts[participant.name]
-        options = resolve_options(participant, facts(host, participant.model), topic, turns, host)
-        participants.append(participant.model_copy(update={"options": options}))
-    return shape.model_copy(update={"participants": participants})
+        facts_now = facts(host, participant.model)
+        resolved[participant.name] = resolve_options(participant, facts_now, topic, turns, host)
+    participants = [p.model_copy(update={"options": resolved[p.name]}) for p in shape.participants]
+    update: dict[str, Any] = {"participants": participants}
+    if shape.observer is not None:
+        update["observer"] = shape.observer.model_copy(update={"options": resolved[OBSERVER]})
+    return shape.model_copy(update=update)
 
 
 def make_room(url: str, model: str, residents: Sequence[Resident]) -> list[str]:

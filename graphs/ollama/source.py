@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from langchain_core.runnables import Runnable
 
-from graphs.engine.spec import Participant, Shape
+from graphs.engine.spec import OBSERVER, Participant, Shape
 from graphs.ollama import api
 from graphs.ollama.connector import chat_model, close_chat_model
 from graphs.ollama.residency import ResidencySettings, RunResidency, resolve_shape
@@ -24,7 +24,7 @@ class OllamaSource:
     def versions(self, shape: Shape, hosts: Mapping[str, str]) -> dict[str, str]:
         """Each host's version, after checking it is up and has its participants' models."""
         by_host: dict[str, list[str]] = {}
-        for participant in shape.participants:
+        for participant in shape.connected:
             by_host.setdefault(hosts[participant.name], []).append(participant.model)
         return {host: api.check_models(host, models) for host, models in by_host.items()}
 
@@ -43,6 +43,8 @@ class OllamaSource:
         residency = RunResidency(shape, hosts, settings)
 
         def connect(participant: Participant, host: str) -> Runnable:
+            if participant.name == OBSERVER:  # after the closing: no turn of the dialogue to place
+                return chat_model(participant, host, stop=stop)
             return chat_model(participant, host, guard=residency.guard(participant.name), stop=stop)
 
         return connect

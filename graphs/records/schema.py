@@ -48,6 +48,8 @@ class RunMeta(BaseModel):
     """How it stands; a run killed outright stays `running` until resumed, a paused one is `interrupted`."""
     participants: list[ParticipantRecord]
     """Who took part, in the shape's order."""
+    observer: ParticipantRecord | None = None
+    """The model that wrote notes on the dialogue after its closing (named `observer`), if any."""
     topic: str
     """The topic or essay, whole."""
     turns: int

@@ -95,6 +95,7 @@ def resume_dialogue(
     outcome.turns = list(values.get("turns", []))
     outcome.records = latest_records(run.trace, len(outcome.turns))
     outcome.interjections = {i["before_turn"]: i["text"] for i in values.get("interjections", [])}
+    outcome.observation = values.get("observation")
     session = RunSession(request, store.reopen(run_id), outcome, options.observer or SilentObserver())
     return drive(session, graph_input)
 
@@ -187,9 +188,9 @@ def recorded_request(
     hosts, trace, stop and source override what they name."""
     options = options or ContinueOptions()
     shape = shape or run.shape()
-    recorded = {p.name: p.host for p in run.meta.participants}
+    recorded = {p.name: p.host for p in [*run.meta.participants, *filter(None, [run.meta.observer])]}
     hosts = options.hosts or {}
-    chosen = {name: hosts.get(name) or recorded.get(name, "") for name in shape.participant_names}
+    chosen = {p.name: hosts.get(p.name) or recorded.get(p.name, "") for p in shape.connected}
     kept = {key: value for key, value in run.meta.settings.items() if key in RECORDED_SETTINGS}
     if options.trace is not None:
         kept["trace"] = options.trace

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ from graphs.engine.nodes import CLOSING
 from graphs.engine.relay import labels
 from graphs.engine.schedule import PlannedTurn, plan_turns, turn_due
 from graphs.engine.spec import Participant, Shape
-from graphs.engine.state import DialogueState, Turn
+from graphs.engine.state import DialogueState, Observation, Turn
 from graphs.errors import DuologueError, RunFailed, RunInterrupted
 from graphs.ollama import api as ollama
 from graphs.ollama import residency
@@ -33,7 +33,7 @@ from graphs.records import checkpoints
 from graphs.records.faults import RecordError, fault_of
 from graphs.records.schema import InputsRecord, ParticipantRecord, RunMeta, TraceRecord, package_version
 from graphs.records.store import CHECKPOINTS, META, TRANSCRIPT, RunStore, RunWriter, new_run_id, now_iso
-from graphs.records.transcript import header_text, render_transcript
+from graphs.records.transcript import header_text, render_transcript, with_observer_notes
 from graphs.run import langsmith as smith
 from graphs.run.observe import RunObserver, SilentObserver
 from graphs.run.tracing import TraceRecorder
@@ -105,6 +105,8 @@ class RunOutcome:
     records: dict[int, TraceRecord] = field(default_factory=dict)
     interjections: dict[int, str] = field(default_factory=dict)
     paused_before_turn: int | None = None
+    observation: Observation | None = None
+    """The observer's notes, once its node has run."""
 
 
 def run_dialogue(request: RunRequest, observer: RunObserver | None = None) -> RunOutcome:
@@ -166,7 +168,7 @@ def drive(session: RunSession, graph_input: Any) -> RunOutcome:
             writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
             session.observer.run_started(writer.run_id, writer.folder)
             connect = source.connect(shape, request.hosts, residency_settings(request), request.stop)
-            models = {p.name: connect(p, request.hosts[p.name]) for p in shape.participants}
+            models = {p.name: connect(p, request.hosts[p.name]) for p in shape.connected}
             with (
                 checkpoints.checkpointer(writer, request.checkpoint_url) as checkpointer,
                 smith.exporting(request.trace, writer.run_id, shape, request.hosts),
@@ -251,7 +253,7 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
     stream = graph.stream(
         graph_input,
         config,
-        context=DialogueContext(shape, models),
+        context=DialogueContext(shape, models, summarize=summary_sentences),
         stream_mode=["messages", "updates"],
         durability="sync",
     )
@@ -414,6 +416,9 @@ def record_updates(
     for update in payload.values():
         if not isinstance(update, dict):
             continue
+        if "observation" in update:
+            outcome.observation = update["observation"]
+            session.save_transcript()
         for said in update.get("interjections", []):
             outcome.interjections[said["before_turn"]] = said["text"]
         for turn in update.get("turns", []):
@@ -452,8 +457,28 @@ def transcript_text(
         copied = (str(meta.forked_from["run_id"]), int(meta.forked_from["at"]))
         first = "turn 1" if copied[1] == 1 else f"turns 1-{copied[1]}"
         header.append(f"## Forked from: run {copied[0]} after turn {copied[1]} ({first} copied from it)")
-    return render_transcript(
+    text = render_transcript(
         title, header, outcome.turns, names, outcome.records, ending, outcome.interjections, copied
+    )
+    if outcome.observation is not None:
+        text = with_observer_notes(text, outcome.observation["label"], outcome.observation["text"])
+    return text
+
+
+def summary_sentences(turns: Sequence[tuple[int, str, str, str]]) -> list[str]:
+    """The analysis's sentences on the dialogue, for the observer to read beside it."""
+    from graphs.insight.analysis import DialogueTurn, analyze
+
+    return analyze("observed", [DialogueTurn(*turn) for turn in turns]).summary
+
+
+def participant_record(participant: Participant, label: str, host: str) -> ParticipantRecord:
+    return ParticipantRecord(
+        name=participant.name,
+        label=label,
+        model=participant.model,
+        host=host,
+        options=participant.options.model_dump(exclude_none=True),
     )
 
 
@@ -476,15 +501,13 @@ def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> Run
         shape=shape.name,
         status="running",
         participants=[
-            ParticipantRecord(
-                name=p.name,
-                label=names[p.name],
-                model=p.model,
-                host=request.hosts[p.name],
-                options=p.options.model_dump(exclude_none=True),
-            )
-            for p in shape.participants
+            participant_record(p, names[p.name], request.hosts[p.name]) for p in shape.participants
         ],
+        observer=(
+            participant_record(observer, observer.display, request.hosts[observer.name])
+            if (observer := shape.observer and shape.observer.as_participant())
+            else None
+        ),
         topic=request.topic,
         turns=request.turns,
         started_at=now_iso(),

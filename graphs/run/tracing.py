@@ -20,6 +20,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
 from graphs.engine.schedule import PlannedTurn
+from graphs.engine.spec import OBSERVER
 from graphs.errors import RunInterrupted
 from graphs.ollama.connector import EVENT_TURN_FACTS, FINDINGS_KEY
 from graphs.ollama.timings import raw_fields, turn_numbers
@@ -178,8 +179,8 @@ def build_record(
         "seq": seq,
         "node": node.node,
         "turn": planned.number if planned else None,
-        "kind": planned.kind if planned else None,
-        "speaker": planned.speaker if planned else None,
+        "kind": planned.kind if planned else OBSERVER if node.node == OBSERVER else None,
+        "speaker": planned.speaker if planned else OBSERVER if node.node == OBSERVER else None,
         "model": node.model or final.get("model"),
         "started_at": node.started_at,
         "ended_at": now_iso(),

@@ -133,3 +133,40 @@ def test_the_demo_command_holds_a_duet_with_embedded(tmp_path: Path):
     assert result.stdout.count("### Turn") == 4
     assert len(STATS.findall(result.stdout)) == 4
     assert result.stdout.rstrip().endswith(f"Run {run.meta.run_id} completed: {run.folder}")
+
+
+OBSERVED = """\
+name: observed
+participants:
+  - {name: a, model: "smollm2:135m", options: {num_predict: 40}}
+  - {name: b, model: "smollm2:135m-warm", options: {num_predict: 40}}
+order: [a, b]
+turns: 2
+observer: {model: "smollm2:135m", label: Small Observer, options: {num_predict: 60}}
+"""
+
+
+def test_an_observer_on_the_real_model_adds_notes_no_speaker_was_sent(
+    recording_server, runs_dir, tmp_path, capsys
+):
+    server, reported = recording_server
+    shape = tmp_path / "observed.yaml"
+    shape.write_text(OBSERVED)
+    args = [
+        "run",
+        str(shape),
+        "--topic",
+        "Is a diary a memory?",
+        "--host",
+        server.url,
+        "--runs-dir",
+        str(runs_dir),
+    ]
+    assert main(args) == 0
+    [run] = RunStore(runs_dir).list()
+    transcript = run.transcript()
+    notes = transcript.split("## Observer's Notes (Small Observer)\n\n", 1)[1].split("\n\nTotal: ", 1)[0]
+    assert notes.strip() and len(reported) == 3  # two turns, then the observer
+    assert all(notes.strip() not in str(i.messages) for i in run.inputs())
+    [row] = [r for r in run.trace if r.node == "observer"]
+    assert row.kind == "observer" and row.completion_tokens == reported[-1].eval_count

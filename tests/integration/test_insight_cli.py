@@ -220,3 +220,55 @@ def test_embeddings_add_a_similarity_of_each_turn_to_the_one_before(runs_dir: Pa
     similarity = [t["embedding_similarity_to_previous"] for t in analysis["turns"]]
     assert similarity[0] is None and all(0 < s <= 1 for s in similarity[1:])
     assert analysis["embed_model"] == "embedder" and analysis["judge"] is None
+
+
+OBSERVED_SHAPE = """\
+name: observed
+participants:
+  - {name: a, model: glm-4.7-flash}
+  - {name: b, model: qwen3:32b}
+order: [a, b]
+turns: 4
+observer: {model: nox, label: Nox, persona: "You have read many dialogues."}
+"""
+
+
+def test_a_shape_with_an_observer_holds_the_dialogue_then_adds_its_notes(tmp_path, runs_dir: Path, capsys):
+    shape = tmp_path / "observed.yaml"
+    shape.write_text(OBSERVED_SHAPE)
+    models = [*duet_models(), FakeModel("nox:latest", replies=[NOTES])]
+    with fake_ollama(models) as (server, backend):
+        args = ["run", str(shape), "--topic", "An essay.", "--host", server.url, "--runs-dir", str(runs_dir)]
+        assert main(args) == 0
+    run = only_run(runs_dir)
+    assert [r.model for r in backend.chat_requests] == [
+        "glm-4.7-flash",
+        "qwen3:32b",
+        "glm-4.7-flash",
+        "qwen3:32b",
+        "nox",
+    ]
+    observer_request = backend.chat_requests[-1]
+    assert "You have read many dialogues." in observer_request.messages[0]["content"]
+    assert observer_request.options["num_ctx"] == 6144
+    assert f"## Observer's Notes (Nox)\n\n{NOTES}\n\nTotal: " in run.transcript()
+    assert all(NOTES not in str(i.messages) for i in run.inputs())
+    assert [i.turn for i in run.inputs()] == [1, 2, 3, 4]
+    assert [(r.node, r.kind) for r in run.trace if r.node in ("closing", "observer")] == [
+        ("closing", "closing"),
+        ("observer", "observer"),
+    ]
+    assert run.meta.observer is not None and run.meta.observer.model == "nox"
+
+
+def test_an_observer_the_server_lacks_stops_the_run_before_it_starts(tmp_path, runs_dir: Path, capsys):
+    shape = tmp_path / "observed.yaml"
+    shape.write_text(OBSERVED_SHAPE)
+    with fake_ollama(duet_models()) as (server, backend):
+        args = ["run", str(shape), "--topic", "An essay.", "--host", server.url, "--runs-dir", str(runs_dir)]
+        assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"duologue: error: the server at {server.url} has no model 'nox' "
+        "(it has: glm-4.7-flash, qwen3:32b); pull it with `ollama pull nox`\n"
+    )
+    assert backend.chat_requests == [] and (not runs_dir.exists() or list(runs_dir.iterdir()) == [])

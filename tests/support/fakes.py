@@ -104,7 +104,7 @@ class ScriptedSource:
         self.resolved: list[str] = []
 
     def versions(self, shape: Any, hosts: Any) -> dict[str, str]:
-        return {hosts[p.name]: "scripted" for p in shape.participants}
+        return {hosts[p.name]: "scripted" for p in shape.connected}
 
     def resolve(self, shape: Any, hosts: Any, topic: str, turns: int) -> Any:
         from graphs.ollama.api import ModelFacts

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support.fakes import ScriptedChatModel, ScriptedSource
 
-from graphs.engine.spec import load_shape, with_overrides
+from graphs.engine.spec import Observer, load_shape, with_overrides
 from graphs.errors import RunFailed, RunInterrupted
 from graphs.records.store import RunStore
 from graphs.run.runner import RunRequest, run_dialogue
@@ -246,3 +246,42 @@ def test_scripted_models_take_the_whole_path_of_a_run(runs_dir: Path):
     assert sorted(source.closed) == ["glm-4.7-flash", "qwen3:32b"]
     meta = json.loads((outcome.folder / "run.json").read_text())
     assert meta["versions"]["ollama@http://127.0.0.1:9"] == "scripted"
+
+
+def test_an_observer_writes_notes_after_the_closing_that_no_speaker_is_sent(runs_dir: Path):
+    observed = SHAPE.model_copy(update={"observer": Observer(model="nox:latest", label="Nox")})
+    a = scripted("glm-4.7-flash", "I agree the essay is a paradox.", "We both see it.")
+    b = scripted("qwen3:32b", "A response: you're right.", "We converge.")
+    nox = scripted("nox:latest", "**Bottom line:** they converged at once.")
+    hosts = {**HOSTS, "observer": "http://127.0.0.1:9"}
+    source = ScriptedSource({"a": a, "b": b, "observer": nox})
+    outcome = run_dialogue(RunRequest(observed, "The essay.", 4, hosts, runs_dir=runs_dir, source=source))
+
+    assert outcome.status == "completed"
+    [sent] = nox.calls
+    assert [m.type for m in sent] == ["system", "human"]
+    assert sent[0].content.startswith(
+        "You are Nox, an observer of a conversation between glm-4.7-flash and qwen3:32b."
+    )
+    assert "Turn 4: qwen3:32b (closing)\nWe converge." in sent[1].content
+    assert "Converged: 4 agreements, 0 concessions, 0 challenges.\nNo one asked a question." in sent[1].content
+    transcript = normalized_transcript(outcome.folder)
+    assert transcript.endswith(
+        "We converge.\n\n---\n\n## Observer's Notes (Nox)\n\n**Bottom line:** they converged at once.\n\n"
+        "Total: 17 tokens across 4 turns (<1 minute of generation)\n"
+    ), transcript[-400:]
+    inputs = (outcome.folder / "inputs.jsonl").read_text()
+    assert "converged at once" not in inputs and all(
+        "converged at once" not in str(c) for c in a.calls + b.calls
+    )
+    rows = [json.loads(line) for line in (outcome.folder / "trace.jsonl").read_text().splitlines()]
+    [row] = [r for r in rows if r["node"] == "observer"]
+    assert (row["kind"], row["speaker"], row["turn"], row["model"]) == (
+        "observer",
+        "observer",
+        None,
+        "nox:latest",
+    )
+    meta = json.loads((outcome.folder / "run.json").read_text())
+    assert meta["observer"]["label"] == "Nox" and meta["observer"]["host"] == "http://127.0.0.1:9"
+    assert meta["observer"]["options"]["num_ctx"] == 6144  # sized to read the whole dialogue
