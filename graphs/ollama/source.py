@@ -38,14 +38,17 @@ class OllamaSource:
         hosts: Mapping[str, str],
         settings: ResidencySettings,
         stop: threading.Event | None,
+        timeout_s: float = api.TIMEOUT_S,
     ) -> Callable[[Participant, str], Runnable]:
-        """A factory of guarded chat models for a resolved shape, sharing one RunResidency."""
+        """A factory of guarded chat models for a resolved shape, sharing one RunResidency; each
+        gives up on a turn after `timeout_s` seconds without a chunk (the run's --timeout)."""
         residency = RunResidency(shape, hosts, settings)
 
         def connect(participant: Participant, host: str) -> Runnable:
             if participant.name == OBSERVER:  # after the closing: no turn of the dialogue to place
-                return chat_model(participant, host, stop=stop)
-            return chat_model(participant, host, guard=residency.guard(participant.name), stop=stop)
+                return chat_model(participant, host, timeout_s, stop=stop)
+            guard = residency.guard(participant.name)
+            return chat_model(participant, host, timeout_s, guard=guard, stop=stop)
 
         return connect
 

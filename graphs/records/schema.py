@@ -67,7 +67,8 @@ class RunMeta(BaseModel):
     embedded: bool = False
     """The models were on duologue's embedded server, which a resume or fork starts again."""
     settings: dict[str, Any] = {}
-    """The run-level settings a resume or fork keeps: residency_policy, require_gpu, strict_context, trace."""
+    """The run-level settings a resume or fork keeps: residency_policy, require_gpu, strict_context, trace,
+    timeout_s (--timeout: seconds a turn may go without a chunk)."""
     forked_from: dict[str, Any] | None = None
     """For a fork: the original's `run_id` and the turn `at` which it was cut (turns 1..at copied)."""
     paused_before_turn: int | None = None

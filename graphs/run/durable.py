@@ -26,7 +26,7 @@ from graphs.records.store import RunRecord, RunStore, finished_records
 from graphs.run.observe import RunObserver, SilentObserver
 from graphs.run.runner import ModelSource, RunOutcome, RunRequest, RunSession, drive, initial_meta, prepare
 
-RECORDED_SETTINGS = frozenset({"residency_policy", "require_gpu", "strict_context", "trace"})
+RECORDED_SETTINGS = frozenset({"residency_policy", "require_gpu", "strict_context", "trace", "timeout_s"})
 
 
 class NothingToResume(DuologueError):
@@ -44,6 +44,8 @@ class ContinueOptions:
     observer: RunObserver | None = None
     trace: bool | None = None
     """Export to LangSmith (None: as the run was recorded)."""
+    timeout_s: float | None = None
+    """Give up on a turn after this many seconds without a chunk (None: as the run was recorded)."""
     stop: threading.Event | None = None
     """Set it to interrupt the run."""
     checkpoint_url: str | None = None
@@ -96,7 +98,10 @@ def resume_dialogue(
     outcome.records = latest_records(run.trace, len(outcome.turns))
     outcome.interjections = {i["before_turn"]: i["text"] for i in values.get("interjections", [])}
     outcome.observation = values.get("observation")
-    session = RunSession(request, store.reopen(run_id), outcome, options.observer or SilentObserver())
+    writer = store.reopen(run_id)
+    held_with = writer.meta.settings | {"timeout_s": request.timeout_s}  # a new --timeout counts from now on
+    writer.meta = writer.meta.model_copy(update={"settings": held_with})  # saved once drive holds the run
+    session = RunSession(request, writer, outcome, options.observer or SilentObserver())
     return drive(session, graph_input)
 
 
@@ -185,7 +190,7 @@ def recorded_request(
     run: RunRecord, shape: Shape | None = None, options: ContinueOptions | None = None
 ) -> RunRequest:
     """The run's request as it was recorded (its shape unless `shape` is given); the options'
-    hosts, trace, stop and source override what they name."""
+    hosts, trace, timeout, stop and source override what they name."""
     options = options or ContinueOptions()
     shape = shape or run.shape()
     recorded = {p.name: p.host for p in [*run.meta.participants, *filter(None, [run.meta.observer])]}
@@ -194,6 +199,8 @@ def recorded_request(
     kept = {key: value for key, value in run.meta.settings.items() if key in RECORDED_SETTINGS}
     if options.trace is not None:
         kept["trace"] = options.trace
+    if options.timeout_s is not None:
+        kept["timeout_s"] = options.timeout_s
     request = RunRequest(
         shape=shape,
         topic=run.meta.topic,

@@ -59,8 +59,10 @@ class ModelSource(Protocol):
         hosts: Mapping[str, str],
         settings: residency.ResidencySettings,
         stop: threading.Event | None,
+        timeout_s: float,
     ) -> Callable[[Participant, str], Runnable]:
-        """A factory of chat models for the resolved shape: connect(participant, host)."""
+        """A factory of chat models for the resolved shape: connect(participant, host); a turn
+        gives up after `timeout_s` seconds without a chunk from its model."""
         ...
 
     def close(self, model: Runnable) -> None:
@@ -88,6 +90,9 @@ class RunRequest:
     """Stop rather than let a turn run partly on the CPU; None: once its host has shown VRAM."""
     strict_context: bool = False
     """Stop when Ollama truncated a prompt, instead of flagging the turn."""
+    timeout_s: float = ollama.TIMEOUT_S
+    """Give up on a turn when its model sends nothing for this long, before its first token or
+    between two chunks (--timeout); the default suits a 32B model loading from disk."""
     trace: bool = True
     """Export the run's trace to LangSmith when it is configured (graphs/run/langsmith.py); --no-trace."""
     checkpoint_url: str | None = field(default_factory=checkpoints.url_from_env)
@@ -167,7 +172,9 @@ def drive(session: RunSession, graph_input: Any) -> RunOutcome:
         try:
             writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
             session.observer.run_started(writer.run_id, writer.folder)
-            connect = source.connect(shape, request.hosts, residency_settings(request), request.stop)
+            connect = source.connect(
+                shape, request.hosts, residency_settings(request), request.stop, request.timeout_s
+            )
             models = {p.name: connect(p, request.hosts[p.name]) for p in shape.connected}
             with (
                 checkpoints.checkpointer(writer, request.checkpoint_url) as checkpointer,
@@ -519,6 +526,7 @@ def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> Run
             "require_gpu": request.require_gpu,
             "strict_context": request.strict_context,
             "trace": request.trace,
+            "timeout_s": request.timeout_s,
         },
         checkpoint_store=checkpoints.recorded_store(request.checkpoint_url),
     )

@@ -110,7 +110,8 @@ class FakeBackend:
     sends Ollama's final {"error": ...} line, "drop" cuts the connection.
 
     hold_first_token=(k, gate) keeps the k-th chat call from sending anything until the test
-    sets gate, as a model that is loading or reading a long prompt would.
+    sets gate, as a model that is loading or reading a long prompt would. stall=(k, n, gate) has
+    the k-th chat call send n pieces, then nothing until the test sets gate, as a hung server would.
 
     strict_num_gpu refuses, as Ollama's new engine does, a load whose explicit num_gpu puts more
     of the model on the GPU than its memory holds once every other model is evicted ("memory
@@ -135,6 +136,7 @@ class FakeBackend:
         unload_lag_s: float = 0.0,
         unload_delay_s: float = 0.0,
         hold_first_token: tuple[int, threading.Event] | None = None,
+        stall: tuple[int, int, threading.Event] | None = None,
         strict_num_gpu: bool = False,
     ) -> None:
         self._models = [m if isinstance(m, FakeModel) else FakeModel(m) for m in models]
@@ -147,6 +149,7 @@ class FakeBackend:
         self.unload_lag_s = unload_lag_s
         self.unload_delay_s = unload_delay_s
         self.hold_first_token = hold_first_token
+        self.stall = stall
         self.strict_num_gpu = strict_num_gpu
         self.chat_requests: list[ChatRequest] = []
         self.embed_requests: list[tuple[str, list[str]]] = []
@@ -246,7 +249,9 @@ class FakeBackend:
         try:
             if self.hold_first_token and self.hold_first_token[0] == call:
                 self.hold_first_token[1].wait()
-            for item in script:
+            for sent, item in enumerate(script):
+                if self.stall and self.stall[:2] == (call, sent):
+                    self.stall[2].wait()
                 if cancelled():
                     return
                 if item is None:

@@ -116,7 +116,9 @@ class ScriptedSource:
 
         return resolve_shape(shape, hosts, topic, turns, facts)
 
-    def connect(self, shape: Any, hosts: Any, settings: Any, stop: Any) -> Callable[[Any, str], Any]:
+    def connect(
+        self, shape: Any, hosts: Any, settings: Any, stop: Any, timeout_s: float = 0.0
+    ) -> Callable[[Any, str], Any]:
         return lambda participant, host: self.models[participant.name]
 
     def close(self, model: Any) -> None:
