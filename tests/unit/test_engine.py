@@ -264,7 +264,9 @@ def test_an_observer_writes_notes_after_the_closing_that_no_speaker_is_sent(runs
         "You are Nox, an observer of a conversation between glm-4.7-flash and qwen3:32b."
     )
     assert "Turn 4: qwen3:32b (closing)\nWe converge." in sent[1].content
-    assert "Converged: 4 agreements, 0 concessions, 0 challenges.\nNo one asked a question." in sent[1].content
+    assert (
+        "Converged: 4 agreements, 0 concessions, 0 challenges.\nNo one asked a question." in sent[1].content
+    )
     transcript = normalized_transcript(outcome.folder)
     assert transcript.endswith(
         "We converge.\n\n---\n\n## Observer's Notes (Nox)\n\n**Bottom line:** they converged at once.\n\n"
