@@ -37,6 +37,8 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/duologue run duet --embedded --topic-file graphs/samples/essay.md
 	$(BIN)/duologue runs
+	@echo; echo "What happened between them (duologue analyze RUN_ID):"; echo
+	@$(BIN)/duologue analyze "$$($(BIN)/duologue runs --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')"
 
 # Debian's Chromium and its driver, for the real-browser test of the Streamlit page (needs root or sudo).
 browser:
