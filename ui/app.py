@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from graphs.ui import render
+
 st.set_page_config(page_title="duologue", page_icon=":material/forum:", layout="wide")
 page = st.navigation(
     [
@@ -16,4 +18,5 @@ page = st.navigation(
         st.Page("views/shapes.py", title="Shapes", icon=":material/account_tree:"),
     ]
 )
-page.run()
+with render.failure_shown():
+    page.run()

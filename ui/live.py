@@ -15,6 +15,7 @@ import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +215,7 @@ class Registry:
         # hook is threading's too; those run newest first), so each is recorded as interrupted.
         register = getattr(threading, "_register_atexit", atexit.register)
         register(self.shutdown)
+        REGISTRIES.add(self)
 
     def launch(self, request: RunRequest, runner: Callable[..., Any] = run_dialogue) -> LiveRun:
         """Start the run in its own thread; the request gets a run id first, so the page can
@@ -267,8 +269,9 @@ class Registry:
         with self._lock:
             return [run for run in self._runs.values() if not run.done]
 
-    def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Stop every run at exit, so each is recorded as interrupted rather than left running."""
+    def shutdown(self, timeout_s: float = 10.0) -> list[LiveRun]:
+        """Stop every run at exit, so each is recorded as interrupted rather than left running;
+        returns the runs it stopped."""
         runs = self.active()
         for run in runs:
             run.stop()
@@ -276,8 +279,19 @@ class Registry:
         for run in runs:
             if run.thread is not None:
                 run.thread.join(max(0.0, deadline - time.monotonic()))
+        return runs
 
     def _prune(self) -> None:
         finished = [run_id for run_id, run in self._runs.items() if run.done]
         for run_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._runs[run_id]
+
+
+REGISTRIES: weakref.WeakSet[Registry] = weakref.WeakSet()
+"""Every Registry in this process: the page keeps one (st.cache_resource), tests make more."""
+
+
+def stop_every_run(timeout_s: float = 10.0) -> list[LiveRun]:
+    """Stop the runs of every registry in this process as the page's Stop would, each recorded
+    interrupted; what `duologue ui` does once its server has stopped, whatever stopped it."""
+    return [run for registry in list(REGISTRIES) for run in registry.shutdown(timeout_s)]

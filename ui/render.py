@@ -1,15 +1,23 @@
 """How a run looks on the page: transcript, trace table, charts, inputs, graph.
 
-Model output is untrusted. It is rendered as Markdown with HTML off (st.markdown escapes
-raw HTML unless unsafe_allow_html=True), and safe_markdown() also disarms the two Markdown
-features that act on their own: images, which the browser would fetch from wherever the
-model pointed, and `$...$`, which Streamlit would typeset as LaTeX and so garble prices.
+Every string the page did not write itself (model text, and whatever came from a server, a
+file or the URL: errors, run ids, labels, models, topics, hosts, file names) is untrusted, and
+every Streamlit text element reads Markdown. So such a string reaches the page only through one
+of the two helpers here. plain() shows it as one line of text with no Markdown meaning;
+safe_markdown() keeps model text's formatting (emphasis, lists, code) but disarms what acts on
+its own or takes the reader elsewhere: images, which the browser would fetch from wherever the
+text pointed; links, autolinks and bare URLs, which the browser's Markdown turns into links
+(even escaped: it finds them in the text left after escapes); raw HTML; and `$...$`, which
+Streamlit would typeset as LaTeX and so garble prices. A URL or an e-mail address is shown in a
+code span, where nothing is linked.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import altair as alt
@@ -29,8 +37,21 @@ from graphs import (
 
 from .live import LiveTurn
 
-FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-CODE_SPAN = re.compile(r"(`+)(?:.+?)\1")
+log = logging.getLogger("duologue.ui")
+
+FENCE = re.compile(r"^( {0,3})(`{3,}(?=[^`]*$)|~{3,})(.*)$")
+"""A fenced code block's opening line: its indent, its fence, and its info string."""
+# A code span as CommonMark reads it: a backtick run not escaped, closed by a run of the same length.
+CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+# What the browser would link even with every character escaped: a scheme's ://, www., an e-mail.
+LINKABLE = re.compile(r"://|www\.|@[-\w]+\.", re.IGNORECASE)
+WORD = re.compile(r"\S+")
+MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+MODEL_TEXT_SPECIALS = "\\`$[<&"
+"""Escaped in model text outside code spans: what could start a link, an image, HTML, an entity,
+code or LaTeX; backslashes too, so that no escape in the text can undo one of ours."""
+PLAIN_SPECIALS = "\\`*_{}[]()#+-.!|<>~$:&@"
+"""Escaped in plain text: every character that Markdown or Streamlit's directives give a meaning."""
 # Material icons ship with Streamlit; emoji need a font a headless browser may lack.
 STATUS_ICONS = {
     "completed": ":green[:material/check_circle:]",
@@ -39,53 +60,131 @@ STATUS_ICONS = {
     "failed": ":red[:material/error:]",
     "interrupted": ":orange[:material/stop_circle:]",
     "stopped": ":orange[:material/heart_broken:]",
+    "unreadable": ":red[:material/broken_image:]",
 }
 
 
 def safe_markdown(text: str) -> str:
-    """Model text made safe to hand to st.markdown: `$` and `![` escaped outside code."""
-    out: list[str] = []
-    fence: str | None = None
-    for line in text.split("\n"):
-        opener = FENCE.match(line)
-        if fence is not None:
-            if opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence):
-                fence = None
-            out.append(line)
-        elif opener:
-            fence = opener.group(1)
-            out.append(line)
-        else:
-            out.append(_escape_outside_code_spans(line))
-    return "\n".join(out)
+    """Model text (no fenced code: see model_text_blocks) made safe to hand to st.markdown.
+
+    Code spans are kept; outside them, MODEL_TEXT_SPECIALS are escaped and a word the browser
+    would link goes in a code span. A backtick that opens no code span on its line is escaped,
+    so no code span or fence can take in what was left unescaped.
+    """
+    return "\n".join(_escape_outside_code_spans(line) for line in text.split("\n"))
+
+
+def model_text_blocks(text: str) -> list[tuple[str, str, str | None]]:
+    """Model text cut into ("markdown", text, None) and ("code", code, language) blocks.
+
+    Fenced code goes to st.code, which reads no Markdown: were a fence read otherwise by the
+    browser than here (a list item's indent, an odd closing line), no text left as code could
+    turn into a link.
+    """
+    blocks: list[tuple[str, str, str | None]] = []
+    prose: list[str] = []
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines):
+        opener = FENCE.match(lines[index])
+        if opener is None:
+            prose.append(lines[index])
+            index += 1
+            continue
+        if prose:
+            blocks.append(("markdown", "\n".join(prose), None))
+            prose = []
+        indent, fence, info = len(opener.group(1)), opener.group(2), opener.group(3).strip()
+        closer = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+        code: list[str] = []
+        index += 1
+        while index < len(lines) and not closer.match(lines[index]):
+            line = lines[index]
+            code.append(line[min(indent, len(line) - len(line.lstrip(" "))) :])
+            index += 1
+        index += 1  # the closing fence, if there was one
+        language = info.split()[0] if info else None
+        blocks.append(("code", "\n".join(code), language if language and language.isidentifier() else None))
+    if prose:
+        blocks.append(("markdown", "\n".join(prose), None))
+    return blocks
 
 
 def _escape_outside_code_spans(line: str) -> str:
     parts, last = [], 0
     for span in CODE_SPAN.finditer(line):
-        parts.append(_escape(line[last : span.start()]))
+        parts.append(_disarm(line[last : span.start()], MODEL_TEXT_SPECIALS))
         parts.append(span.group(0))
         last = span.end()
-    parts.append(_escape(line[last:]))
+    parts.append(_disarm(line[last:], MODEL_TEXT_SPECIALS))
     return "".join(parts)
 
 
-def _escape(text: str) -> str:
-    return text.replace("$", "\\$").replace("![", "!\\[")
+def _disarm(text: str, specials: str) -> str:
+    """Each word with `specials` escaped, or, if a browser would link it, in a code span."""
+
+    def escaped(part: str) -> str:
+        return "".join(f"\\{c}" if c in specials else c for c in part)
+
+    def word(match: re.Match[str]) -> str:
+        found = match.group(0)
+        if not LINKABLE.search(found):
+            return escaped(found)
+        tail = ""  # a sentence's punctuation after a URL reads better outside its code span
+        while found[-1] in ".,;:!?'\"" or (found[-1] == ")" and found.count(")") > found.count("(")):
+            found, tail = found[:-1], found[-1] + tail
+        return code_span(found) + escaped(tail)
+
+    return WORD.sub(word, text)
+
+
+def code_span(text: str) -> str:
+    """`text` as inline code, whatever backticks it holds: nothing in a code span is Markdown."""
+    runs = [len(run) for run in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+@contextmanager
+def failure_shown() -> Iterator[None]:
+    """A fault the page did not foresee: one line on the page, its traceback in the server's log.
+
+    A traceback names the server's files and helps no reader of the page; the terminal that
+    runs `duologue ui` has it. Streamlit's own controls (st.stop, st.rerun) pass through.
+    """
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - the page says one line, never a traceback
+        log.exception("the page failed")
+        said = " ".join(str(exc).split())[:300]
+        st.error(
+            plain(
+                f"The page failed: {exc.__class__.__name__}{': ' + said if said else ''}. "
+                "The details are in the terminal that runs duologue ui; reload the page to try again."
+            )
+        )
 
 
 def show_model_text(text: str) -> None:
-    """Untrusted text as Markdown, HTML off."""
-    st.markdown(safe_markdown(text) if text.strip() else "*(empty reply)*", unsafe_allow_html=False)
+    """Untrusted text as Markdown, HTML off and disarmed; its fenced code as st.code."""
+    if not text.strip():
+        st.markdown("*(empty reply)*")
+        return
+    for kind, block, language in model_text_blocks(text):
+        if kind == "code":
+            st.code(block, language=language, wrap_lines=True)
+        elif block.strip():
+            st.markdown(safe_markdown(block), unsafe_allow_html=False)
 
 
 def status_label(status: str) -> str:
-    return f"{STATUS_ICONS.get(status, '')} {status}".strip()
+    return f"{STATUS_ICONS.get(status, '')} {plain(status)}".strip()
 
 
 def show_live_turn(turn: LiveTurn, streaming: bool = False) -> None:
     """A turn in the reference's layout: heading, stats line (once finished), text."""
-    st.markdown(f"#### Turn {turn.number}: {plain(turn.label)} — {turn.kind.capitalize()}")
+    st.markdown(f"#### Turn {turn.number}: {plain(turn.label)} — {plain(turn.kind.capitalize())}")
     if streaming:
         st.caption(f"{plain(turn.model)} · writing…")
         if turn.thinking:
@@ -95,9 +194,9 @@ def show_live_turn(turn: LiveTurn, streaming: bool = False) -> None:
     show_model_text(turn.text or ("…" if streaming else ""))
 
 
-def plain(text: str) -> str:
-    """Text from a shape, a model or a URL, shown inline without any Markdown meaning."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", " ".join(text.split()))
+def plain(text: object) -> str:
+    """Text from a server, a file, a shape or the URL, as one line with no Markdown meaning."""
+    return _disarm(" ".join(str(text).split()), PLAIN_SPECIALS)
 
 
 # ---- the trace -------------------------------------------------------------------------
@@ -276,11 +375,11 @@ def show_inputs(inputs: Sequence[InputsRecord], names: dict[str, str]) -> None:
         who = names.get(entry.speaker, entry.speaker)
         who = who if who == entry.model else f"{who} ({entry.model})"
         count = len(entry.messages)
-        label = f"Turn {entry.turn}: {who} was sent {count} message{'s' * (count != 1)}"
+        label = f"Turn {entry.turn}: {plain(who)} was sent {count} message{'s' * (count != 1)}"
         with st.expander(label):
             for index, message in enumerate(entry.messages, 1):
-                content = message.get("content", "")
-                st.caption(f"{index}. {message.get('role', '?')} · {len(content)} characters")
+                content = str(message.get("content", ""))
+                st.caption(plain(f"{index}. {message.get('role', '?')} · {len(content)} characters"))
                 st.code(content, language=None, wrap_lines=True)
 
 
@@ -344,7 +443,8 @@ def show_transcript(text: str) -> None:
         st.caption("No finished turn yet.")
         return
     header, body = split_transcript(text)
-    if header:
-        st.markdown(f"**{plain(header[0])}**")
-        st.caption("  \n".join(plain(line) for line in header[1:]))
+    if header:  # duologue's Markdown, whose escapes say how each line reads
+        lines = [plain(MARKDOWN_ESCAPE.sub(r"\1", line)) for line in header]
+        st.markdown(f"**{lines[0]}**")
+        st.caption("  \n".join(lines[1:]))
     show_model_text(body)

@@ -682,23 +682,56 @@ def doctor_subject(positional: str | None, models: list[str]) -> tuple[Shape | N
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    """`streamlit run` on the page installed as graphs.ui, bound to 127.0.0.1 only."""
-    import subprocess
+    """The Streamlit page installed as graphs.ui, served from this process on 127.0.0.1 only.
+
+    In this process, not a child: whatever stops duologue (Ctrl-C, a supervisor's SIGTERM, the
+    terminal's SIGHUP) stops the page's server, so none is left behind serving the port. Once it
+    has stopped, the page's runs still going are stopped as its Stop button would stop them.
+    """
+    import socket
     from importlib.resources import files
 
+    from streamlit.web import cli as streamlit_cli
+
+    from graphs.ui.live import stop_every_run
+
     app = Path(str(files("graphs.ui").joinpath("app.py")))
-    env = dict(os.environ)
+    with socket.socket() as probe:  # as the server will bind it, so a port in use is one line
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError as exc:
+            raise DuologueError(
+                f"cannot serve the page on 127.0.0.1:{args.port} ({exc.strerror or exc}): "
+                "another program (another duologue ui?) has the port; stop it, or pick another with --port"
+            ) from None
     if args.runs_dir is not None:
-        env[RUNS_DIR_ENV] = str(args.runs_dir.resolve())
+        os.environ[RUNS_DIR_ENV] = str(args.runs_dir.resolve())
     if args.host:
-        env["OLLAMA_HOST"] = args.host
+        os.environ["OLLAMA_HOST"] = args.host
     if args.checkpoint_url:
-        env["DUOLOGUE_CHECKPOINT_URL"] = args.checkpoint_url
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1"]
-    command += ["--server.port", str(args.port), "--server.headless", "true"]
-    command += ["--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+        os.environ["DUOLOGUE_CHECKPOINT_URL"] = args.checkpoint_url
+    command = ["run", str(app), "--server.address", "127.0.0.1", "--server.port", str(args.port)]
+    command += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    # A fault the page did not catch shows its type in the browser; its traceback stays here.
+    command += ["--client.toolbarMode", "minimal", "--client.showErrorDetails", "type"]
     print(f"duologue: the page is at http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
-    return subprocess.call(command, env=env)
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in stopping}
+    # Streamlit stops its server on SIGTERM, SIGINT and SIGQUIT; SIGHUP would kill it outright.
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: signal.raise_signal(signal.SIGTERM))
+    try:
+        streamlit_cli.main(args=command, prog_name="streamlit", standalone_mode=False)
+    finally:
+        for sig in stopping:  # stopping the runs takes a moment; another signal changes nothing
+            signal.signal(sig, signal.SIG_IGN)
+        stopped = stop_every_run()
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    if stopped:
+        ids = ", ".join(run.run_id for run in stopped)
+        print(f"duologue: the page stopped; runs it held are recorded interrupted: {ids}", file=sys.stderr)
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -2,23 +2,29 @@
 
 Launches a duet against the Ollama-protocol test server, watches it stream, waits for it
 to finish, and checks the transcript, the trace table, the charts and the graph are on the
-page. Screenshots land in the test's temporary folder.
+page; shows a run whose every field carries planted Markdown and HTML, and checks that the
+browser neither fetches nor links any of it; stops `duologue ui` with SIGTERM mid-run.
+Screenshots land in the test's temporary folder.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
+import threading
 import time
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support.duet import turn_sections
 from support.fakeollama import FakeModel, fake_ollama
-from support.net import free_port
+from support.hostile import FIELDS, hostile_models, hostile_run, planted
+from support.pageserver import duologue_ui, serving
+
+from graphs import RunStore
+from graphs.embedded.backend import BackendFailure
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 HOSTILE = "Note <img src=x onerror=alert(1)> and <script>alert(2)</script> here."
@@ -37,23 +43,9 @@ pytestmark = [
 ]
 
 
-def wait_for(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} did not answer within {timeout_s} s")
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
-    """`duologue ui` in its own process group, pointed at the test server; stopped afterwards.
+    """`duologue ui` pointed at the test server, stopped afterwards by SIGTERM to it alone.
 
     Yields the page's URL, its runs folder and the test server's URL."""
     models = [
@@ -61,23 +53,11 @@ def page(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
         FakeModel("qwen3:32b", replies=B_REPLIES, gpu_tok_s=1.4),
     ]
     runs_dir = tmp_path / "runs"
-    port = free_port()
-    with fake_ollama(models, token_delay_s=0.08) as (server, _backend):
-        command = [sys.executable, "-m", "graphs", "ui", "--port", str(port)]
-        command += ["--runs-dir", str(runs_dir), "--host", server.url]
-        log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for(f"http://127.0.0.1:{port}/_stcore/health", timeout_s=60)
-            yield f"http://127.0.0.1:{port}", runs_dir, server.url
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-            log.close()
+    with (
+        fake_ollama(models, token_delay_s=0.08) as (server, _backend),
+        duologue_ui(runs_dir, tmp_path / "streamlit.log", host=server.url) as ui,
+    ):
+        yield ui.url, runs_dir, server.url
 
 
 @pytest.fixture
@@ -264,3 +244,165 @@ def test_the_facilitators_words_continue_a_paused_run_in_a_browser(page, browser
     assert run.meta.status == "completed"
     assert f"### Facilitator — before Turn 3\n\n{words}\n\n---\n\n### Turn 3:" in run.transcript()
     driver.save_screenshot(str(tmp_path / "resumed.png"))
+
+
+class Sink(ThreadingHTTPServer):
+    """Where planted text points: it records every request that reaches it, and answers each."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        super().__init__(("127.0.0.1", 0), SinkHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class SinkHandler(BaseHTTPRequestHandler):
+    server: Sink
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_text_from_servers_and_files_never_fetches_or_links_in_a_browser(
+    browser, sink: Sink, tmp_path: Path, monkeypatch
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 60)
+    runs_dir = tmp_path / "runs"
+    with fake_ollama(hostile_models(sink.url)) as (server, _backend):
+        run = hostile_run(server.url, runs_dir, sink.url)
+    sink_host = sink.url.removeprefix("http://")
+    # Anything that would fetch from the sink or take a click there, or to a planted address.
+    reaching = f"[src*='{sink_host}'], [href*='{sink_host}'], [href*='.example'], [href^='mailto:']"
+
+    def body() -> str:
+        return driver.find_element(By.TAG_NAME, "body").text
+
+    def everything() -> str:
+        """The page's text, the data grids' too (drawn on a canvas, their cells kept for a reader)."""
+        grids = driver.find_elements(By.CSS_SELECTOR, "[data-testid=stDataFrame]")
+        return body() + "".join(grid.get_attribute("textContent") or "" for grid in grids)
+
+    def settle(name: str) -> None:
+        time.sleep(1)  # time for any fetch the page would make
+        driver.save_screenshot(str(tmp_path / f"{name}.png"))
+        elements = [e.get_attribute("outerHTML") for e in driver.find_elements(By.CSS_SELECTOR, reaching)]
+        assert (elements, sink.requests) == ([], []), name
+
+    with fake_ollama([]) as (down, backend):
+
+        def refusing() -> list:
+            raise BackendFailure(planted("host", sink.url))
+
+        monkeypatch.setattr(backend, "models", refusing)  # /api/tags answers 500 with the planted error
+        with duologue_ui(runs_dir, tmp_path / "streamlit.log", host=down.url) as ui:
+            driver.get(ui.url)
+            wait.until(lambda d: "answered /api/tags" in body(), message="no host error")
+            settle("launch")
+            assert f"details]({sink.url}/host/link)" in body()  # shown as written
+
+            driver.get(f"{ui.url}/run?run={run.meta.run_id}")
+            wait.until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, "[role=tab]"), message="the run did not open"
+            )
+            settle("run")
+            shown = body()
+            # Each field as written, up to the reply's emphasis (which renders); the topic is cut short.
+            for field in FIELDS:
+                text = planted(field, sink.url)
+                assert text[: 60 if field == "topic" else text.index(" *")] in shown, field
+            for tab in ("Turns: trace and charts", "What each model was sent", "Graph"):
+                driver.find_element(By.XPATH, f"//*[@role='tab'][normalize-space(.)='{tab}']").click()
+                time.sleep(1)
+                for expander in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stExpander] summary"):
+                    if expander.is_displayed():
+                        driver.execute_script("arguments[0].click()", expander)
+                settle(tab.split(":")[0].lower().replace(" ", "-"))
+
+            for page, name, listed in (("runs", "runs", "2/4"), ("run", "picker", run.meta.run_id)):
+                driver.get(f"{ui.url}/{page}")
+                wait.until(lambda d, listed=listed: listed in everything(), message=f"{name}: no run")
+                settle(name)
+            planted_id = planted("id", sink.url)
+            driver.get(f"{ui.url}/run?run={urllib.parse.quote(planted_id)}")
+            wait.until(lambda d: "No such run" in body(), message="no error for the id")
+            settle("bad-id")
+            assert f"details]({sink.url}/id/link)" in body()
+
+
+def test_sigterm_to_duologue_ui_stops_the_page_and_records_its_run_interrupted(browser, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser
+    wait = WebDriverWait(driver, 60)
+    runs_dir = tmp_path / "runs"
+    models = [FakeModel("glm-4.7-flash", replies=A_REPLIES), FakeModel("qwen3:32b", replies=B_REPLIES)]
+    with (
+        fake_ollama(models, token_delay_s=0.2) as (server, _backend),
+        duologue_ui(runs_dir, tmp_path / "streamlit.log", host=server.url) as ui,
+    ):
+        driver.get(ui.url)
+        for participant, model in (("a", "glm-4.7-flash"), ("b", "qwen3:32b")):
+            box = wait.until(
+                ec.element_to_be_clickable((By.CSS_SELECTOR, f".st-key-participant-{participant} input"))
+            )
+            box.click()
+            box.send_keys(model)
+            wait.until(
+                ec.presence_of_element_located(
+                    (By.XPATH, f"//*[@role='option'][normalize-space(.)='{model}']")
+                )
+            )
+            box.send_keys(Keys.ENTER)
+        turns = driver.find_element(By.XPATH, "//input[@aria-label='Turns, the closing included']")
+        turns.send_keys(Keys.CONTROL, "a")
+        turns.send_keys("12", Keys.ENTER)
+        wait.until(ec.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Launch']"))).click()
+        wait.until(lambda d: "run=" in d.current_url, message="the page did not open the run")
+        run_id = driver.current_url.split("run=", 1)[1]
+        wait.until(lambda d: (runs_dir / run_id / "transcript.md").exists(), message="no turn finished")
+
+        # A supervisor's stop: SIGTERM to duologue alone, with the run going.
+        assert ui.stop(signal.SIGTERM) == 0
+        assert not serving(ui.port), "the page's server outlived duologue ui"
+    run = RunStore(runs_dir).load(run_id)
+    assert run.meta.status == "interrupted"
+    sections = turn_sections(run.transcript())
+    assert 1 <= len(sections) < 12 and run.finished_turns == set(range(1, len(sections) + 1))
+    assert (
+        sections[0] == f"### Turn 1: glm-4.7-flash — Opening\n{sections[0].splitlines()[1]}\n\n{A_REPLIES[0]}"
+    )
+    assert not [p.name for p in run.folder.iterdir() if p.name.endswith(".tmp")]
+    assert ui.output().splitlines()[-1] == (
+        f"duologue: the page stopped; runs it held are recorded interrupted: {run_id}"
+    )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,10 @@ from streamlit.testing.v1 import AppTest
 from support import ROOT
 from support.duet import A_REPLIES, B_REPLIES, duet_models, turn_sections
 from support.fakeollama import FakeModel, fake_ollama
+from support.hostile import FIELDS, hostile_models, hostile_run, planted
+from support.markup import armed, page_markdown, visible
+from support.net import free_port
+from support.pageserver import duologue_ui, serving
 
 from graphs import (
     DuologueError,
@@ -30,6 +36,7 @@ from graphs import (
     run_dialogue,
     with_overrides,
 )
+from graphs.embedded.backend import BackendFailure
 from graphs.ui import common
 from graphs.ui.live import LiveRun, Registry
 
@@ -57,16 +64,23 @@ def run_status(runs_dir: Path, run_id: str) -> str | None:
 
 
 def texts(at: AppTest) -> str:
-    """Everything the page says, for assertions that don't care which element says it."""
+    """Everything the page says, as a reader sees it, for assertions that don't care which element says it."""
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [e.value for e in at.error] + [w.value for w in at.warning] + [i.value for i in at.info]
-    return "\n".join(parts)
+    return "\n".join(visible(part) for part in parts)
+
+
+def assert_page_ok(at: AppTest) -> None:
+    """No exception, and no fault the page caught and reported in its one line."""
+    assert not at.exception, at.exception
+    failed = [visible(e.value) for e in at.error if visible(e.value).startswith("The page failed")]
+    assert not failed, failed
 
 
 def launch_page(url: str, monkeypatch) -> AppTest:
     monkeypatch.setenv("OLLAMA_HOST", url)
     at = AppTest.from_file(APP, default_timeout=60).run()
-    assert not at.exception, at.exception
+    assert_page_ok(at)
     return at
 
 
@@ -103,7 +117,7 @@ def test_launch_a_duet_then_inspect_every_turn(page_env: Path, monkeypatch):
             at.number_input(key="Built-in:duet:b:num_ctx").set_value(8192)
             at.text_area(key="topic-text").set_value("Inherited memory: who owes what to a predecessor?")
             at.button(key="launch").click().run()
-            assert not at.exception, at.exception
+            assert_page_ok(at)
 
             # The page now names the run in its URL and shows it live, with a Stop button (the run
             # cannot have ended: its first token is held back).
@@ -114,7 +128,7 @@ def test_launch_a_duet_then_inspect_every_turn(page_env: Path, monkeypatch):
             first_token.set()
         at = finish(at, page_env, run_id)
 
-    assert not at.exception, at.exception
+    assert_page_ok(at)
     run = RunStore(page_env).load(run_id)
     assert run.meta.status == "completed"
     options = {p.name: p.options for p in run.meta.participants}
@@ -132,7 +146,7 @@ def test_launch_a_duet_then_inspect_every_turn(page_env: Path, monkeypatch):
     assert list(trace["model"]) == ["glm-4.7-flash", "qwen3:32b"] * 2
     assert trace["tok/s"].round(1).tolist() == [9.0, 1.4, 9.0, 1.4]
     assert len(at.get("vega_lite_chart")) == 4  # tok/s, latency, tokens, time split
-    sent = [e.label for e in at.expander]
+    sent = [visible(e.label) for e in at.expander]
     assert sent[0] == "Turn 1: glm-4.7-flash was sent 2 messages" and len(sent) == 4
     inputs = run.inputs()
     assert [c.value for c in at.code][: len(inputs[0].messages)] == [m["content"] for m in inputs[0].messages]
@@ -159,7 +173,7 @@ def test_stop_interrupts_the_run_and_keeps_finished_turns(page_env: Path, monkey
     assert run.meta.status == "interrupted"
     kept = len(run.turn_records)
     assert 1 <= kept < 6
-    assert any("interrupted" in w.value for w in at.warning)
+    assert any("interrupted" in visible(w.value) for w in at.warning)
     assert len(at.dataframe[0].value) == kept
     assert "Turn 1: glm-4.7-flash — Opening" in texts(at)
 
@@ -218,20 +232,187 @@ def test_runs_still_going_when_the_server_stops_are_recorded_as_interrupted(runs
 
 
 def test_model_text_is_markdown_with_html_off(page_env: Path, monkeypatch):
-    models = [FakeModel("glm-4.7-flash", replies=[HOSTILE]), FakeModel("qwen3:32b")]
+    code = "```python\nprint('![c](http://x.invalid/c.png)')\n```"
+    models = [FakeModel("glm-4.7-flash", replies=[f"{HOSTILE} **Bold** and `$HOME`.\n\n{code}"]), "qwen3:32b"]
     with fake_ollama(models) as (server, _backend):
         shape = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
         outcome = run_dialogue(
             RunRequest(shape, "t", 2, {"a": server.url, "b": server.url}, runs_dir=page_env)
         )
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("views/run.py")
-    at.query_params["run"] = outcome.run_id
-    at.run()
-    assert not at.exception, at.exception
+    at = open_run(outcome.run_id)
     [shown] = [m for m in at.markdown if "onerror" in m.value]
     assert not shown.proto.allow_html
-    assert "\\$5" in shown.value and "!\\[t]" in shown.value
+    # The reader sees the text as written; no image, link, tag or LaTeX in it works.
+    assert f"{HOSTILE} **Bold** and $HOME." in visible(shown.value)
+    assert "\\$5" in shown.value and armed(shown.value) == []
+    assert "**Bold** and `$HOME`." in shown.value  # emphasis and code spans keep their meaning
+    # Fenced code is shown as code, which reads no Markdown at all.
+    assert "print('![c](http://x.invalid/c.png)')" in [c.value for c in at.code]
+    assert_nothing_armed(at)
+
+
+SINK = "http://127.0.0.1:9"
+"""Where planted text points; AppTest fetches nothing, so it only has to be recognisable."""
+
+
+def assert_nothing_armed(at: AppTest) -> None:
+    """No Markdown string on the page holds a link, image, HTML or URL the browser would act on."""
+    found = {markdown: armed(markdown) for markdown in page_markdown(at) if armed(markdown)}
+    assert not found, found
+
+
+def shown_text(at: AppTest) -> str:
+    return "\n".join(visible(markdown) for markdown in page_markdown(at))
+
+
+def test_text_from_servers_and_files_is_shown_as_text(tmp_path: Path, monkeypatch):
+    # The runs folder's own path is shown too, and a folder may be called anything.
+    runs = tmp_path / "www.runs_[x]*y*.example"
+    monkeypatch.setenv("DUOLOGUE_RUNS_DIR", str(runs))
+    for page in ("views/run.py", "views/runs.py"):
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        at.switch_page(page).run()
+        assert_page_ok(at)
+        assert_nothing_armed(at)
+        assert f"No runs in {runs} yet." in shown_text(at)
+
+    gate = threading.Event()
+    with fake_ollama(hostile_models(SINK), hold_first_token=(2, gate)) as (server, _backend):
+        # Live: turn 1 finished and turn 2 on its way, as the page shows a run it launched.
+        shape = with_overrides(
+            load_shape("duet"),
+            {"a": "glm-4.7-flash", "b": "qwen3:32b"},
+            [("a", "label", planted("label", SINK))],
+        )
+        live = common.registry().launch(
+            RunRequest(shape, planted("topic", SINK), 4, {"a": server.url, "b": server.url}, runs_dir=runs)
+        )
+        try:
+            wait_until(lambda: live.snapshot().current is not None and live.snapshot().turns, what="turn 2")
+            at = open_run(live.run_id)
+            assert _has_stop(at, live.run_id)
+            assert_nothing_armed(at)
+            assert f"Turn 1: {planted('label', SINK)} — Opening" in shown_text(at)
+            assert planted("reply", SINK) in shown_text(at)
+        finally:
+            gate.set()
+        wait_until(lambda: live.done, what="the live run to fail")
+    with fake_ollama(hostile_models(SINK)) as (server, _backend):
+        run = hostile_run(server.url, runs / "record", SINK)
+
+    # The record: its header, error, totals, transcript, trace, inputs and graph.
+    monkeypatch.setenv("DUOLOGUE_RUNS_DIR", str(runs / "record"))
+    at = open_run(run.meta.run_id)
+    assert_nothing_armed(at)
+    seen = shown_text(at)
+    for field in FIELDS:  # the transcript's header cuts the topic short
+        assert (planted(field, SINK) if field != "topic" else f"Topic: {planted(field, SINK)[:60]}") in seen
+    [error] = at.error
+    assert visible(error.value).startswith("The run failed: turn 3 ") and planted("error", SINK) in visible(
+        error.value
+    )
+    # The run picker, the Runs page, and a run id in the URL that is planted too.
+    for page, query in (
+        ("views/run.py", None),
+        ("views/runs.py", None),
+        ("views/run.py", planted("id", SINK)),
+    ):
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        at.switch_page(page)
+        if query:
+            at.query_params["run"] = query
+        at.run()
+        assert_page_ok(at)
+        assert_nothing_armed(at)
+    assert "No such run: " in visible(at.error[0].value) and planted("id", SINK) in visible(at.error[0].value)
+
+
+def test_a_hosts_error_and_uploaded_files_are_shown_as_text(page_env: Path, monkeypatch):
+    with fake_ollama([]) as (server, backend):
+
+        def refusing() -> list:
+            raise BackendFailure(planted("host", SINK))
+
+        monkeypatch.setattr(backend, "models", refusing)
+        at = launch_page(server.url, monkeypatch)
+        assert_nothing_armed(at)
+        assert any(planted("host", SINK) in visible(e.value) for e in at.error)
+
+        # A shape file: its name, description and labels, then a topic file's name.
+        name = planted("file", SINK).replace("/", "_") + ".yaml"
+        own = (
+            f"name: mine\ndescription: {json.dumps(planted('description', SINK))}\nparticipants:\n"
+            f"  - {{name: a, model: m, label: {json.dumps(planted('label', SINK))}}}\n  - {{name: b, model: n}}\n"
+            "order: [a, b]\nturns: 4\nclosing: {speaker: next}\n"
+        )
+        at.radio(key="shape-source").set_value("Shape file").run()
+        at.file_uploader(key="shape-file").set_value((name, own.encode(), "text/yaml")).run()
+        assert_page_ok(at)
+        assert_nothing_armed(at)
+        seen = shown_text(at)
+        assert planted("description", SINK) in seen and planted("label", SINK) in seen
+        at.radio(key="topic-source").set_value("From a file").run()
+        topic = name.removesuffix(".yaml") + ".md"
+        at.file_uploader(key="topic-file").set_value((topic, b"A topic.", "text/markdown")).run()
+        assert_nothing_armed(at)
+        assert f"{topic}: 2 words" in shown_text(at)
+        at.file_uploader(key="topic-file").set_value((topic, b"\xff", "text/markdown")).run()
+        assert_nothing_armed(at)
+        assert f"{topic} is not UTF-8 text" in shown_text(at)
+
+    # The Shapes page's check: a valid shape, then one whose error quotes the file.
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/shapes.py").run()
+    at.file_uploader(key="own-shape").set_value((name, own.encode(), "text/yaml")).run()
+    assert_page_ok(at)
+    assert_nothing_armed(at)
+    assert f"{name} is a valid shape: mine, 2 participants." in shown_text(at)
+    bad = f"name: mine\nparticipants: {json.dumps(planted('shape', SINK))}\n"
+    at.file_uploader(key="own-shape").set_value((name, bad.encode(), "text/yaml")).run()
+    assert_nothing_armed(at)
+    assert at.error and name in visible(at.error[0].value)
+
+
+def test_an_unreadable_run_is_listed_with_why_and_hides_no_other(page_env: Path):
+    with fake_ollama(duet_models()) as (server, _backend):
+        readable = run_dialogue(
+            RunRequest(duet_shape(), "t", 2, {"a": server.url, "b": server.url}, runs_dir=page_env)
+        )
+    broken = page_env / "www.broken.example"  # a folder's name is the run id the page shows
+    broken.mkdir()
+    (broken / "run.json").write_bytes(b"\xff")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/runs.py").run()
+    assert_page_ok(at)
+    assert_nothing_armed(at)
+    rows = at.dataframe[0].value.to_dict("records")
+    assert {row["run"]: row["status"] for row in rows} == {
+        readable.run_id: "completed",
+        "www.broken.example": "unreadable",
+    }
+    [why] = [row["flags"] for row in rows if row["status"] == "unreadable"]
+    assert "run.json is not UTF-8 text" in why
+    at.switch_page("views/run.py").run()  # the run picker
+    assert_page_ok(at)
+    assert_nothing_armed(at)
+    assert [visible(link.value) for link in at.page_link] == [
+        "www.broken.example · :red[:material/broken_image:] unreadable",
+        f"{readable.run_id} · :green[:material/check_circle:] completed",
+    ]
+
+
+def test_a_fault_the_page_did_not_foresee_is_one_line_not_a_traceback(page_env: Path, monkeypatch):
+    def broken() -> None:
+        raise RuntimeError("the store broke at /srv/secret/path")
+
+    monkeypatch.setattr(common, "store", broken)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/runs.py").run()
+    assert not at.exception
+    assert [visible(e.value) for e in at.error] == [
+        "The page failed: RuntimeError: the store broke at /srv/secret/path. The details are in the "
+        "terminal that runs duologue ui; reload the page to try again."
+    ]
 
 
 # ---- bad input and faults ---------------------------------------------------------------------
@@ -246,9 +427,9 @@ def test_a_run_id_that_is_not_a_run(page_env: Path, tmp_path: Path, run_id: str)
     at.switch_page("views/run.py")
     at.query_params["run"] = run_id
     at.run()
-    assert not at.exception, at.exception
+    assert_page_ok(at)
     [error] = at.error
-    assert "not a run id" in error.value or "no run" in error.value
+    assert "not a run id" in visible(error.value) or "no run" in visible(error.value)
     assert "secret" not in texts(at)
 
 
@@ -256,8 +437,8 @@ def test_unreachable_host_says_so_and_offers_the_embedded_model(page_env: Path, 
     with fake_ollama([]) as (server, _backend):
         closed = server.url  # nothing listens here once the server has stopped
     at = launch_page(closed, monkeypatch)
-    assert any("cannot reach Ollama" in e.value for e in at.error)
-    assert any("embedded model" in i.value for i in at.info)
+    assert any("cannot reach Ollama" in visible(e.value) for e in at.error)
+    assert any("embedded model" in visible(i.value) for i in at.info)
     assert at.selectbox(key="Built-in:duet:a:model").options == [
         "smollm2:135m · embedded (CPU, this machine)",
         "smollm2:135m-warm · embedded (CPU, this machine)",
@@ -284,7 +465,7 @@ def test_a_failed_run_shows_its_error_and_finished_turns(page_env: Path, monkeyp
     at.query_params["run"] = live.run_id
     at.run()
     [error] = at.error
-    assert "The run failed" in error.value and "turn 3" in error.value
+    assert "The run failed" in visible(error.value) and "turn 3" in visible(error.value)
     trace = at.dataframe[0].value  # the two finished turns, and the failed one flagged
     assert list(trace["turn"]) == [1, 2, 3] and list(trace["flags"]) == ["", "", "error"]
     assert B_REPLIES[0] in texts(at)
@@ -295,7 +476,7 @@ def test_a_failed_run_shows_its_error_and_finished_turns(page_env: Path, monkeyp
     at.query_params["run"] = early.run_id
     at.run()
     [error] = at.error
-    assert "failed before its first turn" in error.value and "not-pulled:7b" in error.value
+    assert "failed before its first turn" in visible(error.value) and "not-pulled:7b" in visible(error.value)
 
 
 def test_topic_upload_has_a_limit_and_must_be_text(page_env: Path, monkeypatch):
@@ -304,17 +485,17 @@ def test_topic_upload_has_a_limit_and_must_be_text(page_env: Path, monkeypatch):
         at.radio(key="topic-source").set_value("From a file").run()
         uploader = at.file_uploader(key="topic-file")
         uploader.set_value(("big.md", b"word " * 250_000, "text/markdown")).run()
-        assert any("the limit is 1,000 kB" in e.value for e in at.error)
+        assert any("the limit is 1,000 kB" in visible(e.value) for e in at.error)
         at.file_uploader(key="topic-file").set_value(
             ("latin.txt", "caf\xe9".encode("latin-1"), "text/plain")
         ).run()
-        assert any("not UTF-8" in e.value for e in at.error)
+        assert any("not UTF-8" in visible(e.value) for e in at.error)
         at.file_uploader(key="topic-file").set_value(
             ("essay.md", b"An essay in five words.", "text/markdown")
         )
         at.run()
         assert not at.error
-        assert any("essay.md: 5 words" in c.value for c in at.caption)
+        assert any("essay.md: 5 words" in visible(c.value) for c in at.caption)
 
 
 # ---- resume, and the facilitator's words ------------------------------------------------------
@@ -353,7 +534,7 @@ def open_run(run_id: str) -> AppTest:
     at.switch_page("views/run.py")
     at.query_params["run"] = run_id
     at.run()
-    assert not at.exception, at.exception
+    assert_page_ok(at)
     return at
 
 
@@ -363,7 +544,7 @@ def finish_resume(at: AppTest, run_id: str) -> tuple[AppTest, LiveRun]:
     assert live is not None and live.resumed_after is not None, "the page launched no resume"
     wait_until(lambda: live.done, what=f"the resume of {run_id}")
     wait_until(lambda: not _has_stop(at.run(), run_id), what="the page to show the finished run")
-    assert not at.exception, at.exception
+    assert_page_ok(at)
     return at, live
 
 
@@ -378,7 +559,7 @@ def test_the_facilitators_words_are_relayed_before_the_paused_turn(page_env: Pat
         at = open_run(run_id)
         words = at.text_area(key=f"say:{run_id}:3")
         assert words.label == "The facilitator's words before turn 3"
-        assert any(f"duologue resume {run_id} --say TEXT" in c.value for c in at.caption)
+        assert any(f"duologue resume {run_id} --say TEXT" in visible(c.value) for c in at.caption)
         words.set_value(WORDS)
         at.button(key=f"say-it:{run_id}").click().run()
         assert not at.exception and not at.error
@@ -456,9 +637,9 @@ def test_say_it_with_no_words_says_so_and_launches_nothing(page_env: Path):
         at = open_run(run_id)
         at.text_area(key=f"say:{run_id}:3").set_value("  \n ")
         at.button(key=f"say-it:{run_id}").click().run()
-        assert not at.exception, at.exception
+        assert_page_ok(at)
         [error] = at.error
-        assert error.value == "Write the facilitator's words first, or continue without a word."
+        assert visible(error.value) == "Write the facilitator's words first, or continue without a word."
         assert common.registry().get(run_id) is None  # no worker was started
         assert not _has_stop(at, run_id)
         at.run()  # the page again, as it was
@@ -477,9 +658,9 @@ def test_resume_a_failed_run_keeps_its_finished_turns(page_env: Path):
         assert len(before) == 2 and len(kept) == 2
         at = open_run(run_id)
         [error] = at.error
-        assert "The run failed" in error.value and "turn 3" in error.value
+        assert "The run failed" in visible(error.value) and "turn 3" in visible(error.value)
         at.button(key=f"resume:{run_id}").click().run()
-        assert not at.exception, at.exception
+        assert_page_ok(at)
         at, _live = finish_resume(at, run_id)
         resumed = backend.chat_requests[3:]
 
@@ -510,7 +691,7 @@ def test_a_killed_run_shows_as_stopped_and_resumes(page_env: Path):
         (page_env / run_id / "run.json").write_text(json.dumps(record | {"status": "running", "error": None}))
         at = open_run(run_id)
         [warning] = at.warning
-        assert warning.value == (
+        assert visible(warning.value) == (
             "This run is marked running, but no process holds it: it was killed, or its machine went down. "
             "Its 2 finished turn(s) are kept below."
         )
@@ -554,7 +735,7 @@ def test_stop_a_resumed_run_and_a_second_tab_does_not_start_it_again(page_env: P
     assert 2 <= len(kept) < 8  # turn 1 from before, turn 2 (at least) from the resume
     assert kept[:2] == ["### Turn 1: glm-4.7-flash — Opening", "### Turn 2: qwen3:32b — Response"]
     assert [int(k.split()[2].rstrip(":")) for k in kept] == list(range(1, len(kept) + 1))
-    assert any("interrupted" in w.value for w in tab.warning)
+    assert any("interrupted" in visible(w.value) for w in tab.warning)
     assert f"resume:{run_id}" in [b.key for b in tab.button]  # it can be resumed again
 
 
@@ -570,9 +751,9 @@ def test_a_resume_the_engine_refuses_is_one_error_line(page_env: Path):
             wait_until(lambda: refused.done, what="the refused resume")
         if _has_stop(at, run_id):  # the page was still watching it start
             at.run()
-        assert not at.exception, at.exception
+        assert_page_ok(at)
         [error] = at.error
-        assert error.value == (
+        assert visible(error.value) == (
             f"The run was not continued: run {run_id} is being driven by process {os.getpid()}; "
             "wait for it to finish or stop it first"
         )
@@ -602,7 +783,7 @@ def test_runs_page_lists_every_run_with_its_flags(page_env: Path):
         )
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("views/runs.py").run()
-    assert not at.exception, at.exception
+    assert_page_ok(at)
     table = at.dataframe[0].value
     assert list(table.columns) == [
         "started", "shape", "models", "turns", "tokens", "generation s", "status", "flags", "run",
@@ -615,37 +796,99 @@ def test_runs_page_lists_every_run_with_its_flags(page_env: Path):
 def test_shapes_page_draws_each_shape_and_shows_its_file():
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("views/shapes.py").run()
-    assert not at.exception, at.exception
+    assert_page_ok(at)
     assert [h.value for h in at.header][:3] == ["debate", "duet", "panel"]
     assert len(at.get("graphviz_chart")) == 3
-    assert any("name: duet" in c.value for c in at.code)
+    assert any("name: duet" in visible(c.value) for c in at.code)
     at.file_uploader(key="own-shape").set_value(
         ("mine.yaml", b"name: mine\nparticipants: []\n", "text/yaml")
     ).run()
-    assert any("mine.yaml" in e.value for e in at.error)
+    assert any("mine.yaml" in visible(e.value) for e in at.error)
 
 
-def test_duologue_ui_runs_streamlit_on_localhost(monkeypatch, tmp_path: Path):
-    import subprocess
+def test_duologue_ui_serves_the_page_on_localhost(monkeypatch, tmp_path: Path):
+    from streamlit.web import cli as streamlit_cli
 
     from graphs.commands.cli import main
 
     seen: dict[str, object] = {}
 
-    def call(command, env):
-        seen.update(command=command, env=env)
-        return 0
+    def serve(args: list[str], prog_name: str, standalone_mode: bool) -> None:
+        seen.update(args=args, env=dict(os.environ))
 
-    monkeypatch.setattr(subprocess, "call", call)
+    monkeypatch.setattr(streamlit_cli, "main", serve)
+    for variable in ("DUOLOGUE_RUNS_DIR", "DUOLOGUE_CHECKPOINT_URL"):
+        monkeypatch.setenv(variable, "")  # set by the command; put back after the test
     database = "postgresql://duologue:pw@127.0.0.1:5432/runs"
-    assert main(["ui", "--port", "8611", "--runs-dir", str(tmp_path), "--checkpoint-url", database]) == 0
-    command = seen["command"]
-    assert isinstance(command, list) and command[1:4] == ["-m", "streamlit", "run"]
-    assert Path(command[4]).resolve() == Path(APP).resolve()
-    assert command[command.index("--server.address") + 1] == "127.0.0.1"
-    assert command[command.index("--server.port") + 1] == "8611"
+    port = free_port()
+    assert main(["ui", "--port", str(port), "--runs-dir", str(tmp_path), "--checkpoint-url", database]) == 0
+    args = seen["args"]
+    assert isinstance(args, list) and args[0] == "run"
+    assert Path(args[1]).resolve() == Path(APP).resolve()
+    assert args[args.index("--server.address") + 1] == "127.0.0.1"
+    assert args[args.index("--server.port") + 1] == str(port)
+    assert args[args.index("--client.showErrorDetails") + 1] == "type"  # no traceback in the browser
     assert seen["env"]["DUOLOGUE_RUNS_DIR"] == str(tmp_path.resolve())  # type: ignore[index]
     assert seen["env"]["DUOLOGUE_CHECKPOINT_URL"] == database  # type: ignore[index]
+
+
+def test_duologue_ui_on_a_port_in_use_is_one_line(capsys, tmp_path: Path):
+    from graphs.commands.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["ui", "--port", str(port), "--runs-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"duologue: error: cannot serve the page on 127.0.0.1:{port} (Address already in use): another "
+        "program (another duologue ui?) has the port; stop it, or pick another with --port\n"
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_any_signal_that_stops_duologue_ui_stops_its_page(stop: signal.Signals, tmp_path: Path):
+    """As a supervisor, `kill` or a closed terminal stops it: the signal goes to duologue alone."""
+    with duologue_ui(tmp_path / "runs", tmp_path / "ui.log") as page:
+        assert serving(page.port)
+        assert page.stop(stop) == 0
+        assert not serving(page.port), "the page's server outlived duologue ui"
+    assert page.output().endswith("Stopping...\n")
+
+
+def test_the_runs_the_page_holds_are_recorded_interrupted_when_it_stops(runs_dir: Path, monkeypatch, capsys):
+    """Whatever stopped the page's server, duologue ui then stops its runs as the Stop button does."""
+    from streamlit.web import cli as streamlit_cli
+
+    from graphs.commands.cli import main
+
+    held: list[LiveRun] = []
+    with fake_ollama(duet_models(), token_delay_s=0.05) as (server, _backend):
+
+        def serve(args: list[str], prog_name: str, standalone_mode: bool) -> None:
+            """The page launches a run, then its server stops (on a signal) with the run going."""
+            shape = with_overrides(load_shape("duet"), {"a": "glm-4.7-flash", "b": "qwen3:32b"}, [])
+            live = Registry().launch(
+                RunRequest(shape, "t", 8, {"a": server.url, "b": server.url}, runs_dir=runs_dir)
+            )
+            wait_until(lambda: live.snapshot().turns, what="a finished turn")
+            held.append(live)
+
+        monkeypatch.setattr(streamlit_cli, "main", serve)
+        monkeypatch.setenv("DUOLOGUE_RUNS_DIR", "")
+        assert main(["ui", "--port", str(free_port()), "--runs-dir", str(runs_dir)]) == 0
+    [live] = held
+    run = RunStore(runs_dir).load(live.run_id)
+    kept = live.snapshot().turns  # every turn the page showed finished is in the record, as shown
+    assert run.meta.status == "interrupted" and 1 <= len(kept) < 8
+    assert run.finished_turns == set(range(1, len(kept) + 1))
+    assert [section.split("\n\n", 1)[1] for section in turn_sections(run.transcript())] == [
+        t.text for t in kept
+    ]
+    assert not list(run.folder.glob("*.tmp")) and not list(run.folder.glob(".*.tmp"))
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"duologue: the page stopped; runs it held are recorded interrupted: {live.run_id}"
+    )
 
 
 @pytest.fixture(autouse=True)

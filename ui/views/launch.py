@@ -64,17 +64,17 @@ else:
     if shape_file is not None:
         text, problem = launching.read_upload(shape_file, UPLOAD_LIMIT_BYTES)
         if problem:
-            st.error(problem)
+            st.error(render.plain(problem))
         else:
             try:
                 shape = parse_shape(text, source=shape_file.name)
             except DuologueError as exc:
-                st.error(str(exc))
+                st.error(render.plain(exc))
 if shape is None:
     st.info("Choose a built-in shape, or upload a shape file (see the Shapes page for examples).")
     st.stop()
 if shape.description:
-    st.caption(" ".join(shape.description.split()))
+    st.caption(render.plain(shape.description))
 scope = f"{source}:{shape.name}"  # widget keys per shape, so switching shapes starts afresh
 
 # ---- where the models are -----------------------------------------------------------------
@@ -89,7 +89,7 @@ hosts = {p.name: normalize_host(p.host) if p.host else host for p in shape.parti
 listed = {h: common.host_models(h) for h in dict.fromkeys(hosts.values())}
 for found in listed.values():
     if found.error:
-        st.error(found.error)
+        st.error(render.plain(found.error))
 if any(found.error for found in listed.values()):
     st.info(
         "The embedded model is offered in every participant's list: a small real model "
@@ -127,7 +127,9 @@ for participant, column in zip(shape.participants, columns, strict=True):
     options = participant.options
     key = f"{scope}:{participant.name}"
     with column, st.container(border=True, key=f"participant-{participant.name}"):
-        st.markdown(f"**{render.plain(participant.label or 'Participant')}** · `{participant.name}`")
+        st.markdown(
+            f"**{render.plain(participant.label or 'Participant')}** · {render.code_span(participant.name)}"
+        )
         offered = choices_for(participant)
         by_label = {choice.label: choice for choice in offered}  # plain strings keep the widget simple
         label = st.selectbox(
@@ -205,10 +207,10 @@ else:
     if topic_file is not None:
         topic, problem = launching.read_upload(topic_file, UPLOAD_LIMIT_BYTES)
         if problem:
-            st.error(problem)
+            st.error(render.plain(problem))
             topic = ""
         else:
-            st.caption(f"{topic_file.name}: {len(topic.split())} words")
+            st.caption(render.plain(f"{topic_file.name}: {len(topic.split())} words"))
 
 turns = int(
     st.number_input(
@@ -222,7 +224,8 @@ turns = int(
 plan = plan_turns(shape, turns)
 names = {p.name: p.label or picked[p.name].model for p in shape.participants}
 st.caption(
-    " → ".join(f"{t.number} {names[t.speaker]} ({t.kind})" for t in plan[:12]) + (" …" if turns > 12 else "")
+    render.plain(" → ".join(f"{t.number} {names[t.speaker]} ({t.kind})" for t in plan[:12]))
+    + (" …" if turns > 12 else "")
 )
 
 # ---- launch ---------------------------------------------------------------------------------
@@ -245,7 +248,7 @@ if st.button("Launch", type="primary", key="launch"):
     except DuologueError as exc:
         problem = str(exc)
     if problem or request is None:
-        st.error(problem or "could not build the run")
+        st.error(render.plain(problem or "could not build the run"))
     else:
         live = common.registry().launch(request)
         st.switch_page("views/run.py", query_params={"run": live.run_id})
@@ -259,7 +262,9 @@ if active:
         snap = run.snapshot()
         st.page_link(
             "views/run.py",
-            label=f"{run.run_id} · {(snap.resumed_after or 0) + len(snap.turns)}/{snap.planned_turns} turns",
+            label=render.plain(
+                f"{run.run_id} · {(snap.resumed_after or 0) + len(snap.turns)}/{snap.planned_turns} turns"
+            ),
             query_params={"run": run.run_id},
             icon=":material/play_circle:",
         )

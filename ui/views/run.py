@@ -23,14 +23,14 @@ def pick_run() -> None:
     st.title("Run")
     runs = common.store().list()
     if not runs:
-        st.info(f"No runs in {common.store().root} yet.")
+        st.info(render.plain(f"No runs in {common.store().root} yet."))
         st.page_link("views/launch.py", label="Launch one", icon=":material/rocket_launch:")
         return
     st.caption("Open a run (all of them are on the Runs page):")
     for run in runs[:10]:
         st.page_link(
             "views/run.py",
-            label=f"{run.meta.run_id} · {render.status_label(run.status)}",
+            label=f"{render.plain(run.meta.run_id)} · {render.status_label(run.status)}",
             query_params={"run": run.meta.run_id},
         )
 
@@ -38,6 +38,11 @@ def pick_run() -> None:
 @st.fragment(run_every=POLL_S)
 def live_view(live: LiveRun) -> None:
     """Redrawn every POLL_S seconds from the worker's buffer; the whole page reloads when the run ends."""
+    with render.failure_shown():  # a fragment's rerun runs this alone, outside the page's guard
+        show_live(live)
+
+
+def show_live(live: LiveRun) -> None:
     snap = live.snapshot()
     if snap.done:
         st.rerun()
@@ -85,10 +90,10 @@ def resume(run: RunRecord, say: str | None) -> None:
             hosts = {p.name: url for p in meta.participants}
         live = common.registry().resume(run, say=say, hosts=hosts)
     except EmbeddedUnavailable as exc:
-        st.error(f"The embedded model is not installed here: {exc}")
+        st.error(render.plain(f"The embedded model is not installed here: {exc}"))
         return
     except DuologueError as exc:
-        st.error(str(exc))
+        st.error(render.plain(exc))
         return
     st.session_state[f"resumed:{meta.run_id}"] = live
     st.rerun()
@@ -114,7 +119,8 @@ def facilitator_form(run: RunRecord) -> None:
         resume(run, words.strip())
     elif skip:
         resume(run, "")
-    st.caption(f"From a terminal: `duologue resume {meta.run_id} --say TEXT` (`--say ''` adds nothing).")
+    command = render.code_span(f"duologue resume {meta.run_id} --say TEXT")
+    st.caption(f"From a terminal: {command} (`--say ''` adds nothing).")
 
 
 def resume_button(run: RunRecord) -> None:
@@ -131,15 +137,13 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
     meta = run.meta
     names = render.run_names(run)
     models = ", ".join(p.model if p.label == p.model else f"{p.label} ({p.model})" for p in meta.participants)
-    st.caption(
-        f"{render.status_label(run.status)} · shape {meta.shape} · {models} · "
-        f"started {meta.started_at[:19].replace('T', ' ')} UTC"
-    )
+    started = meta.started_at[:19].replace("T", " ")
+    about = render.plain(f"shape {meta.shape} · {models} · started {started} UTC")
+    st.caption(f"{render.status_label(run.status)} · {about}")
     done = len(run.finished_turns)
     if meta.status == "failed":
-        st.error(
-            f"The run failed: {meta.error or 'no reason recorded'}. Its {done} finished turn(s) are below."
-        )
+        reason = meta.error or "no reason recorded"
+        st.error(render.plain(f"The run failed: {reason}. Its {done} finished turn(s) are below."))
         resume_button(run)
     elif meta.status == "interrupted" and meta.paused_before_turn:
         facilitator_form(run)
@@ -203,10 +207,10 @@ try:
 except DuologueError as exc:
     if live is not None and live.error:
         # It failed before it wrote anything, e.g. the host was down or lacks a model.
-        st.error(f"The run failed before its first turn: {live.error}")
+        st.error(render.plain(f"The run failed before its first turn: {live.error}"))
         st.page_link("views/launch.py", label="Back to Launch", icon=":material/rocket_launch:")
     else:
-        st.error(f"No such run: {exc}")
+        st.error(render.plain(f"No such run: {exc}"))
         st.page_link("views/runs.py", label="See every run", icon=":material/list:")
     st.stop()
 # A resume this session asked for that never started (the engine refused it): say why, once.
@@ -214,5 +218,5 @@ asked = st.session_state.get(f"resumed:{run_id}")
 if asked is not None and asked.done:
     del st.session_state[f"resumed:{run_id}"]
     if asked.start_error:
-        st.error(f"The run was not continued: {asked.start_error}")
+        st.error(render.plain(f"The run was not continued: {asked.start_error}"))
 full_view(record, live)

@@ -6,13 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from graphs import run_totals
-from graphs.ui import common
+from graphs.ui import common, render
 
 st.title("Runs")
 store = common.store()
 runs = store.list()
 if not runs:
-    st.info(f"No runs in {store.root} yet.")
+    st.info(render.plain(f"No runs in {store.root} yet."))
     st.page_link("views/launch.py", label="Launch one", icon=":material/rocket_launch:")
     st.stop()
 
@@ -29,12 +29,12 @@ for run in runs:
             "tokens": totals["tokens"],
             "generation s": round(sum(r.latency_s or 0 for r in records), 1),
             "status": run.status,
-            "flags": ", ".join(run.flags),
+            "flags": run.unreadable or ", ".join(run.flags),  # an unreadable run: why, in its place
             "run": run.meta.run_id,
         }
     )
 table = pd.DataFrame(rows)
-st.caption(f"{len(runs)} run(s) in {store.root}, newest first. Select a row to open that run.")
+st.caption(render.plain(f"{len(runs)} run(s) in {store.root}, newest first. Select a row to open that run."))
 event = st.dataframe(
     table,
     hide_index=True,
@@ -44,7 +44,7 @@ event = st.dataframe(
         "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
         "generation s": st.column_config.NumberColumn(format="%.1f"),
         "flags": st.column_config.TextColumn(
-            help="CPU: a model ran (partly) on the CPU; truncated; cut by length"
+            help="CPU: a model ran (partly) on the CPU; truncated; cut by length; for an unreadable run, why"
         ),
     },
     key="runs-table",

@@ -18,7 +18,7 @@ for name in builtin_shape_names():
     shape = load_shape(name)
     st.header(name)
     if shape.description:
-        st.caption(" ".join(shape.description.split()))
+        st.caption(render.plain(shape.description))
     graph, text = st.columns([1, 1])
     with graph:
         render.show_graph(shape)
@@ -36,9 +36,10 @@ if upload is not None:
             raise DuologueError(problem)
         shape = parse_shape(text, source=upload.name)
     except DuologueError as exc:
-        st.error(str(exc))
+        st.error(render.plain(exc))
     else:
-        st.success(f"{upload.name} is a valid shape: {shape.name}, {len(shape.participants)} participants.")
+        count = len(shape.participants)
+        st.success(render.plain(f"{upload.name} is a valid shape: {shape.name}, {count} participants."))
         graph, source = st.columns([1, 1])
         with graph:
             render.show_graph(shape)
