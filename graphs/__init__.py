@@ -53,6 +53,13 @@ _EXPORTS = {
     "embedded_models": "graphs.embedded.serve",
     "suited_to_embedded": "graphs.embedded.defaults",
     "EmbeddedUnavailable": "graphs.embedded.llama_backend",
+    "Analysis": "graphs.insight.analysis",
+    "NothingToAnalyze": "graphs.insight.runs",
+    "analyze_run": "graphs.insight.runs",
+    "saved_analysis": "graphs.insight.runs",
+    "compare_runs": "graphs.insight.runs",
+    "import_transcript": "graphs.insight.importer",
+    "read_transcript": "graphs.records.transcript_reader",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -76,12 +83,16 @@ if TYPE_CHECKING:
     )
     from graphs.engine.state import Turn
     from graphs.errors import DuologueError, RunFailed, RunInterrupted
+    from graphs.insight.analysis import Analysis
+    from graphs.insight.importer import import_transcript
+    from graphs.insight.runs import NothingToAnalyze, analyze_run, compare_runs, saved_analysis
     from graphs.ollama.api import default_host, list_models, normalize_host
     from graphs.ollama.residency import RESIDENCY_POLICIES
     from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
     from graphs.records.store import RunRecord, RunStore, new_run_id
     from graphs.records.tables import run_totals
     from graphs.records.transcript import stats_line
+    from graphs.records.transcript_reader import read_transcript
     from graphs.run.durable import (
         ContinueOptions,
         NothingToResume,

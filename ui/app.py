@@ -1,6 +1,6 @@
 """duologue's Streamlit page: `duologue ui` runs `streamlit run` on this file, on 127.0.0.1.
 
-Four pages: Launch a run and watch it, the Runs table, one Run's every turn, the Shapes.
+Five pages: Launch a run and watch it, the Runs table, one Run's every turn, runs Compared, the Shapes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ page = st.navigation(
         st.Page("views/launch.py", title="Launch", icon=":material/rocket_launch:", default=True),
         st.Page("views/runs.py", title="Runs", icon=":material/list:"),
         st.Page("views/run.py", title="Run", icon=":material/article:"),
+        st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
         st.Page("views/shapes.py", title="Shapes", icon=":material/account_tree:"),
     ]
 )

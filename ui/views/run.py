@@ -12,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from graphs import DuologueError, EmbeddedUnavailable, RunRecord
-from graphs.ui import common, render
+from graphs.ui import common, insight, render
 from graphs.ui.live import LiveRun
 
 POLL_S = 0.5
@@ -174,8 +174,9 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
         data = path.read_bytes() if path.is_file() else b""
         column.download_button(name, data, file_name=name, mime=mime, key=key)
 
-    transcript, turns, inputs, graph = st.tabs(
-        ["Transcript", "Turns: trace and charts", "What each model was sent", "Graph"], key="run-tabs"
+    transcript, turns, inputs, graph, analysis = st.tabs(
+        ["Transcript", "Turns: trace and charts", "What each model was sent", "Graph", "Analysis"],
+        key="run-tabs",
     )
     with transcript:
         render.show_transcript(run.transcript())
@@ -190,6 +191,8 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
             render.show_graph(run.shape())
         except DuologueError:
             st.caption("This run's record does not say what its shape was.")
+    with analysis:
+        insight.show_analysis(run)
 
 
 run_id = st.query_params.get("run")

@@ -6,10 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from graphs import run_totals
-from graphs.ui import common, render
+from graphs.ui import common, importing, render
 
 st.title("Runs")
 store = common.store()
+importing.upload_form(store)
 runs = store.list()
 if not runs:
     st.info(render.plain(f"No runs in {store.root} yet."))
@@ -35,11 +36,12 @@ for run in runs:
     )
 table = pd.DataFrame(rows)
 st.caption(render.plain(f"{len(runs)} run(s) in {store.root}, newest first. Select a row to open that run."))
+comparing = st.toggle("Select runs to compare", key="compare-mode")
 event = st.dataframe(
     table,
     hide_index=True,
     on_select="rerun",
-    selection_mode="single-row",
+    selection_mode="multi-row" if comparing else "single-row",
     column_config={
         "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
         "generation s": st.column_config.NumberColumn(format="%.1f"),
@@ -47,8 +49,10 @@ event = st.dataframe(
             help="CPU: a model ran (partly) on the CPU; truncated; cut by length; for an unreadable run, why"
         ),
     },
-    key="runs-table",
+    key="runs-compare" if comparing else "runs-table",
 )
 selected = event.selection.rows if event is not None else []
-if selected:
+if comparing:
+    importing.compare_button([table.iloc[row]["run"] for row in selected])
+elif selected:
     st.switch_page("views/run.py", query_params={"run": table.iloc[selected[0]]["run"]})
