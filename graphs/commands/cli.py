@@ -820,8 +820,7 @@ def resolve_hosts(shape: Shape, default: str | None, named: dict[str, str]) -> d
 
     fallback = default or default_host()
     return {
-        p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
-        for p in shape.connected
+        p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback) for p in shape.connected
     }
 
 
