@@ -92,3 +92,32 @@ def test_a_failed_install_shows_the_end_of_its_log_and_stops(tmp_path: Path) -> 
         assert not (tmp_path / "venv" / ".installed").exists(), "a failed install is tried again next time"
     finally:
         log.unlink(missing_ok=True)
+
+
+FAKE_DUOLOGUE = """#!/bin/sh
+# duologue, as `make demo` calls it: each call logged; `runs --json` lists the demo's run.
+echo "$*" >> "$CALLS"
+case "$1 $2" in "runs --json") echo '[{"run_id": "20261202-000000-duet-0a1b2c3d"}]';; esac
+"""
+
+
+def test_the_demo_ends_with_the_analysis_of_the_dialogue_it_held(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed").touch()
+    fake = venv / "bin" / "duologue"
+    fake.write_text(FAKE_DUOLOGUE)
+    fake.chmod(0o755)
+    (venv / "bin" / "python").symlink_to(shutil.which("python3") or "/usr/bin/python3")
+    calls = tmp_path / "calls"
+    env = {**os.environ, "CALLS": str(calls)}
+    command = ["make", "-s", "-C", str(ROOT), "-o", str(venv / ".installed"), "demo", f"VENV={venv}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().splitlines() == [
+        "run duet --embedded --topic-file graphs/samples/essay.md",
+        "runs",
+        "runs --json",
+        "analyze 20261202-000000-duet-0a1b2c3d",
+    ]
+    assert "What happened between them (duologue analyze RUN_ID):" in done.stdout
