@@ -157,7 +157,10 @@ def test_launch_watch_and_inspect_a_duet_in_a_browser(page, browser, tmp_path: P
 
     # The per-turn trace table and its charts.
     driver.find_element(By.XPATH, "//*[@role='tab'][normalize-space(.)='Turns: trace and charts']").click()
-    table = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=stDataFrame]")))
+    # The open tab's table (the Analysis tab has tables of its own, hidden until it is opened).
+    [table, *_] = wait.until(
+        ec.visibility_of_any_elements_located((By.CSS_SELECTOR, "[data-testid=stDataFrame]"))
+    )
     # The grid draws on a canvas; its cells are also in an accessible table, filled once drawn.
     wait.until(
         lambda d: "qwen3:32b" in (table.get_attribute("textContent") or ""), message="an empty trace table"
@@ -291,6 +294,8 @@ def test_text_from_servers_and_files_never_fetches_or_links_in_a_browser(
     browser, sink: Sink, tmp_path: Path, monkeypatch
 ):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
@@ -316,12 +321,16 @@ def test_text_from_servers_and_files_never_fetches_or_links_in_a_browser(
         elements = [e.get_attribute("outerHTML") for e in driver.find_elements(By.CSS_SELECTOR, reaching)]
         assert (elements, sink.requests) == ([], []), name
 
-    with fake_ollama([]) as (down, backend):
+    with fake_ollama([FakeModel(planted("name", sink.url))]) as (down, backend):
+        tags = backend.models
+        refusing = [True]
 
-        def refusing() -> list:
-            raise BackendFailure(planted("host", sink.url))
+        def models() -> list:
+            if refusing[0]:  # /api/tags answers 500 with the planted error
+                raise BackendFailure(planted("host", sink.url))
+            return tags()  # then lists a model by a planted name
 
-        monkeypatch.setattr(backend, "models", refusing)  # /api/tags answers 500 with the planted error
+        monkeypatch.setattr(backend, "models", models)
         with duologue_ui(runs_dir, tmp_path / "streamlit.log", host=down.url) as ui:
             driver.get(ui.url)
             wait.until(lambda d: "answered /api/tags" in body(), message="no host error")
@@ -338,7 +347,7 @@ def test_text_from_servers_and_files_never_fetches_or_links_in_a_browser(
             for field in FIELDS:
                 text = planted(field, sink.url)
                 assert text[: 60 if field == "topic" else text.index(" *")] in shown, field
-            for tab in ("Turns: trace and charts", "What each model was sent", "Graph"):
+            for tab in ("Turns: trace and charts", "What each model was sent", "Graph", "Analysis"):
                 driver.find_element(By.XPATH, f"//*[@role='tab'][normalize-space(.)='{tab}']").click()
                 time.sleep(1)
                 for expander in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stExpander] summary"):
@@ -355,6 +364,22 @@ def test_text_from_servers_and_files_never_fetches_or_links_in_a_browser(
             wait.until(lambda d: "No such run" in body(), message="no error for the id")
             settle("bad-id")
             assert f"details]({sink.url}/id/link)" in body()
+
+            # The host answers now, with a model by a planted name: it is offered as text.
+            refusing[0] = False
+            driver.get(ui.url)
+            host = wait.until(ec.element_to_be_clickable((By.XPATH, "//input[@aria-label='Ollama host']")))
+            host.send_keys(Keys.END, "/", Keys.ENTER)  # another spelling of it: the page asks again
+            box = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".st-key-participant-a input")))
+            box.click()
+            wait.until(
+                lambda d: any(
+                    f"details]({sink.url}/name/link)" in (option.text or "")
+                    for option in d.find_elements(By.CSS_SELECTOR, "[role=option]")
+                ),
+                message="the planted model is not offered",
+            )
+            settle("models")
 
 
 def test_sigterm_to_duologue_ui_stops_the_page_and_records_its_run_interrupted(browser, tmp_path: Path):

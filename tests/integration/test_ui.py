@@ -326,6 +326,14 @@ def test_text_from_servers_and_files_is_shown_as_text(tmp_path: Path, monkeypatc
         assert_page_ok(at)
         assert_nothing_armed(at)
     assert "No such run: " in visible(at.error[0].value) and planted("id", SINK) in visible(at.error[0].value)
+    # The Compare page, named runs in its URL: the run and a planted id.
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/compare.py")
+    at.query_params["runs"] = f"{run.meta.run_id},{planted('id', SINK)}"
+    at.run()
+    assert_page_ok(at)
+    assert_nothing_armed(at)
+    assert planted("id", SINK) in visible(at.error[0].value)
 
 
 def test_a_hosts_error_and_uploaded_files_are_shown_as_text(page_env: Path, monkeypatch):
