@@ -18,7 +18,9 @@ from typing import Any
 ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
 ESCAPE_OR_ENTITY = re.compile(r"\\([!-/:-@\[-`{-~])|&(?:#\d+|#[xX][0-9a-fA-F]+|\w+);")
 # Streamlit's colour and badge directives, whose brackets open no link.
-DIRECTIVE = re.compile(r":(?:red|orange|yellow|green|blue|violet|gray|grey|rainbow|primary)(?:-background|-badge)?\[")
+DIRECTIVE = re.compile(
+    r":(?:red|orange|yellow|green|blue|violet|gray|grey|rainbow|primary)(?:-background|-badge)?\["
+)
 # GFM's literal autolinks, which the browser finds in the text left after escapes and entities.
 LITERAL_LINK = re.compile(r"https?://|www\.|[-.\w+]+@[-\w]+\.[-\w]", re.IGNORECASE)
 
