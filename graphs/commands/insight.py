@@ -41,12 +41,7 @@ def add_commands(commands: Any, runs_dir_option: Callable[[argparse.ArgumentPars
     observe.add_argument(
         "--persona", default="", metavar="TEXT", help="added to the observer's system prompt"
     )
-    observe.add_argument(
-        "--host",
-        metavar="URL",
-        help="the observer's Ollama (default: $OLLAMA_HOST or http://127.0.0.1:11434)",
-    )
-    observe.add_argument("--embedded", action="store_true", help="use the embedded model server")
+    model_server_options(observe, "the observer's")
     observe.add_argument(
         "--json", action="store_true", help="print the notes and the observer's trace row as JSON"
     )
@@ -68,21 +63,11 @@ def model_server_options(command: argparse.ArgumentParser, whose: str) -> None:
 @contextmanager
 def model_server(args: argparse.Namespace) -> Iterator[str]:
     """The Ollama a judge or an observer is on: --host, --embedded (started here), or the default."""
-    from graphs.errors import ShapeError
+    from graphs.commands.cli import embedded_host
     from graphs.ollama.api import default_host, normalize_host
 
-    if args.embedded and args.host:
-        raise ShapeError("--embedded and --host both say where the model is; give one of them")
-    if not args.embedded:
-        yield normalize_host(args.host) if args.host else default_host()
-        return
-    from graphs.embedded.serve import start_embedded
-
-    server = start_embedded()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with embedded_host(args.embedded, normalize_host(args.host) if args.host else None) as host:
+        yield host or default_host()
 
 
 def cmd_import(args: argparse.Namespace) -> int:

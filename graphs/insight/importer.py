@@ -22,26 +22,26 @@ MAX_BYTES = 5_000_000
 DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[ T](\d{1,2}:\d{2}))?")
 
 
-class ImportError_(DuologueError):
+class NotATranscript(DuologueError):
     """A file that cannot be imported as a transcript."""
 
 
 def read_file(path: Path) -> str:
     """The file's text, or one line saying why it is not a transcript one can read."""
     if path.is_dir():
-        raise ImportError_(f"{path}: is a directory; give a transcript file (.md)")
+        raise NotATranscript(f"{path}: is a directory; give a transcript file (.md)")
     if not path.is_file():
-        raise ImportError_(f"{path}: no such file")
+        raise NotATranscript(f"{path}: no such file")
     if path.stat().st_size > MAX_BYTES:
-        raise ImportError_(f"{path}: larger than {MAX_BYTES // 1_000_000} MB; is it a transcript?")
+        raise NotATranscript(f"{path}: larger than {MAX_BYTES // 1_000_000} MB; is it a transcript?")
     data = path.read_bytes()
     if b"\x00" in data:
-        raise ImportError_(f"{path}: a binary file, not a Markdown transcript")
+        raise NotATranscript(f"{path}: a binary file, not a Markdown transcript")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ImportError_(
+        raise NotATranscript(
             f"{path}: line {line}: not UTF-8 text; save it as UTF-8 and import it again"
         ) from None
 

@@ -10,7 +10,7 @@ from graphs.errors import DuologueError
 from graphs.insight.analysis import Analysis, DialogueTurn, analyze
 from graphs.records.store import ANALYSIS, RunRecord, RunStore
 from graphs.records.tables import run_totals
-from graphs.records.transcript_reader import infer_kinds, read_transcript
+from graphs.records.transcript_reader import NoTurns, infer_kinds, read_transcript
 
 
 class NothingToAnalyze(DuologueError):
@@ -24,7 +24,7 @@ def dialogue_turns(run: RunRecord) -> list[DialogueTurn]:
         raise NothingToAnalyze(f"run {run.meta.run_id} has no finished turn to analyze")
     try:
         transcript = read_transcript(text, str(run.folder / "transcript.md"))
-    except DuologueError:
+    except NoTurns:
         raise NothingToAnalyze(f"run {run.meta.run_id} has no finished turn to analyze") from None
     infer_kinds(transcript.turns)
     return [DialogueTurn(t.number, t.label, t.kind, t.text) for t in transcript.turns]

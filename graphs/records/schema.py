@@ -45,7 +45,8 @@ class RunMeta(BaseModel):
     shape: str
     """The shape's name."""
     status: RunStatus
-    """How it stands; a run killed outright stays `running` until resumed, a paused one is `interrupted`."""
+    """How it stands; a run killed outright stays `running` until resumed, a paused one is `interrupted`,
+    and a transcript recorded by `duologue import` is `imported`."""
     participants: list[ParticipantRecord]
     """Who took part, in the shape's order."""
     observer: ParticipantRecord | None = None

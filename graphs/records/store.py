@@ -277,6 +277,11 @@ class RunRecord:
                 return Shape.model_validate(meta.spec)
             except ValidationError:
                 raise RunNotFound(f"run {meta.run_id}: run.json's shape is not readable") from None
+        if meta.status == "imported":
+            raise RunNotFound(
+                f"run {meta.run_id} was imported from a transcript and has no shape to continue; "
+                "analyze, observe or compare it instead"
+            )
         if meta.shape in builtin_shape_names():
             models = {p.name: p.model for p in meta.participants}
             return with_overrides(load_shape(meta.shape), models, [])

@@ -34,6 +34,10 @@ class TranscriptError(DuologueError):
     """A transcript that cannot be read as one; the message names the line."""
 
 
+class NoTurns(TranscriptError):
+    """A transcript without a single turn heading."""
+
+
 @dataclass
 class TurnStats:
     tokens: int
@@ -164,9 +168,7 @@ def read_transcript(text: str, source: str = "transcript") -> ReadTranscript:
         body.append(line)
     close_block()
     if not turns:
-        raise TranscriptError(
-            f"{source}: no turns found; expected headings like '### Turn 1: LABEL — Opening'"
-        )
+        raise NoTurns(f"{source}: no turns found; expected headings like '### Turn 1: LABEL — Opening'")
     return ReadTranscript(
         title=title,
         header=header,

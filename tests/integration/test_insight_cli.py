@@ -272,3 +272,12 @@ def test_an_observer_the_server_lacks_stops_the_run_before_it_starts(tmp_path, r
         "(it has: glm-4.7-flash, qwen3:32b); pull it with `ollama pull nox`\n"
     )
     assert backend.chat_requests == [] and (not runs_dir.exists() or list(runs_dir.iterdir()) == [])
+
+
+def test_an_imported_run_cannot_be_resumed_and_says_what_it_can_do(runs_dir: Path, capsys):
+    run_id = imported_id(runs_dir, capsys)
+    assert main(["resume", run_id, "--runs-dir", str(runs_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"duologue: error: run {run_id} was imported from a transcript and has no shape to continue; "
+        "analyze, observe or compare it instead\n"
+    )
