@@ -12,10 +12,8 @@ from __future__ import annotations
 import streamlit as st
 
 from graphs import DuologueError, EmbeddedUnavailable, RunRecord
-from graphs.ui import common, insight, render
+from graphs.ui import common, insight, numbers, render, watch
 from graphs.ui.live import LiveRun
-
-POLL_S = 0.5
 
 
 def pick_run() -> None:
@@ -33,51 +31,6 @@ def pick_run() -> None:
             label=f"{render.plain(run.meta.run_id)} · {render.status_label(run.status)}",
             query_params={"run": run.meta.run_id},
         )
-
-
-@st.fragment(run_every=POLL_S)
-def live_view(live: LiveRun) -> None:
-    """Redrawn every POLL_S seconds from the worker's buffer; the whole page reloads when the run ends."""
-    with render.failure_shown():  # a fragment's rerun runs this alone, outside the page's guard
-        show_live(live)
-
-
-def show_live(live: LiveRun) -> None:
-    snap = live.snapshot()
-    if snap.done:
-        st.rerun()
-    earlier = snap.resumed_after or 0
-    head, stop = st.columns([5, 1])
-    with head:
-        state = "stopping…" if snap.stopping else render.status_label(snap.status)
-        st.markdown(
-            f"**{state}** · turn {earlier + len(snap.turns) + (1 if snap.current else 0)} of "
-            f"{snap.planned_turns} · {snap.elapsed_s:.0f} s"
-        )
-        st.progress(min(1.0, (earlier + len(snap.turns)) / max(1, snap.planned_turns)))
-    with stop:
-        if st.button("Stop", type="secondary", key=f"stop:{snap.run_id}", disabled=snap.stopping):
-            live.stop()
-            st.toast("Stopping after the current token; finished turns are kept.")
-    if snap.resumed_after is not None:
-        show_earlier(snap.resumed_after, snap.earlier)
-    for turn in snap.turns:
-        render.show_live_turn(turn)
-        st.divider()
-    if snap.current is not None:
-        render.show_live_turn(snap.current, streaming=True)
-    elif snap.status == "starting":
-        st.caption("Checking the servers and their models…")
-
-
-def show_earlier(finished: int, transcript: str) -> None:
-    """A resumed run's turns from before it resumed, which its live buffer never saw."""
-    if not finished:
-        st.caption("Resumed: no turn had finished, so it starts again from turn 1.")
-        return
-    st.caption(f"Resumed: continuing from turn {finished + 1}; turns 1–{finished} are kept as they were.")
-    with st.expander("Turn 1 as recorded" if finished == 1 else f"Turns 1–{finished} as recorded"):
-        render.show_transcript(transcript)
 
 
 def resume(run: RunRecord, say: str | None) -> None:
@@ -161,7 +114,7 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
             "This run is being held by another process (a `duologue run` or another page server). "
             "Reload to see new turns."
         )
-    render.show_totals(run)
+    numbers.show_totals(run)
 
     downloads = st.columns([1, 1, 1, 3])
     files = [
@@ -181,8 +134,8 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
     with transcript:
         render.show_transcript(run.transcript())
     with turns:
-        render.show_trace_table(run.turn_records, names)
-        render.show_charts(run.turn_records, names)
+        numbers.show_trace_table(run.turn_records, names)
+        numbers.show_charts(run.turn_records, names)
     with inputs:
         st.caption("Exactly the messages each model received for its turn, in order.")
         render.show_inputs(run.inputs(), names)
@@ -203,7 +156,7 @@ if not run_id:
 live = common.registry().get(run_id)
 st.title(f"Run {render.plain(run_id[:80])}")
 if live is not None and not live.done:
-    live_view(live)
+    watch.live_view(live)
     st.stop()
 try:
     record = common.store().load(run_id)
