@@ -177,6 +177,12 @@ class TraceRecord(BaseModel):
         return self.turn is not None and self.speaker is not None
 
     @property
+    def degraded(self) -> bool:
+        """Ran (partly) on the CPU, or decoded below min_tok_s: what this tool exists to catch,
+        so every view marks such a turn in red."""
+        return (self.gpu_fraction is not None and self.gpu_fraction < 1.0) or self.slow
+
+    @property
     def flags(self) -> list[str]:
         """What a reader should notice about this turn."""
         found = []
