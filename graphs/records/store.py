@@ -14,6 +14,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -182,10 +183,9 @@ class RunWriter:
             raise record_error(f"cannot lock run {self.run_id} ({path})", exc, ", then try again") from None
         with handle:
             if not take_lock(handle):
-                handle.seek(0)
-                holder = handle.read().decode("utf-8", "replace").strip() or "another process"
                 raise RunBusy(
-                    f"run {self.run_id} is being driven by {holder}; wait for it to finish or stop it first"
+                    f"run {self.run_id} is being driven by {holder(handle)}; "
+                    "wait for it to finish or stop it first"
                 ) from None
             with suppress(OSError):  # who holds it is for the message above; flock is the lock
                 handle.truncate(0)
@@ -393,6 +393,38 @@ class RunStore:
             except RunNotFound:
                 continue  # a folder whose name is no run id: no command could name it
         return sorted(runs, key=lambda r: r.meta.started_at, reverse=True)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run's folder, everything in it; RunBusy while a process drives the run.
+
+        Under the run's lock the folder is renamed out of sight first, so the run is listed whole
+        or not at all, and nothing can resume it half-deleted. Checkpoints a run kept in Postgres
+        (RunMeta.checkpoint_store) stay in that database.
+        """
+        folder = self.folder(run_id)
+        if folder.is_symlink() or folder.resolve().parent != self.root.resolve():
+            raise RunNotFound(f"'{run_id}' is not a run folder in {self.root}, so it is not deleted")
+        gone = self.root / f".deleting-{run_id}-{secrets.token_hex(4)}"
+        try:
+            with open(folder / LOCK, "a+b", buffering=0) as handle:
+                if not take_lock(handle):
+                    raise RunBusy(
+                        f"run {run_id} is being driven by {holder(handle)}; stop it or let it finish, "
+                        "then delete it"
+                    )
+                folder.rename(gone)
+        except OSError as exc:
+            raise record_error(f"cannot delete run {run_id} ({folder})", exc, ", then try again") from None
+        try:
+            shutil.rmtree(gone)
+        except OSError as exc:  # the run is gone already; what is left is out of every listing
+            raise record_error(f"run {run_id} is deleted, but {gone} is left over", exc) from None
+
+
+def holder(handle: Any) -> str:
+    """Who holds the run's lock, as its holder wrote it in the lock file."""
+    handle.seek(0)
+    return handle.read().decode("utf-8", "replace").strip() or "another process"
 
 
 def take_lock(handle: Any, tries: int = 5, pause_s: float = 0.01) -> bool:
