@@ -45,6 +45,7 @@ _EXPORTS = {
     "TraceRecord": "graphs.records.schema",
     "InputsRecord": "graphs.records.schema",
     "run_totals": "graphs.records.tables",
+    "model_rates": "graphs.records.tables",
     "stats_line": "graphs.records.transcript",
     "default_host": "graphs.ollama.api",
     "normalize_host": "graphs.ollama.api",
@@ -90,7 +91,7 @@ if TYPE_CHECKING:
     from graphs.ollama.residency import RESIDENCY_POLICIES
     from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
     from graphs.records.store import RunRecord, RunStore, new_run_id
-    from graphs.records.tables import run_totals
+    from graphs.records.tables import model_rates, run_totals
     from graphs.records.transcript import stats_line
     from graphs.records.transcript_reader import read_transcript
     from graphs.run.durable import (

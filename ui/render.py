@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -26,8 +27,10 @@ from graphs import (
     InputsRecord,
     RunRecord,
     Shape,
+    TraceRecord,
     graph_dot,
     labels,
+    stats_line,
 )
 
 log = logging.getLogger("duologue.ui")
@@ -226,7 +229,80 @@ def split_transcript(text: str) -> tuple[list[str], str]:
     return [line.lstrip("#").strip() for line in head.splitlines() if line.strip()], body
 
 
-def show_transcript(text: str) -> None:
+@dataclass(frozen=True)
+class TranscriptTurn:
+    """One finished turn of transcript.md, cut out where duologue wrote its heading."""
+
+    record: TraceRecord
+    heading: str
+    """As transcript.md has it, without its hashes: 'Turn 2: qwen3:32b — Response'."""
+    text: str
+    """The model's words."""
+    after: str
+    """What stands between it and the next turn: the facilitator's words, the run's ending, the
+    observer's notes, the Total line."""
+
+
+def split_turns(body: str, records: Mapping[int, TraceRecord]) -> tuple[str, list[TranscriptTurn]]:
+    """The body of transcript.md cut at each finished turn's heading, and what comes before them.
+
+    A heading is taken where a line `### Turn N: ` is followed by the stats line duologue wrote
+    from turn N's trace record, searched after the turn before it. No model can write that pair:
+    a turn's stats are only known once it has ended, so a heading in model text stays text. A
+    turn whose heading is not found (a transcript from elsewhere) stays in the text before it.
+    """
+    turns: list[tuple[TraceRecord, int, int, str]] = []  # record, heading's start, text's start, heading
+    position = 0
+    for number in sorted(records):
+        record = records[number]
+        pair = re.compile(rf"^### (Turn {number}: [^\n]*)\n{re.escape(stats_line(record))}\n", re.MULTILINE)
+        found = pair.search(body, position)
+        if found is None:
+            continue
+        turns.append((record, found.start(), found.end(), found.group(1)))
+        position = found.end()
+    if not turns:
+        return body, []
+    cut = []
+    for index, (record, _start, begins, heading) in enumerate(turns):
+        ends = turns[index + 1][1] if index + 1 < len(turns) else len(body)
+        text, after = turn_and_after(body[begins:ends], record.turn or 0, last=index + 1 == len(turns))
+        cut.append(TranscriptTurn(record, heading, text, after))
+    return body[: turns[0][1]], cut
+
+
+RULE_LINE = re.compile(r"\n+---\n+$")
+
+
+def turn_and_after(section: str, number: int, last: bool) -> tuple[str, str]:
+    """A turn's words apart from what transcript.py writes after them (render_transcript)."""
+    after = ""
+    if not last:
+        said = section.rfind(f"\n### Facilitator — before Turn {number + 1}\n")
+        if said >= 0:
+            section, after = section[:said], section[said:]
+        return RULE_LINE.sub("", section.rstrip("\n") + "\n").strip("\n"), RULE_LINE.sub("", after).strip()
+    total = section.rfind("\nTotal: ")
+    if total >= 0:
+        section, after = section[:total], section[total:]
+    notes = section.find("\n---\n\n## Observer's Notes (")
+    if notes >= 0:
+        section, after = section[:notes], section[notes:] + after
+    lines = section.rstrip("\n").split("\n")
+    if lines and ENDING.match(lines[-1]):
+        after = lines[-1] + "\n" + after
+        lines = lines[:-1]
+    return "\n".join(lines).strip("\n"), after.strip()
+
+
+ENDING = re.compile(r"^\*(Run failed|Run interrupted|Waiting for the facilitator)\b.*\*$")
+"""The line transcript.py ends a run's transcript with when it stopped early."""
+
+
+def show_transcript(text: str, records: Mapping[int, TraceRecord] | None = None) -> None:
+    """transcript.md; given the run's finished records, turn by turn, a degraded turn's heading in
+    red and its thinking to open below it (the Markdown of a turn heading is never nested in an
+    expander, so the live view, which shows earlier turns in one, passes none)."""
     if not text:
         st.caption("No finished turn yet.")
         return
@@ -235,4 +311,30 @@ def show_transcript(text: str) -> None:
         lines = [plain(MARKDOWN_ESCAPE.sub(r"\1", line)) for line in header]
         st.markdown(f"**{lines[0]}**")
         st.caption("  \n".join(lines[1:]))
-    show_model_text(body)
+    before, turns = split_turns(body, records or {})
+    if before.strip("-\n "):
+        show_model_text(before)
+    for index, turn in enumerate(turns):
+        if index:
+            st.divider()
+        show_turn(turn)
+
+
+def show_turn(turn: TranscriptTurn) -> None:
+    """Heading, stats line, words, and the thinking kept apart from them."""
+    record = turn.record
+    heading, stats = plain(turn.heading), plain(stats_line(record).strip("*"))
+    if record.degraded:
+        why = [flag for flag in record.flags if flag.startswith("CPU") or flag == "slow"]
+        badges = " ".join(f":red-badge[{plain(flag)}]" for flag in why)
+        st.markdown(f"### :red[:material/warning: {heading}] {badges}")
+        st.markdown(f":red[*{stats}*]")
+    else:
+        st.markdown(f"### {heading}")
+        st.markdown(f"*{stats}*")
+    show_model_text(turn.text)
+    if record.thinking:
+        with st.expander(f"Thinking ({len(record.thinking)} characters, never relayed to the others)"):
+            show_model_text(record.thinking)
+    if turn.after:
+        show_model_text(turn.after)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from graphs.ollama.timings import NS, rate
 from graphs.records.schema import TraceRecord
 from graphs.records.store import RunRecord
 
@@ -96,6 +97,25 @@ def run_totals(run: RunRecord) -> dict[str, object]:
         "flags": run.flags,
         "unreadable": run.unreadable,
     }
+
+
+def model_rates(records: Iterable[TraceRecord]) -> dict[str, float | None]:
+    """Each model's decode rate over its turns: all its tokens over all its decoding time, so a
+    long turn weighs more than a short one and two models are never averaged into one number.
+
+    A turn's decoding time is Ollama's eval_duration, or for an imported turn, which has only
+    its stats line, its tokens over its tok/s. Models in the order they first spoke."""
+    tokens: dict[str, int] = {}
+    decoding_ns: dict[str, float] = {}
+    for r in records:
+        model = r.model or "?"
+        tokens.setdefault(model, 0)
+        decoding_ns.setdefault(model, 0.0)
+        if not r.completion_tokens or not r.tokens_per_s:
+            continue
+        tokens[model] += r.completion_tokens
+        decoding_ns[model] += r.eval_duration or r.completion_tokens / r.tokens_per_s * NS
+    return {model: rate(count, round(decoding_ns[model])) for model, count in tokens.items()}
 
 
 RUNS_HEADERS = ("run", "started", "shape", "models", "status", "turns", "tokens", "minutes", "flags")

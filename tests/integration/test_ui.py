@@ -145,8 +145,8 @@ def test_launch_a_duet_then_inspect_every_turn(page_env: Path, monkeypatch):
     assert list(trace["turn"]) == [1, 2, 3, 4]
     assert list(trace["model"]) == ["glm-4.7-flash", "qwen3:32b"] * 2
     assert trace["tok/s"].round(1).tolist() == [9.0, 1.4, 9.0, 1.4]
-    # tok/s, latency, tokens, time split; then the Analysis tab's agreements/challenges and similarity
-    assert len(at.get("vega_lite_chart")) == 6
+    # tok/s, latency, tokens, time split, timeline; then the Analysis tab's agreements/challenges and similarity
+    assert len(at.get("vega_lite_chart")) == 7
     sent = [visible(e.label) for e in at.expander]
     assert sent[0] == "Turn 1: glm-4.7-flash was sent 2 messages" and len(sent) == 4
     inputs = run.inputs()

@@ -132,10 +132,11 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
         key="run-tabs",
     )
     with transcript:
-        render.show_transcript(run.transcript())
+        render.show_transcript(run.transcript(), run.finished_records)
     with turns:
         numbers.show_trace_table(run.turn_records, names)
-        numbers.show_charts(run.turn_records, names)
+        numbers.show_charts(run.turn_records, names, numbers.min_rates(run, names))
+        numbers.show_timeline(run.turn_records, names)
     with inputs:
         st.caption("Exactly the messages each model received for its turn, in order.")
         render.show_inputs(run.inputs(), names)
