@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -404,9 +405,12 @@ def test_an_unreadable_run_is_listed_with_why_and_hides_no_other(page_env: Path)
     at.switch_page("views/run.py").run()  # the run picker
     assert_page_ok(at)
     assert_nothing_armed(at)
+    broken_at = datetime.fromtimestamp(broken.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M")
+    started = RunStore(page_env).load(readable.run_id).meta.started_at[:16].replace("T", " ")
     assert [visible(link.value) for link in at.page_link] == [
-        "www.broken.example · :red[:material/broken_image:] unreadable",
-        f"{readable.run_id} · :green[:material/check_circle:] completed",
+        f"www.broken.example · :red[:material/broken_image:] unreadable · {broken_at} UTC",
+        f"{readable.run_id} · :green[:material/check_circle:] completed · glm-4.7-flash, qwen3:32b · t · "
+        f"{started} UTC",
     ]
 
 
@@ -795,7 +799,7 @@ def test_runs_page_lists_every_run_with_its_flags(page_env: Path):
     assert_page_ok(at)
     table = at.dataframe[0].value
     assert list(table.columns) == [
-        "started", "shape", "models", "turns", "tokens", "generation s", "status", "flags", "run",
+        "run", "started", "shape", "models", "topic", "turns", "tokens", "generation s", "status", "flags",
     ]  # fmt: skip
     [row] = table.to_dict("records")
     assert row["shape"] == "duet" and row["turns"] == "4/4" and row["status"] == "completed"

@@ -141,7 +141,7 @@ def test_compare_two_runs_from_the_url_and_from_the_runs_page(page_env: Path):
     at.switch_page("views/runs.py").run()
     at.toggle(key="compare-mode").set_value(True).run()
     assert at.button(key="compare-selected").disabled
-    at.session_state["runs-compare"] = {"selection": {"rows": [0, 1], "columns": []}}
+    at.session_state[at.dataframe[0].key] = {"selection": {"rows": [0, 1], "columns": []}}
     at.run()
     assert_page_ok(at)
     assert at.button(key="compare-selected").label == "Compare 2 runs"

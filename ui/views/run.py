@@ -12,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from graphs import DuologueError, EmbeddedUnavailable, RunRecord
-from graphs.ui import common, insight, numbers, render, watch
+from graphs.ui import common, finding, insight, numbers, render, watch
 from graphs.ui.live import LiveRun
 
 
@@ -24,13 +24,9 @@ def pick_run() -> None:
         st.info(render.plain(f"No runs in {common.store().root} yet."))
         st.page_link("views/launch.py", label="Launch one", icon=":material/rocket_launch:")
         return
-    st.caption("Open a run (all of them are on the Runs page):")
+    st.caption("Open a run (the Runs page has all of them, to filter and search):")
     for run in runs[:10]:
-        st.page_link(
-            "views/run.py",
-            label=f"{render.plain(run.meta.run_id)} · {render.status_label(run.status)}",
-            query_params={"run": run.meta.run_id},
-        )
+        st.page_link("views/run.py", label=finding.run_label(run), query_params={"run": run.meta.run_id})
 
 
 def resume(run: RunRecord, say: str | None) -> None:

@@ -1,58 +1,86 @@
-"""Runs page: every run in the runs folder; selecting a row opens it."""
+"""Runs page: every run in the runs folder, filtered and searched; a row opens its run.
+
+In select mode, rows go to Compare (two to four) or are deleted (after a confirming click).
+"""
 
 from __future__ import annotations
+
+import hashlib
 
 import pandas as pd
 import streamlit as st
 
 from graphs import run_totals
-from graphs.ui import common, importing, render
+from graphs.ui import common, finding, importing, render
+
+ID_COLUMN_PX = (8, 24, 420)
+"""The run column's width: pixels per character of the longest id, padding, and a cap."""
 
 st.title("Runs")
 store = common.store()
 importing.upload_form(store)
+importing.deletion_report()
 runs = store.list()
 if not runs:
     st.info(render.plain(f"No runs in {store.root} yet."))
     st.page_link("views/launch.py", label="Launch one", icon=":material/rocket_launch:")
     st.stop()
 
+shown = finding.filter_widgets(runs).shown(runs)
+st.caption(
+    render.plain(f"Showing {len(shown)} of {len(runs)} runs in {store.root}, newest first.")
+    + " Select a row to open that run."
+)
+if not shown:
+    st.info("No run matches these filters.")
+    st.stop()
+
 rows = []
-for run in runs:
+for run in shown:
     totals = run_totals(run)
     records = run.turn_records
     rows.append(
         {
+            "run": run.meta.run_id,
             "started": pd.Timestamp(run.meta.started_at).tz_convert(None),
             "shape": run.meta.shape,
-            "models": ", ".join(sorted({p.model for p in run.meta.participants})),
+            "models": ", ".join(finding.models(run)),
+            "topic": finding.topic_line(run.meta.topic),
             "turns": f"{totals['turns_done']}/{totals['turns']}",
             "tokens": totals["tokens"],
             "generation s": round(sum(r.latency_s or 0 for r in records), 1),
             "status": run.status,
             "flags": run.unreadable or ", ".join(run.flags),  # an unreadable run: why, in its place
-            "run": run.meta.run_id,
         }
     )
 table = pd.DataFrame(rows)
-st.caption(render.plain(f"{len(runs)} run(s) in {store.root}, newest first. Select a row to open that run."))
-comparing = st.toggle("Select runs to compare", key="compare-mode")
+per_char, padding, cap = ID_COLUMN_PX
+id_width = min(cap, padding + per_char * max(len(run_id) for run_id in table["run"]))
+selecting = st.toggle("Select runs, to compare or delete them", key="compare-mode")
+# Selections are row numbers: a table whose rows changed (a filter, a deletion) starts unselected.
+shown_ids = hashlib.sha1("\n".join(table["run"]).encode()).hexdigest()[:12]
 event = st.dataframe(
     table,
     hide_index=True,
     on_select="rerun",
-    selection_mode="multi-row" if comparing else "single-row",
+    selection_mode="multi-row" if selecting else "single-row",
     column_config={
+        "run": st.column_config.TextColumn(width=id_width, pinned=True),
         "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
+        "topic": st.column_config.TextColumn(help="The topic's first line"),
         "generation s": st.column_config.NumberColumn(format="%.1f"),
         "flags": st.column_config.TextColumn(
-            help="CPU: a model ran (partly) on the CPU; truncated; cut by length; for an unreadable run, why"
+            help="CPU: a model ran (partly) on the CPU; slow: under its min_tok_s; truncated; cut by "
+            "length; for an unreadable run, why"
         ),
     },
-    key="runs-compare" if comparing else "runs-table",
+    key=f"runs-select:{shown_ids}" if selecting else "runs-table",
 )
-selected = event.selection.rows if event is not None else []
-if comparing:
-    importing.compare_button([table.iloc[row]["run"] for row in selected])
+selected = [shown[row] for row in (event.selection.rows if event is not None else [])]
+if selecting:
+    with st.container(horizontal=True, vertical_alignment="center"):
+        importing.compare_button([run.meta.run_id for run in selected])
+        importing.delete_button([run.meta.run_id for run in selected])
+    importing.delete_confirmation(selected, store)
 elif selected:
-    st.switch_page("views/run.py", query_params={"run": table.iloc[selected[0]]["run"]})
+    st.switch_page("views/run.py", query_params={"run": selected[0].meta.run_id})
