@@ -17,6 +17,8 @@ _EXPORTS = {
     "Participant": "graphs.engine.spec",
     "ModelOptions": "graphs.engine.spec",
     "load_shape": "graphs.engine.spec",
+    "MIN_TURNS": "graphs.engine.spec",
+    "MAX_TURNS": "graphs.engine.spec",
     "parse_shape": "graphs.engine.spec",
     "builtin_shape_names": "graphs.engine.spec",
     "with_overrides": "graphs.engine.spec",
@@ -50,9 +52,21 @@ _EXPORTS = {
     "default_host": "graphs.ollama.api",
     "normalize_host": "graphs.ollama.api",
     "list_models": "graphs.ollama.api",
+    "Pulled": "graphs.ollama.api",
+    "pulled_models": "graphs.ollama.api",
+    "Resident": "graphs.ollama.api",
+    "running_models": "graphs.ollama.api",
+    "same_model": "graphs.ollama.names",
+    "TIMEOUT_S": "graphs.ollama.timeouts",
+    "GpuEstimate": "graphs.ollama.residency",
+    "estimate_gpu": "graphs.ollama.residency",
+    "gb": "graphs.ollama.residency",
+    "DoctorReport": "graphs.commands.doctor",
+    "examine": "graphs.commands.doctor",
     "start_embedded": "graphs.embedded.serve",
     "embedded_models": "graphs.embedded.serve",
     "suited_to_embedded": "graphs.embedded.defaults",
+    "suited_participant": "graphs.embedded.defaults",
     "EmbeddedUnavailable": "graphs.embedded.llama_backend",
     "Analysis": "graphs.insight.analysis",
     "NothingToAnalyze": "graphs.insight.runs",
@@ -66,13 +80,16 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from graphs.embedded.defaults import suited_to_embedded
+    from graphs.commands.doctor import DoctorReport, examine
+    from graphs.embedded.defaults import suited_participant, suited_to_embedded
     from graphs.embedded.llama_backend import EmbeddedUnavailable
     from graphs.embedded.serve import embedded_models, start_embedded
     from graphs.engine.build import graph_dot, mermaid
     from graphs.engine.relay import labels
     from graphs.engine.schedule import PlannedTurn, plan_turns
     from graphs.engine.spec import (
+        MAX_TURNS,
+        MIN_TURNS,
         ModelOptions,
         Participant,
         Shape,
@@ -87,8 +104,18 @@ if TYPE_CHECKING:
     from graphs.insight.analysis import Analysis
     from graphs.insight.importer import import_transcript
     from graphs.insight.runs import NothingToAnalyze, analyze_run, compare_runs, saved_analysis
-    from graphs.ollama.api import default_host, list_models, normalize_host
-    from graphs.ollama.residency import RESIDENCY_POLICIES
+    from graphs.ollama.api import (
+        Pulled,
+        Resident,
+        default_host,
+        list_models,
+        normalize_host,
+        pulled_models,
+        running_models,
+    )
+    from graphs.ollama.names import same_model
+    from graphs.ollama.residency import RESIDENCY_POLICIES, GpuEstimate, estimate_gpu, gb
+    from graphs.ollama.timeouts import TIMEOUT_S
     from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
     from graphs.records.store import RunRecord, RunStore, new_run_id
     from graphs.records.tables import model_rates, run_totals
