@@ -115,8 +115,29 @@ class DoctorReport:
         return found
 
     @property
+    def cautions(self) -> list[str]:
+        """What a run survives but should know: a model partly on the CPU where the GPU is not
+        required, a host whose models do not fit in VRAM together (auto then swaps them)."""
+        found = [
+            f"{m.name} ({m.model}) would run {1 - (m.gpu_fraction or 0):.0%} on the CPU ({m.processor}) "
+            "even loaded alone"
+            for m in self.models
+            if m.on_cpu and not m.require_gpu and not m.error
+        ]
+        found += [
+            f"{h.url}: the models do not all fit in VRAM at once; residency auto swaps them, one at a time"
+            for h in self.hosts
+            if h.together is False and h.shown_vram
+        ]
+        return found
+
+    @property
     def exit_code(self) -> int:
         return 1 if self.problems else 0
+
+    def text(self) -> str:
+        """The report as `duologue doctor` prints it."""
+        return render(self)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -338,7 +359,7 @@ def place_together(
 
 def running(host: HostCheck) -> list[ollama.Resident]:
     residents = ollama.running_models(host.url)
-    if any(r.size_vram > 0 for r in residents):
+    if ollama.shows_gpu(residents):
         host.shown_vram = True
     return residents
 

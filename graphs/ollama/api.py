@@ -8,15 +8,25 @@ is built by chat_body, so a model is always loaded with the options it speaks wi
 from __future__ import annotations
 
 import functools
+import math
 import os
 import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 import ollama
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from graphs.engine.spec import ModelOptions
 from graphs.errors import OllamaError
@@ -76,10 +86,56 @@ def chat_body(model: str, options: ModelOptions, messages: list[Any], stream: bo
     return body
 
 
+class _Tag(BaseModel):
+    """One entry of /api/tags, as much of it as duologue reads."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = None
+    model: str | None = None
+    size: int | None = Field(default=None, ge=0)
+    modified_at: datetime | None = None
+
+    @field_validator("size", "modified_at", mode="wrap")
+    @classmethod
+    def _unknown_if_odd(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """A size or time the page cannot read is unknown, not a reason to offer no models."""
+        try:
+            return handler(value)
+        except ValidationError:
+            return None
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """A model a server has (/api/tags): its size on disk (bytes; its context adds to it once
+    loaded) and when it was last pulled or changed there."""
+
+    name: str
+    size: int | None = None
+    modified_at: datetime | None = None
+
+
+def pulled_models(host: str, timeout: float = 10.0) -> list[Pulled]:
+    """The models a server has, the most recently pulled or changed first (then by name);
+    raises OllamaError when it cannot be reached or does not answer like Ollama."""
+    tags = get_json(host, "/api/tags", timeout).get("models") or []
+    try:
+        entries = [_Tag.model_validate(entry) for entry in tags]
+    except (ValidationError, TypeError):
+        raise OllamaError(
+            f"the server at {host} does not answer like Ollama (/api/tags: not a list of models)"
+        ) from None
+    pulled = [Pulled(str(e.model or e.name), e.size, e.modified_at) for e in entries if e.model or e.name]
+    by_name = sorted(pulled, key=lambda m: m.name)
+    return sorted(
+        by_name, key=lambda m: m.modified_at.timestamp() if m.modified_at else -math.inf, reverse=True
+    )
+
+
 def list_models(host: str, timeout: float = 10.0) -> list[str]:
     """The models a server has (/api/tags); raises OllamaError when it cannot be reached."""
-    tags = get_json(host, "/api/tags", timeout).get("models", [])
-    return sorted(str(entry.get("model") or entry.get("name")) for entry in tags)
+    return sorted(model.name for model in pulled_models(host, timeout))
 
 
 def server_version(host: str, timeout: float = 10.0) -> str:
@@ -182,6 +238,12 @@ def running_models(host: str, timeout: float = 10.0) -> list[Resident]:
         )
         for e in entries
     ]
+
+
+def shows_gpu(residents: Iterable[Resident]) -> bool:
+    """A model sits (partly) in VRAM: the host has a GPU. Until one does, a host's GPU is unknown
+    (an idle Ollama reports none, and a CPU-only one never does)."""
+    return any(r.size_vram > 0 for r in residents)
 
 
 def find_resident(residents: Iterable[Resident], model: str) -> Resident | None:

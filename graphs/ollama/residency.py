@@ -166,6 +166,43 @@ def resolve_shape(
     return shape.model_copy(update=update)
 
 
+@dataclass(frozen=True)
+class GpuEstimate:
+    """What a reading of /api/ps tells of a host's GPU, before anything is loaded for a run.
+
+    Ollama reports neither the card's size nor its free memory, only where each loaded model
+    sits. So: the GPU holds at least what sits in VRAM now; when a model spilled to the CPU,
+    what sits in VRAM is about all it holds (the doctor reads a spilled model's size_vram as the
+    GPU's free memory the same way). Anything larger than a card not seen full: unknown.
+    """
+
+    shown: bool
+    """Some model sits (partly) in VRAM: the host has a GPU (ollama.shows_gpu)."""
+    in_vram: int = 0
+    """Bytes in VRAM now, over every loaded model."""
+    full: bool = False
+    """Some loaded model spilled to the CPU: in_vram is about all the GPU holds."""
+
+    def fits(self, size: int) -> bool | None:
+        """Whether `size` bytes fit in VRAM with every other model unloaded; None: cannot tell."""
+        if not self.shown:
+            return None
+        if size <= self.in_vram:
+            return True
+        return False if self.full else None
+
+
+def estimate_gpu(residents: Sequence[Resident]) -> GpuEstimate:
+    """The GpuEstimate of a fresh /api/ps reading."""
+    if not ollama.shows_gpu(residents):
+        return GpuEstimate(shown=False)
+    return GpuEstimate(
+        shown=True,
+        in_vram=sum(r.size_vram for r in residents),
+        full=any(0 < r.size_vram < r.size for r in residents),
+    )
+
+
 def make_room(url: str, model: str, residents: Sequence[Resident]) -> list[str]:
     """Unload every model but `model` from the host; wait until gone, then for VRAM to settle.
 
@@ -330,7 +367,7 @@ class RunResidency:
 
     def _ps(self, host: _Host) -> list[Resident]:
         residents = ollama.running_models(host.url)
-        if any(r.size_vram > 0 for r in residents):
+        if ollama.shows_gpu(residents):
             host.shown_vram = True
         return residents
 
