@@ -72,6 +72,7 @@ class FakeModel:
     thinks: bool = False  # has the "thinking" capability; thinks unless think is False
     gpu_tok_s: float = 90.0
     cpu_tok_s: float = 9.0
+    modified_at: str = "2026-01-01T00:00:00Z"  # when it was pulled (/api/tags)
     # Replies in order (cycled), or a function of (request, n); n counts this model's calls
     # from 1. None: a deterministic text naming the model and n.
     replies: list[str] | Callable[[ChatRequest, int], str] | None = None
@@ -174,7 +175,7 @@ class FakeBackend:
                 quantization_level="Q4_K_M",
                 context_length=m.context_length,
                 capabilities=["completion", "thinking"] if m.thinks else ["completion"],
-                modified_at="2026-01-01T00:00:00Z",
+                modified_at=m.modified_at,
             )
             for m in self._models
         ]
