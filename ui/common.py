@@ -8,9 +8,12 @@ import streamlit as st
 
 from graphs import (
     DuologueError,
+    Pulled,
+    Resident,
     RunStore,
-    list_models,
     normalize_host,
+    pulled_models,
+    running_models,
     start_embedded,
 )
 
@@ -40,8 +43,13 @@ def store() -> RunStore:
 @dataclass(frozen=True)
 class HostModels:
     host: str
-    models: tuple[str, ...] = ()
+    models: tuple[Pulled, ...] = ()
+    """The most recently pulled first (pulled_models)."""
     error: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [model.name for model in self.models]
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -50,8 +58,17 @@ def host_models(host: str) -> HostModels:
     briefly, so a host that doesn't answer doesn't stall every rerun."""
     try:
         host = normalize_host(host)
-        return HostModels(host, tuple(list_models(host, timeout=LIST_TIMEOUT_S)))
+        return HostModels(host, tuple(pulled_models(host, timeout=LIST_TIMEOUT_S)))
     except DuologueError as exc:
         return HostModels(host, error=str(exc))
     except ValueError as exc:
         return HostModels(host, error=f"{host!r} is not a host address ({exc})")
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def host_residents(host: str) -> tuple[Resident, ...] | None:
+    """The models loaded on a host now (/api/ps), or None when it can't say (host_models says why)."""
+    try:
+        return tuple(running_models(normalize_host(host), timeout=LIST_TIMEOUT_S))
+    except (DuologueError, ValueError):
+        return None

@@ -6,12 +6,14 @@ request and then opens the run's page, whose URL names the run so a reload finds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 from graphs import (
+    MAX_TURNS,
+    MIN_TURNS,
+    TIMEOUT_S,
     DuologueError,
     EmbeddedUnavailable,
     Participant,
@@ -19,27 +21,19 @@ from graphs import (
     builtin_shape_names,
     default_host,
     embedded_models,
+    examine,
     load_shape,
     normalize_host,
     parse_shape,
     plan_turns,
+    suited_participant,
+    suited_to_embedded,
     with_overrides,
 )
 from graphs.ui import common, launching, render
+from graphs.ui.launching import Choice
 
 UPLOAD_LIMIT_BYTES = 1_000_000  # as `duologue run --topic-file`: a topic or essay, not a book
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A model a participant can be given, and where it is served."""
-
-    model: str
-    host: str | None  # None: the embedded server
-
-    @property
-    def label(self) -> str:
-        return f"{self.model} · embedded (CPU, this machine)" if self.host is None else self.model
 
 
 st.title("Launch a dialogue")
@@ -89,7 +83,7 @@ hosts = {p.name: normalize_host(p.host) if p.host else host for p in shape.parti
 listed = {h: common.host_models(h) for h in dict.fromkeys(hosts.values())}
 for found in listed.values():
     if found.error:
-        st.error(render.plain(found.error))
+        st.error(render.plain(launching.in_page_words(found.error)))
 if any(found.error for found in listed.values()):
     st.info(
         "The embedded model is offered in every participant's list: a small real model "
@@ -97,24 +91,19 @@ if any(found.error for found in listed.values()):
     )
 elif any(not found.models for found in listed.values()):
     st.warning("A host answered but has no models; pull one with `ollama pull`, or use the embedded model.")
+pulled = {found.host: found.models for found in listed.values()}
+loaded = {found.host: common.host_residents(found.host) for found in listed.values() if not found.error}
 embedded = [Choice(model, None) for model in embedded_models()]
 
 
 def choices_for(participant: Participant) -> list[Choice]:
+    """The host's models, the most recently pulled first, then the embedded ones."""
     found = listed[hosts[participant.name]]
-    return [Choice(model, found.host) for model in found.models] + embedded
+    return [Choice(model.name, found.host) for model in found.models] + embedded
 
 
-def default_choice(participant: Participant, options: list[Choice]) -> int:
-    """The shape's model on the host if it has it, else the embedded one of that name, else the first."""
-    for index, choice in enumerate(options):
-        if choice.model == participant.model and choice.host is not None:
-            return index
-    for index, choice in enumerate(options):
-        if choice.model == participant.model:
-            return index
-    return 0
-
+offered = {p.name: choices_for(p) for p in shape.participants}
+defaults = launching.default_choices(shape.participants, offered)
 
 # ---- participants -------------------------------------------------------------------------
 
@@ -123,28 +112,57 @@ picked: dict[str, Choice] = {}
 settings: list[tuple[str, str, Any]] = []
 st.subheader("Participants")
 columns = st.columns(len(shape.participants))
+boxes = {}
 for participant, column in zip(shape.participants, columns, strict=True):
-    options = participant.options
     key = f"{scope}:{participant.name}"
-    with column, st.container(border=True, key=f"participant-{participant.name}"):
+    with column:
+        boxes[participant.name] = st.container(border=True, key=f"participant-{participant.name}")
+    with boxes[participant.name]:
         st.markdown(
             f"**{render.plain(participant.label or 'Participant')}** · {render.code_span(participant.name)}"
         )
-        offered = choices_for(participant)
-        by_label = {choice.label: choice for choice in offered}  # plain strings keep the widget simple
+        choices = offered[participant.name]
+        by_label = {choice.label: choice for choice in choices}  # plain strings keep the widget simple
+        default = defaults.get(participant.name)
         label = st.selectbox(
-            "Model", list(by_label), index=default_choice(participant, offered), key=f"{key}:model"
+            "Model",
+            list(by_label),
+            index=choices.index(default) if default in choices else 0,
+            key=f"{key}:model",
         )
         picked[participant.name] = by_label[label]
+for participant in shape.participants:
+    choice = picked[participant.name]
+    key = f"{scope}:{participant.name}"
+    base = participant
+    if choice.host is None:  # the embedded model's defaults, as the run will apply them
+        base = suited_participant(participant.model_copy(update={"model": choice.model}), False)
+        key = f"{key}:embedded:{choice.model}"
+    options = base.options
+    with boxes[participant.name]:
+        st.caption(render.plain(launching.gpu_fit(participant.name, picked, pulled, loaded)))
+        if choice.host is None:
+            st.caption("The embedded model's own options fill those you leave as they are.")
         values: dict[str, Any] = {
             "num_ctx": st.number_input(
                 "num_ctx",
                 min_value=256,
                 value=options.num_ctx,
                 step=1024,
-                placeholder="server default",
-                help="Context window in tokens. Too small and Ollama silently drops the oldest turns.",
+                placeholder="sized to the dialogue",
+                help="Context window in tokens. Too small and Ollama silently drops the oldest turns; "
+                "left empty, it holds the whole dialogue, up to the model's trained context.",
                 key=f"{key}:num_ctx",
+            ),
+            "num_predict": st.number_input(
+                "num_predict",
+                min_value=-2,
+                value=options.num_predict,
+                step=256,
+                placeholder="1024, or 4096 if it thinks",
+                help="Most tokens a turn may generate, its thinking included; -1: no limit, "
+                "-2: until the context is full.",
+                key=f"{key}:num_predict",
             ),
             "num_gpu": st.number_input(
                 "num_gpu",
@@ -184,6 +202,17 @@ for participant, column in zip(shape.participants, columns, strict=True):
 
 st.subheader("Residency")
 residency = launching.residency_controls()
+timeout_s = float(
+    st.number_input(
+        "Timeout, seconds",
+        min_value=1.0,
+        value=TIMEOUT_S,
+        step=30.0,
+        help="Give up on a turn when its model sends nothing for this long, before its first token "
+        "or between two chunks; the default suits a 32B model loading from disk. Check waits as long.",
+        key="timeout",
+    )
+)
 
 # ---- topic and turns ------------------------------------------------------------------------
 
@@ -215,8 +244,8 @@ else:
 turns = int(
     st.number_input(
         "Turns, the closing included",
-        min_value=2,
-        max_value=500,
+        min_value=MIN_TURNS,
+        max_value=MAX_TURNS,
         value=shape.turns,
         key=f"{scope}:turns",
     )
@@ -228,25 +257,80 @@ st.caption(
     + (" …" if turns > 12 else "")
 )
 
-# ---- launch ---------------------------------------------------------------------------------
+# ---- check, then launch -----------------------------------------------------------------------
 
-if st.button("Launch", type="primary", key="launch"):
+
+def final_shape(chosen: Shape) -> tuple[Shape, dict[str, str], bool]:
+    """The shape as the run will hold it, each participant's host, and whether the embedded
+    server is used (started here if it is); raises DuologueError, in the CLI's words."""
+    models = {name: choice.model for name, choice in picked.items()}
+    final = with_overrides(chosen, models, settings)
+    embedded_url = None
+    if any(choice.host is None for choice in picked.values()):
+        final = suited_to_embedded(final)  # short turns, and framing a 135M model answers
+        embedded_url = common.embedded_server().url
+    run_hosts = {name: choice.host or embedded_url or "" for name, choice in picked.items()}
+    return final, run_hosts, embedded_url is not None
+
+
+def problem_of(exc: DuologueError) -> str:
+    if isinstance(exc, EmbeddedUnavailable):
+        return f"The embedded model is not installed here: {exc}"
+    return launching.in_page_words(str(exc))
+
+
+form = (
+    scope,
+    tuple((name, choice.model, choice.host) for name, choice in picked.items()),
+    tuple(map(repr, settings)),
+    turns,
+    topic,
+    tuple(residency.items()),
+    timeout_s,
+)  # what a check was made for: its findings are shown while the form still says this
+check_column, launch_column, _ = st.columns([1, 1, 6])
+checked = check_column.button(
+    "Check",
+    key="check",
+    help="Run doctor for these participants with these options: loads each model as a run would "
+    "place it (unloading the others on its host) and times a short generation. Starts no run.",
+)
+launched = launch_column.button("Launch", type="primary", key="launch")
+if checked:
+    try:
+        final, run_hosts, _embedded = final_shape(shape)
+        with st.spinner("Checking each model: loading it as a run would, then a short generation…"):
+            report = examine(
+                final.participants,
+                run_hosts,
+                residency["require_gpu"],
+                turns,
+                topic,
+                timeout_s=timeout_s,
+            )
+        common.host_residents.clear()  # the check loaded models: the fit notes read /api/ps again
+        kind, line = launching.verdict(report)
+        st.session_state["launch-check"] = (form, kind, line, launching.in_page_words(report.text()))
+    except DuologueError as exc:
+        st.session_state["launch-check"] = (form, "error", problem_of(exc), None)
+    st.rerun()  # the form again, its fit notes from what the check left loaded, then the findings
+found = st.session_state.get("launch-check")
+if found and found[0] == form:
+    _, kind, line, text = found
+    {"success": st.success, "warning": st.warning, "error": st.error}[kind](render.plain(line))
+    if text:
+        st.code(text, language=None, wrap_lines=True)
+
+if launched:
     problem = None
     request = None
     try:
         if not topic.strip():
             raise DuologueError("no topic: write one, or upload a .md or .txt file")
-        models = {name: choice.model for name, choice in picked.items()}
-        final = with_overrides(shape, models, settings)
-        embedded_url = None
-        if any(choice.host is None for choice in picked.values()):
-            embedded_url = common.embedded_server().url
-        run_hosts = {name: choice.host or embedded_url or "" for name, choice in picked.items()}
-        request = launching.request(final, topic, turns, run_hosts, embedded_url is not None, residency)
-    except EmbeddedUnavailable as exc:
-        problem = f"The embedded model is not installed here: {exc}"
+        final, run_hosts, uses_embedded = final_shape(shape)
+        request = launching.request(final, topic, turns, run_hosts, uses_embedded, residency, timeout_s)
     except DuologueError as exc:
-        problem = str(exc)
+        problem = problem_of(exc)
     if problem or request is None:
         st.error(render.plain(problem or "could not build the run"))
     else:
