@@ -162,8 +162,8 @@ def _set_words(match: re.Match[str]) -> str:
     name, key, value = match.group("name"), match.group("key"), match.group("value")
     if value is None:
         return f"{name}'s {key}"
-    if value == "null":
-        return f"{key} left empty for {name}"
+    if value == "null":  # the page's empty field, or think's own word for it
+        return f"think set to model's default for {name}" if key == "think" else f"{key} left empty for {name}"
     return f"{key} {value} for {name}"
 
 

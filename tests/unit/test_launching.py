@@ -243,7 +243,7 @@ def test_the_pages_words_for_each_flag():
         "num_ctx abc for a: num_ctx should be a whole number",
         "a's colour: unknown key 'colour'; known keys: " + unknown.split("known keys: ")[1],
         f"a: model 'm' at {HOST} does not think (its capabilities: none); drop think from its options "
-        "(think left empty for a)",
+        "(think set to model's default for a)",
         f"cannot reach Ollama at {HOST}; start it with `ollama serve`, give a running server's address "
         "as the Ollama host, or choose an embedded model",
     ]
