@@ -1,5 +1,5 @@
 """The Runs page and the run picker through AppTest: whole ids, filters, search, Compare's 2–4
-rule, delete with a confirming click, and the picker's labels.
+rule, delete with a confirming click, and the picker's labels; and the Shapes page's files.
 
 Runs are written by hand into a temporary runs folder ($DUOLOGUE_RUNS_DIR), so each has the
 shape, models, status, flags, date, topic and transcript a test filters on.
@@ -20,10 +20,17 @@ from support import ROOT
 from support.duet import duet_models
 from support.fakeollama import fake_ollama
 from support.markup import armed, page_markdown, visible
-from support.records import run_meta, trace_record
+from support.records import written_run
 
-from graphs import RunRecord, RunRequest, RunStore, load_shape, with_overrides
-from graphs.records.schema import ParticipantRecord
+from graphs import (
+    RunRecord,
+    RunRequest,
+    RunStore,
+    builtin_shape_names,
+    builtin_shape_text,
+    load_shape,
+    with_overrides,
+)
 from graphs.ui import common
 
 APP = str(ROOT / "ui" / "app.py")
@@ -42,54 +49,30 @@ def page_env(runs_dir: Path, monkeypatch) -> Path:
     return runs_dir
 
 
-def write_run(
-    runs_dir: Path,
-    run_id: str,
-    shape: str,
-    models: list[str],
-    status: str,
-    started_at: str,
-    topic: str,
-    transcript: str,
-    **trace: object,
-) -> None:
-    """A run of one finished turn on the first model; `trace` sets that turn's numbers (its flags)."""
-    participants = [
-        ParticipantRecord(name=f"p{i}", label=model, model=model, host="http://127.0.0.1:9", options={})
-        for i, model in enumerate(models)
-    ]
-    meta = run_meta(run_id, started_at).model_copy(
-        update={"shape": shape, "participants": participants, "topic": topic, "status": status}
-    )
-    writer = RunStore(runs_dir).create(meta)
-    writer.append_trace(trace_record(run_id, 1, 1).model_copy(update={"model": models[0], **trace}))
-    writer.save_transcript(transcript)
-
-
 @pytest.fixture
 def five_runs(page_env: Path) -> Path:
-    write_run(
+    written_run(
         page_env, DUET, "duet", ["glm-4.7-flash", "qwen3:32b"], "completed", "2026-12-01T10:15:00.000Z",
         "Inherited memory: who owes what to a predecessor?\nThe essay follows.",
         "# duet\n\n## Turn 1\n\nA keeper of the Lighthouse owes the ships nothing.\n",
         gpu_fraction=0.5,
     )  # fmt: skip
-    write_run(
+    written_run(
         page_env, DEBATE, "debate", ["llama3.1:8b", "qwen3:32b"], "failed", "2026-11-20T09:30:00.000Z",
         "Is free will compatible with physics?",
         "# debate\n\n## Turn 1\n\nDeterminism is the point.\n",
     )  # fmt: skip
-    write_run(
+    written_run(
         page_env, PANEL, "panel", ["gemma3:12b"], "interrupted", "2026-11-10T18:00:00.000Z",
         "Cities after cars", "# panel\n\n## Turn 1\n\nStreets are for people.\n",
         truncated=True,
     )  # fmt: skip
-    write_run(
+    written_run(
         page_env, OLD_DUET, "duet", ["glm-4.7-flash"], "completed", "2026-10-01T07:00:00.000Z",
         "A " + "very " * 30 + "long topic", "# duet\n\n## Turn 1\n\nNothing of note.\n",
         gpu_fraction=0.0, done_reason="length",
     )  # fmt: skip
-    write_run(
+    written_run(
         page_env, IMPORTED, "imported", ["Opus 4.6"], "imported", "2026-09-15T12:00:00.000Z",
         "Free will, the seed dialogue", "# imported\n\n## Turn 1\n\nWe converge.\n",
     )  # fmt: skip
@@ -394,3 +377,26 @@ def test_the_run_picker_names_each_runs_models_topic_and_start(five_runs: Path):
         f"{IMPORTED} · imported · Opus 4.6 · Free will, the seed dialogue · 2026-09-15 12:00 UTC",
     ]
     assert [link.proto.query_string for link in at.page_link] == [f"run={run_id}" for run_id in EVERY_RUN]
+
+
+# ---- the Shapes page ---------------------------------------------------------------------------
+
+
+def test_the_shapes_page_wraps_each_file_rather_than_cutting_it(tmp_path: Path):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/shapes.py").run()
+    assert_page_ok(at)
+    names = builtin_shape_names()
+    assert [(c.value, c.language, c.proto.wrap_lines) for c in at.code] == [
+        (builtin_shape_text(name).strip(), "yaml", True) for name in names
+    ]
+    persona = "You argue " + "and then argue again, " * 20 + "until the end."
+    own = (
+        f"name: mine\nparticipants:\n  - name: a\n    model: m\n    persona: {persona}\n"
+        "  - name: b\n    model: n\norder: [a, b]\nturns: 4\nclosing: {speaker: next}\n"
+    )
+    at.file_uploader(key="own-shape").set_value(("mine.yaml", own.encode(), "text/yaml")).run()
+    assert_page_ok(at)
+    assert [visible(s.value) for s in at.success] == ["mine.yaml is a valid shape: mine, 2 participants."]
+    assert (at.code[-1].value, at.code[-1].proto.wrap_lines) == (own.strip(), True)
+    assert len(at.get("graphviz_chart")) == len(names) + 1

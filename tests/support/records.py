@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from graphs.records.schema import RunMeta, TraceRecord
+from pathlib import Path
+
+from graphs.records.schema import ParticipantRecord, RunMeta, TraceRecord
+from graphs.records.store import RunStore
 
 
 def run_meta(run_id: str, started_at: str = "2026-11-25T20:00:00.000Z") -> RunMeta:
@@ -23,3 +26,28 @@ def trace_record(run_id: str, seq: int, turn: int) -> TraceRecord:
     return TraceRecord(
         run_id=run_id, seq=seq, node="a", turn=turn, speaker="a", started_at="s", ended_at="e", latency_s=1.0
     )
+
+
+def written_run(
+    runs_dir: Path,
+    run_id: str,
+    shape: str,
+    models: list[str],
+    status: str,
+    started_at: str,
+    topic: str,
+    transcript: str,
+    **trace: object,
+) -> None:
+    """A run of one finished turn on its first model, in runs_dir; `trace` sets that turn's
+    numbers (gpu_fraction=0.5 flags it CPU). For pages that list, filter and search runs."""
+    participants = [
+        ParticipantRecord(name=f"p{i}", label=model, model=model, host="http://127.0.0.1:9", options={})
+        for i, model in enumerate(models)
+    ]
+    meta = run_meta(run_id, started_at).model_copy(
+        update={"shape": shape, "participants": participants, "topic": topic, "status": status}
+    )
+    writer = RunStore(runs_dir).create(meta)
+    writer.append_trace(trace_record(run_id, 1, 1).model_copy(update={"model": models[0], **trace}))
+    writer.save_transcript(transcript)

@@ -1,4 +1,8 @@
-"""Shapes page: each built-in shape's graph and its file, and a check for your own."""
+"""Shapes page: each built-in shape's graph and its file, and a check for your own.
+
+The graph has the page's width, not half of it, so a panel's labels are drawn at their own size;
+the file wraps its long lines (personas) rather than hiding them.
+"""
 
 from __future__ import annotations
 
@@ -19,11 +23,8 @@ for name in builtin_shape_names():
     st.header(name)
     if shape.description:
         st.caption(render.plain(shape.description))
-    graph, text = st.columns([1, 1])
-    with graph:
-        render.show_graph(shape)
-    with text:
-        st.code(builtin_shape_text(name), language="yaml")
+    render.show_graph(shape)
+    st.code(builtin_shape_text(name), language="yaml", wrap_lines=True)
 
 st.header("Your own shape file")
 upload = st.file_uploader(
@@ -40,8 +41,5 @@ if upload is not None:
     else:
         count = len(shape.participants)
         st.success(render.plain(f"{upload.name} is a valid shape: {shape.name}, {count} participants."))
-        graph, source = st.columns([1, 1])
-        with graph:
-            render.show_graph(shape)
-        with source:
-            st.code(text, language="yaml")
+        render.show_graph(shape)
+        st.code(text, language="yaml", wrap_lines=True)
