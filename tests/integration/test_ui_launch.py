@@ -124,6 +124,15 @@ def test_the_embedded_model_is_the_default_only_when_the_host_has_none(page_env:
     [error] = [visible(e.value) for e in at.error]
     assert error.startswith("cannot reach Ollama at ") and not FLAG.search(error), error
     assert "give a running server's address as the Ollama host, or choose an embedded model" in error
+    # Pointed at a host that has models, the participants take them.
+    with duet_host() as (server, _backend):
+        at.text_input(key="host").set_value(server.url).run()
+        assert not at.error
+        assert chosen(at) == {"a": "qwen3:32b", "b": "glm-4.7-flash"}
+        # A choice the user made stays as the page reruns.
+        at.selectbox(key="Built-in:duet:b:model").set_value("qwen3:32b").run()
+        at.run()
+        assert chosen(at) == {"a": "qwen3:32b", "b": "qwen3:32b"}
 
 
 # ---- sizes and GPU fit ------------------------------------------------------------------------

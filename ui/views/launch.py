@@ -124,12 +124,14 @@ for participant, column in zip(shape.participants, columns, strict=True):
         choices = offered[participant.name]
         by_label = {choice.label: choice for choice in choices}  # plain strings keep the widget simple
         default = defaults.get(participant.name)
-        label = st.selectbox(
-            "Model",
-            list(by_label),
-            index=choices.index(default) if default in choices else 0,
-            key=f"{key}:model",
-        )
+        # The default until the user picks, and again once a host that had no models lists some.
+        hosted = any(choice.host is not None for choice in choices)
+        if st.session_state.get(f"{key}:model") not in by_label or (
+            hosted and not st.session_state.get(f"{key}:hosted")
+        ):
+            st.session_state[f"{key}:model"] = default.label if default else next(iter(by_label), None)
+        st.session_state[f"{key}:hosted"] = hosted
+        label = st.selectbox("Model", list(by_label), key=f"{key}:model")
         picked[participant.name] = by_label[label]
 for participant in shape.participants:
     choice = picked[participant.name]
