@@ -58,6 +58,7 @@ _EXPORTS = {
     "running_models": "graphs.ollama.api",
     "same_model": "graphs.ollama.names",
     "TIMEOUT_S": "graphs.ollama.timeouts",
+    "rate": "graphs.ollama.timings",
     "GpuEstimate": "graphs.ollama.residency",
     "estimate_gpu": "graphs.ollama.residency",
     "gb": "graphs.ollama.residency",
@@ -116,6 +117,7 @@ if TYPE_CHECKING:
     from graphs.ollama.names import same_model
     from graphs.ollama.residency import RESIDENCY_POLICIES, GpuEstimate, estimate_gpu, gb
     from graphs.ollama.timeouts import TIMEOUT_S
+    from graphs.ollama.timings import rate
     from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
     from graphs.records.store import RunRecord, RunStore, new_run_id
     from graphs.records.tables import model_rates, run_totals

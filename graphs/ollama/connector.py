@@ -42,6 +42,9 @@ FINDINGS_KEY = "duologue"
 EVENT_TURN_FACTS = "duologue.turn_facts"
 """Custom event payload: TraceRecord fields a guard measured before it stopped the turn."""
 
+EVENT_PLACED = "duologue.placed"
+"""Custom event payload: what the guard found placing the model, before the request is sent."""
+
 
 # The ollama client (0.6.x) drops response fields it has no name for, and Ollama's newer
 # prompt_eval_cached_count is one; without it the trace cannot tell cached prompt tokens
@@ -102,6 +105,7 @@ class PinnedChatOllama(ChatOllama):
             return
         sent = self._plain_messages(messages)
         facts = guarded(lambda: guard.before(sent), {})
+        report_facts(facts, EVENT_PLACED)
         thinking: list[str] = []
         for part in super()._create_chat_stream(messages, stop, **kwargs):
             final = self._watch(part, thinking)
@@ -211,10 +215,10 @@ def guarded(step: Callable[[], dict[str, Any]], known: dict[str, Any]) -> dict[s
         raise
 
 
-def report_facts(facts: dict[str, Any]) -> None:
+def report_facts(facts: dict[str, Any], event: str = EVENT_TURN_FACTS) -> None:
     """Hand findings to the run's tracer as a custom event; a no-op outside a traced run."""
     with suppress(RuntimeError):  # no parent run: the model was called outside a graph
-        dispatch_custom_event(EVENT_TURN_FACTS, facts)
+        dispatch_custom_event(event, facts)
 
 
 def chat_model(

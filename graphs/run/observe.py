@@ -12,7 +12,15 @@ if TYPE_CHECKING:
 
 
 class RunObserver(Protocol):
-    """What a front end sees of a run while it happens."""
+    """What a front end sees of a run while it happens.
+
+    An observer may also have `turn_placed(placement: TraceRecord)`, which the runner calls,
+    from the turn's thread, once the model is placed and before its request is sent: the
+    turn's record so far, holding only where the model sits (gpu_fraction, residency,
+    preload_s...). And `run_ended(status: str)`, called once run.json records how the run
+    ended, before the trace's flush to LangSmith, so a page can show the end at once. Both
+    are optional, so an observer written before them keeps working.
+    """
 
     def run_started(self, run_id: str, folder: Path) -> None: ...
 
@@ -32,8 +40,14 @@ class SilentObserver:
     def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
         pass
 
+    def turn_placed(self, placement: TraceRecord) -> None:
+        pass
+
     def token(self, text: str, thinking: bool) -> None:
         pass
 
     def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
+        pass
+
+    def run_ended(self, status: str) -> None:
         pass

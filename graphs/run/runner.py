@@ -162,9 +162,29 @@ class RunSession:
     def save_transcript(self, ending: str | None = None) -> None:
         self.writer.save_transcript(transcript_text(self.request, self.writer.meta, self.outcome, ending))
 
+    def ended(self) -> None:
+        """Tell the observer how the run ended, once run.json says so (its optional run_ended)."""
+        hook = getattr(self.observer, "run_ended", None)
+        if hook is not None and self.outcome.status == self.writer.meta.status != "running":
+            hook(self.outcome.status)
+
 
 def drive(session: RunSession, graph_input: Any) -> RunOutcome:
-    """Run the graph from `graph_input` (a first state, None to continue, or a resume Command)."""
+    """Run the graph from `graph_input` (a first state, None to continue, or a resume Command).
+
+    The trace's flush to LangSmith (a wait of up to FLUSH_TIMEOUT_S) comes last: after the
+    ending is recorded and the folder unlocked, and after the observer's optional
+    run_ended(status), so a stopped run is recorded, and a page shows it ended, at once.
+    """
+    request = session.request
+    with smith.exporting(request.trace, session.writer.run_id, request.shape, request.hosts):
+        try:
+            return drive_locked(session, graph_input)
+        finally:
+            session.ended()
+
+
+def drive_locked(session: RunSession, graph_input: Any) -> RunOutcome:
     request, writer, outcome = session.request, session.writer, session.outcome
     shape, source = request.shape, request.source
     models: dict[str, Runnable] = {}
@@ -176,10 +196,7 @@ def drive(session: RunSession, graph_input: Any) -> RunOutcome:
                 shape, request.hosts, residency_settings(request), request.stop, request.timeout_s
             )
             models = {p.name: connect(p, request.hosts[p.name]) for p in shape.connected}
-            with (
-                checkpoints.checkpointer(writer, request.checkpoint_url) as checkpointer,
-                smith.exporting(request.trace, writer.run_id, shape, request.hosts),
-            ):
+            with checkpoints.checkpointer(writer, request.checkpoint_url) as checkpointer:
                 hold(session, models, graph_input, checkpointer)
         except (KeyboardInterrupt, RunInterrupted) as exc:
             ending = "Run interrupted by the user"
@@ -246,6 +263,7 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
         planner=lambda state: turn_due(shape, state),
         hosts=dict(request.hosts),
         first_seq=last_seq + 1,
+        on_placed=getattr(session.observer, "turn_placed", None),  # an optional hook (observe.py)
     )
     graph: Any = build_graph(shape, checkpointer=checkpointer)
     config: Any = {

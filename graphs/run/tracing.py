@@ -22,7 +22,7 @@ from langchain_core.outputs import LLMResult
 from graphs.engine.schedule import PlannedTurn
 from graphs.engine.spec import OBSERVER
 from graphs.errors import RunInterrupted
-from graphs.ollama.connector import EVENT_TURN_FACTS, FINDINGS_KEY
+from graphs.ollama.connector import EVENT_PLACED, EVENT_TURN_FACTS, FINDINGS_KEY
 from graphs.ollama.timings import raw_fields, turn_numbers
 from graphs.records.schema import InputsRecord, TraceRecord
 from graphs.records.store import now_iso
@@ -56,11 +56,14 @@ class TraceRecorder(BaseCallbackHandler):
         planner: Callable[[Any], PlannedTurn | None],
         hosts: dict[str, str] | None = None,
         first_seq: int = 1,
+        on_placed: Callable[[TraceRecord], None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.planner = planner
         self.on_record = on_record
         self.on_inputs = on_inputs
+        self.on_placed = on_placed
+        """Called with a turn's record so far once its model is placed, before its request."""
         self.hosts = hosts or {}
         self._seq = first_seq
         self._open: dict[UUID, _OpenNode] = {}
@@ -124,12 +127,37 @@ class TraceRecorder(BaseCallbackHandler):
                 node.facts["thinking"] = str(thinking)
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if name == EVENT_PLACED:
+            self._placed(run_id, data)
         if name != EVENT_TURN_FACTS:
             return
         with self._lock:
             node = self._open.get(run_id) or self._node_of_model_locked(run_id)
             if node is not None:
                 node.facts.update(data)
+
+    def _placed(self, model_run: UUID, facts: dict[str, Any]) -> None:
+        node = self._node_of_model(model_run)
+        if self.on_placed is None or node is None or node.planned is None:
+            return
+        planned = node.planned
+        self.on_placed(
+            TraceRecord.model_validate(
+                {
+                    "run_id": self.run_id,
+                    "seq": 0,
+                    "node": node.node,
+                    "turn": planned.number,
+                    "kind": planned.kind,
+                    "speaker": planned.speaker,
+                    "model": node.model,
+                    "host": self.hosts.get(planned.speaker),
+                    "started_at": node.started_at,
+                    "ended_at": node.started_at,
+                }
+                | facts
+            )
+        )
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._close(run_id, None)
