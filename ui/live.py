@@ -12,6 +12,7 @@ id: its new LiveRun takes the place of the finished one, never of one still goin
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from graphs import (
     Turn,
     labels,
     new_run_id,
+    rate,
     recorded_request,
     resume_dialogue,
     run_dialogue,
@@ -47,7 +49,12 @@ KEEP_FINISHED = 50
 
 @dataclass(frozen=True)
 class LiveTurn:
-    """A turn as the page shows it while the run goes on."""
+    """A turn as the page shows it while the run goes on.
+
+    A finished turn has its trace record (its stats line and flags come from it); the turn
+    in progress has what its stream has shown so far: tokens counted as they arrive, the
+    time to the first, the rate since, and where its model was placed before the request.
+    """
 
     number: int
     speaker: str
@@ -58,6 +65,16 @@ class LiveTurn:
     thinking: str = ""
     stats: str = ""
     flags: tuple[str, ...] = ()
+    record: TraceRecord | None = None
+    """A finished turn's trace record (None if the log lacks it)."""
+    tokens: int = 0
+    """The turn in progress: pieces streamed so far, thinking included (one per token with Ollama)."""
+    elapsed_s: float | None = None
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    """Tokens after the first over the time between the first and the latest."""
+    placement: TraceRecord | None = None
+    """The turn's record so far once its model was placed: gpu_fraction, residency, preload_s."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +119,13 @@ class LiveRun:
     earlier: str = ""
     _text: list[str] = field(default_factory=list)
     _thinking: list[str] = field(default_factory=list)
+    _tokens: int = 0
+    _turn_started: float = 0.0
+    _first_token: float | None = None
+    _last_token: float = 0.0
+    _placement: TraceRecord | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ended: threading.Event = field(default_factory=threading.Event)
 
     # RunObserver: called from the worker thread.
 
@@ -113,11 +136,26 @@ class LiveRun:
     def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
         with self._lock:
             self.current = LiveTurn(planned.number, planned.speaker, label, planned.kind, model, "")
-            self._text, self._thinking = [], []
+            self._reset_turn()
+            self._turn_started = time.monotonic()
+
+    def turn_placed(self, placement: TraceRecord) -> None:
+        with self._lock:
+            if self.current is not None and self.current.number == placement.turn:
+                self._placement = placement
 
     def token(self, text: str, thinking: bool) -> None:
+        now = time.monotonic()
         with self._lock:
             (self._thinking if thinking else self._text).append(text)
+            self._tokens += 1
+            self._last_token = now
+            if self._first_token is None:
+                self._first_token = now
+
+    def _reset_turn(self) -> None:
+        self._text, self._thinking = [], []
+        self._tokens, self._first_token, self._placement = 0, None, None
 
     def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
         names = labels(self.request.shape)
@@ -136,27 +174,41 @@ class LiveRun:
                     thinking=turn.get("thinking", ""),
                     stats=stats_line(record),
                     flags=tuple(record.flags) if record else (),
+                    record=record,
                 )
             )
             self.current = None
-            self._text, self._thinking = [], []
+            self._reset_turn()
+
+    def run_ended(self, status: str) -> None:
+        """The run's ending is recorded: the page may show the record, though the worker may
+        still be flushing its trace to LangSmith."""
+        with self._lock:
+            self.status, self.ended = status, time.monotonic()
+            self.current = None
+        self._ended.set()
 
     # The page's side.
 
     def snapshot(self) -> Snapshot:
+        now = time.monotonic()
         with self._lock:
             current = self.current
             if current is not None:
-                current = LiveTurn(
-                    current.number,
-                    current.speaker,
-                    current.label,
-                    current.kind,
-                    current.model,
-                    "".join(self._text),
-                    "".join(self._thinking),
+                first = self._first_token
+                current = dataclasses.replace(
+                    current,
+                    text="".join(self._text),
+                    thinking="".join(self._thinking),
+                    tokens=self._tokens,
+                    elapsed_s=now - self._turn_started,
+                    ttft_s=None if first is None else first - self._turn_started,
+                    tokens_per_s=None
+                    if first is None
+                    else rate(self._tokens - 1, int((self._last_token - first) * 1e9)),
+                    placement=self._placement,
                 )
-            end = self.ended if self.ended is not None else time.monotonic()
+            end = self.ended if self.ended is not None else now
             return Snapshot(
                 run_id=self.run_id,
                 status=self.status,
@@ -179,6 +231,10 @@ class LiveRun:
     def done(self) -> bool:
         return self.status in TERMINAL
 
+    def wait_ended(self, timeout_s: float) -> bool:
+        """Wait up to timeout_s for the run's ending to be recorded; whether it was."""
+        return self._ended.wait(timeout_s)
+
     @property
     def start_error(self) -> str | None:
         """Why the run ended before it started (a resume the engine refused, a host that is
@@ -200,9 +256,11 @@ class LiveRun:
             log.exception("run %s failed", self.run_id)
             error = f"{exc.__class__.__name__}: {exc}"
         with self._lock:
-            self.status, self.error, self.ended = status, error, time.monotonic()
+            self.status, self.error = status, error
+            self.ended = self.ended or time.monotonic()
             if status != "running":
                 self.current = None
+        self._ended.set()
 
 
 class Registry:

@@ -1,4 +1,13 @@
-"""A run on the page while it goes on: redrawn from the worker's buffer (graphs.ui.live)."""
+"""A run on the page while it goes on: redrawn from the worker's buffer (graphs.ui.live).
+
+Only what changes is redrawn on a timer, by two fragments: the status line with its Stop
+button, at the top, and the turn in progress, below the finished ones. A finished turn is
+drawn once, folded to its heading and stats line, by the page run that follows it: a fragment
+that sees a turn more, or the run's end, asks for that page run. (Redrawing every turn every
+POLL_S, as this view once did, cost 60-85 ms of the server's time per redraw at 20 turns of
+10 kB and sent them all to the browser again; on a loaded machine the redraws fell behind,
+and the page sat still, then jumped.)
+"""
 
 from __future__ import annotations
 
@@ -8,21 +17,36 @@ from . import render
 from .live import LiveRun, LiveTurn
 
 POLL_S = 0.5
+"""How often the status line and the turn in progress are redrawn."""
+
+
+def live_view(live: LiveRun) -> None:
+    """The run while it streams; the whole page is drawn again when a turn ends and when the run does."""
+    snap = live.snapshot()
+    if snap.done:
+        st.rerun()
+    status_line(live)
+    if snap.resumed_after is not None:
+        show_earlier(snap.resumed_after, snap.earlier)
+    for turn in snap.turns:
+        show_finished_turn(turn)
+    turn_in_progress(live, len(snap.turns))
 
 
 @st.fragment(run_every=POLL_S)
-def live_view(live: LiveRun) -> None:
-    """Redrawn every POLL_S seconds from the worker's buffer; the whole page reloads when the run ends."""
+def status_line(live: LiveRun) -> None:
     with render.failure_shown():  # a fragment's rerun runs this alone, outside the page's guard
-        show_live(live)
+        show_status(live)
 
 
-def show_live(live: LiveRun) -> None:
+def show_status(live: LiveRun) -> None:
+    """State, turn, elapsed time, progress, and Stop: its click is handled before this is drawn
+    (on_click), so the line says "stopping…" in the same redraw."""
     snap = live.snapshot()
     if snap.done:
         st.rerun()
     earlier = snap.resumed_after or 0
-    head, stop = st.columns([5, 1])
+    head, stop = st.columns([5, 1], vertical_alignment="center")
     with head:
         state = "stopping…" if snap.stopping else render.status_label(snap.status)
         st.markdown(
@@ -31,18 +55,26 @@ def show_live(live: LiveRun) -> None:
         )
         st.progress(min(1.0, (earlier + len(snap.turns)) / max(1, snap.planned_turns)))
     with stop:
-        if st.button("Stop", type="secondary", key=f"stop:{snap.run_id}", disabled=snap.stopping):
-            live.stop()
+        if st.button(
+            "Stop", type="secondary", key=f"stop:{snap.run_id}", disabled=snap.stopping, on_click=live.stop
+        ):
             st.toast("Stopping after the current token; finished turns are kept.")
-    if snap.resumed_after is not None:
-        show_earlier(snap.resumed_after, snap.earlier)
-    for turn in snap.turns:
-        show_live_turn(turn)
-        st.divider()
-    if snap.current is not None:
-        show_live_turn(snap.current, streaming=True)
-    elif snap.status == "starting":
-        st.caption("Checking the servers and their models…")
+    # A stop ends the run at its next token: show the record the moment it is written, not a poll later.
+    if snap.stopping and live.wait_ended(POLL_S):
+        st.rerun()
+
+
+@st.fragment(run_every=POLL_S)
+def turn_in_progress(live: LiveRun, shown: int) -> None:
+    """The turn being written; `shown` finished turns are on the page already."""
+    with render.failure_shown():
+        snap = live.snapshot()
+        if snap.done or len(snap.turns) != shown:
+            st.rerun()  # a turn ended: the page draws it folded, and this fragment its successor
+        if snap.current is not None:
+            show_current_turn(snap.current)
+        elif snap.status == "starting":
+            st.caption("Checking the servers and their models…")
 
 
 def show_earlier(finished: int, transcript: str) -> None:
@@ -50,19 +82,73 @@ def show_earlier(finished: int, transcript: str) -> None:
     if not finished:
         st.caption("Resumed: no turn had finished, so it starts again from turn 1.")
         return
-    st.caption(f"Resumed: continuing from turn {finished + 1}; turns 1–{finished} are kept as they were.")
+    kept = "turn 1 is kept as it was" if finished == 1 else f"turns 1–{finished} are kept as they were"
+    st.caption(f"Resumed: continuing from turn {finished + 1}; {kept}.")
     with st.expander("Turn 1 as recorded" if finished == 1 else f"Turns 1–{finished} as recorded"):
         render.show_transcript(transcript)
 
 
-def show_live_turn(turn: LiveTurn, streaming: bool = False) -> None:
-    """A turn in the reference's layout: heading, stats line (once finished), text."""
-    heading = f"{render.plain(turn.label)} — {render.plain(turn.kind.capitalize())}"
-    st.markdown(f"#### Turn {turn.number}: {heading}")
-    if streaming:
-        st.caption(f"{render.plain(turn.model)} · writing…")
-        if turn.thinking:
-            st.caption("thinking: " + render.plain(turn.thinking[-600:]))
+def turn_heading(turn: LiveTurn) -> str:
+    return f"Turn {turn.number}: {render.plain(turn.label)} — {render.plain(turn.kind.capitalize())}"
+
+
+def show_finished_turn(turn: LiveTurn) -> None:
+    """Folded to its heading and stats line, in red when it ran (partly) on the CPU or slow
+    (TraceRecord.degraded); opened, its words, and its thinking in a tab of its own."""
+    stats = render.plain(turn.stats.strip("*")) if turn.stats else "(no stats)"
+    degraded = turn.record is not None and turn.record.degraded
+    label = f"{turn_heading(turn)} · *{stats}*"
+    with st.expander(
+        f":red[{label}]" if degraded else label, icon=":material/warning:" if degraded else None
+    ):
+        if not turn.thinking:
+            render.show_model_text(turn.text)
+            return
+        words, thinking = st.tabs(["Reply", f"Thinking ({len(turn.thinking)} characters, never relayed)"])
+        with words:
+            render.show_model_text(turn.text)
+        with thinking:
+            render.show_model_text(turn.thinking)
+
+
+def show_current_turn(turn: LiveTurn) -> None:
+    """Heading, the live numbers (tokens so far, tok/s, TTFT, where the model sits), the text so far."""
+    st.markdown(f"#### {turn_heading(turn)}")
+    st.markdown(" · ".join(live_numbers(turn)))
+    if turn.thinking:
+        st.caption("thinking: " + render.plain(turn.thinking[-600:]))
+    render.show_model_text(turn.text or "…")
+
+
+def live_numbers(turn: LiveTurn) -> list[str]:
+    """The turn in progress's numbers as Markdown; a number not known yet is left out, never 'None'."""
+    parts = [render.plain(turn.model)]
+    placed = placement_badge(turn)
+    if placed:
+        parts.append(placed)
+    if turn.ttft_s is None:
+        parts.append("waiting for the first token")
     else:
-        st.markdown(turn.stats)
-    render.show_model_text(turn.text or ("…" if streaming else ""))
+        parts.append(f"{turn.tokens} tokens")
+        if turn.tokens_per_s is not None:
+            parts.append(f"{turn.tokens_per_s:.1f} tok/s")
+        parts.append(f"TTFT {turn.ttft_s:.1f} s")
+    if turn.elapsed_s is not None:
+        parts.append(f"{turn.elapsed_s:.0f} s")
+    parts.append("writing…")
+    return parts
+
+
+def placement_badge(turn: LiveTurn) -> str | None:
+    """Where the model was placed before the request: '100% GPU', or its CPU share in red."""
+    placement = turn.placement
+    if placement is None:
+        return None
+    if placement.degraded:
+        cpu = next(flag for flag in placement.flags if flag.startswith("CPU"))
+        return f":red-badge[:material/memory: {render.plain(cpu)}]"
+    if placement.gpu_fraction is not None:
+        return ":green-badge[100% GPU]"
+    if placement.residency == "cpu":
+        return ":gray-badge[CPU-only server]"
+    return None

@@ -733,7 +733,7 @@ def test_stop_a_resumed_run_and_a_second_tab_does_not_start_it_again(page_env: P
         assert live is not None
         wait_until(lambda: live.snapshot().turns, what="a turn finished after resuming")
         tab.run()
-        assert "Resumed: continuing from turn 2; turns 1–1 are kept as they were." in texts(tab)
+        assert "Resumed: continuing from turn 2; turn 1 is kept as it was." in texts(tab)
         # The other tab still shows the Resume button; its click finds the run going and watches it.
         other.button(key=f"resume:{run_id}").click().run()
         assert _has_stop(other, run_id) and common.registry().get(run_id) is live
