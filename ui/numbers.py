@@ -55,7 +55,7 @@ def show_totals(run: RunRecord) -> None:
     flags = run.flags
     if flags:
         with st.container(horizontal=True):
-            st.caption("Flags:")
+            st.caption("Flags:", width="content")
             for flag in flags:
                 st.badge(
                     flag,
@@ -127,19 +127,20 @@ TRACE_COLUMNS = [
     "turn",
     "speaker",
     "model",
+    "GPU",
     "flags",
+    "tok/s",
     "prompt tokens",
     "tokens",
-    "tok/s",
     "ttft s",
     "placing s",
     "preload s",
     "load s",
     "latency s",
-    "GPU",
     "done",
     "placed",
 ]
+"""Where the model sat and what to notice first, where the table opens; the times after."""
 NUMBER_FORMATS = {
     "prompt tokens": "{:.0f}",
     "tokens": "{:.0f}",
@@ -316,11 +317,15 @@ def show_charts(
         )
         floor_lines = [
             floor.mark_rule(strokeDash=[6, 4], strokeWidth=2),
-            floor.mark_text(align="left", dx=4, dy=-6, x=0).encode(
-                text=alt.Text("min tok/s:Q", format=".1f")
-            ),
+            floor.transform_calculate(label="'min ' + format(datum['min tok/s'], '.1f')")
+            .mark_text(align="right", dy=-6, x={"expr": "width"}, fontWeight="bold")
+            .encode(text="label:N"),
         ]
-    decode = bars("tok/s", "Decode speed (tok/s); dashed: each speaker's min_tok_s", *floor_lines)
+    decode = bars(
+        "tok/s",
+        "Decode speed (tok/s)" + ("; dashed: each speaker's min_tok_s" if floors else ""),
+        *floor_lines,
+    )
 
     tokens = outlined(
         alt.Chart(data)
@@ -439,13 +444,13 @@ def show_timeline(records: Sequence[TraceRecord], names: dict[str, str]) -> None
         alt.Chart(
             frame,
             title="Timeline: each turn's placing, load, prompt and generation",
-            height=50 * lanes + 40,
+            height=60 * lanes + 60,
         )
-        .mark_bar(height={"band": 0.7})
+        .mark_bar()
         .encode(
             x=alt.X("from s:Q", title="seconds since the first turn started"),
             x2="to s:Q",
-            y=alt.Y("model:N", title=None),
+            y=alt.Y("model:N", title=None, scale=alt.Scale(paddingInner=0.35)),
             color=alt.Color(
                 "stage:N",
                 sort=TIMELINE_STAGES,
