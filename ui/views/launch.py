@@ -210,6 +210,7 @@ timeout_s = float(
         min_value=1.0,
         value=TIMEOUT_S,
         step=30.0,
+        format="%.0f",
         help="Give up on a turn when its model sends nothing for this long, before its first token "
         "or between two chunks; the default suits a 32B model loading from disk. Check waits as long.",
         key="timeout",
@@ -290,14 +291,14 @@ form = (
     tuple(residency.items()),
     timeout_s,
 )  # what a check was made for: its findings are shown while the form still says this
-check_column, launch_column, _ = st.columns([1, 1, 6])
-checked = check_column.button(
+buttons = st.container(horizontal=True)
+launched = buttons.button("Launch", type="primary", key="launch")
+checked = buttons.button(
     "Check",
     key="check",
     help="Run doctor for these participants with these options: loads each model as a run would "
     "place it (unloading the others on its host) and times a short generation. Starts no run.",
 )
-launched = launch_column.button("Launch", type="primary", key="launch")
 if checked:
     try:
         final, run_hosts, _embedded = final_shape(shape)
