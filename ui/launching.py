@@ -5,7 +5,7 @@ uploads, option values, the run request."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -143,6 +143,12 @@ def fit_words(how: str, size: int, fits: bool | None, held: str) -> str:
     return f"Fits the GPU {how}: unknown ({gb(size)}; the GPU has shown it holds {held})."
 
 
+def busy_hosts(active: Iterable[Any], hosts: Iterable[str]) -> list[str]:
+    """Those of `hosts` a run in progress (LiveRun) uses: Check must leave their models alone."""
+    wanted = set(hosts)
+    return sorted({url for run in active for url in run.request.hosts.values() if url in wanted})
+
+
 # ---- the doctor's verdict, in the page's words ----------------------------------------------------
 
 Verdict = Literal["success", "warning", "error"]
@@ -162,8 +168,10 @@ def _set_words(match: re.Match[str]) -> str:
     name, key, value = match.group("name"), match.group("key"), match.group("value")
     if value is None:
         return f"{name}'s {key}"
-    if value == "null":  # the page's empty field, or think's own word for it
-        return f"think set to model's default for {name}" if key == "think" else f"{key} left empty for {name}"
+    if value == "null" and key == "think":  # think's own word for it
+        return f"think set to model's default for {name}"
+    if value == "null":  # the page's empty field
+        return f"{key} left empty for {name}"
     return f"{key} {value} for {name}"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -225,6 +226,28 @@ def test_check_names_the_pages_fields_when_an_option_does_not_suit_the_model(pag
             f"b (glm-4.7-flash): b: model 'glm-4.7-flash' at {server.url} does not think (its capabilities: "
             "completion); drop think from its options (think set to model's default for b)"
         ), line
+
+
+def test_check_leaves_a_host_alone_while_a_run_is_going_there(page_env: Path, monkeypatch):
+    gate = threading.Event()  # the run's first turn sends nothing until the test is done
+    with duet_host(hold_first_token=(1, gate)) as (server, backend):
+        try:
+            at = launch_page(server.url, monkeypatch)
+            at.button(key="launch").click().run()
+            wait_until(lambda: backend.chat_requests, what="the run's first turn")
+            loads = len(backend.load_requests)
+            at = launch_page(server.url, monkeypatch)
+            at.button(key="check").click().run()
+            assert [visible(w.value) for w in at.warning] == [
+                f"A run is going on {server.url}: Check loads and unloads models there, which would disturb "
+                "it. Check again once it has ended, or stop it."
+            ]
+            assert len(backend.load_requests) == loads and not at.code
+        finally:
+            gate.set()
+            for run in common.registry().active():
+                run.request.stop.set()
+            wait_until(lambda: not common.registry().active(), what="the run to stop")
 
 
 # ---- the form reaches the run ---------------------------------------------------------------------

@@ -302,18 +302,26 @@ checked = buttons.button(
 if checked:
     try:
         final, run_hosts, _embedded = final_shape(shape)
-        with st.spinner("Checking each model: loading it as a run would, then a short generation…"):
-            report = examine(
-                final.participants,
-                run_hosts,
-                residency["require_gpu"],
-                turns,
-                topic,
-                timeout_s=timeout_s,
+        busy = launching.busy_hosts(common.registry().active(), run_hosts.values())
+        if busy:
+            line = (
+                f"A run is going on {', '.join(busy)}: Check loads and unloads models there, which would "
+                "disturb it. Check again once it has ended, or stop it."
             )
-        common.host_residents.clear()  # the check loaded models: the fit notes read /api/ps again
-        kind, line = launching.verdict(report)
-        st.session_state["launch-check"] = (form, kind, line, launching.in_page_words(report.text()))
+            st.session_state["launch-check"] = (form, "warning", line, None)
+        else:
+            with st.spinner("Checking each model: loading it as a run would, then a short generation…"):
+                report = examine(
+                    final.participants,
+                    run_hosts,
+                    residency["require_gpu"],
+                    turns,
+                    topic,
+                    timeout_s=timeout_s,
+                )
+            common.host_residents.clear()  # the check loaded models: the fit notes read /api/ps again
+            kind, line = launching.verdict(report)
+            st.session_state["launch-check"] = (form, kind, line, launching.in_page_words(report.text()))
     except DuologueError as exc:
         st.session_state["launch-check"] = (form, "error", problem_of(exc), None)
     st.rerun()  # the form again, its fit notes from what the check left loaded, then the findings
