@@ -112,6 +112,18 @@ def test_a_shapes_own_model_on_the_host_is_its_default(page_env: Path, monkeypat
         assert chosen(at) == {"a": "smollm2:135m", "b": "qwen3:32b"}
 
 
+def test_a_model_whose_pull_time_is_unreadable_is_offered_last(page_env: Path, monkeypatch):
+    models = [
+        FakeModel("odd:1b", modified_at="the day before yesterday"),
+        FakeModel("new:1b", modified_at=NEWER),
+        FakeModel("old:1b", modified_at=OLDER),
+    ]
+    with fake_ollama(models) as (server, _backend):
+        at = launch_page(server.url, monkeypatch)
+        assert at.selectbox(key="Built-in:duet:a:model").options[:3] == ["new:1b", "old:1b", "odd:1b"]
+        assert chosen(at) == {"a": "new:1b", "b": "old:1b"}
+
+
 def test_the_embedded_model_is_the_default_only_when_the_host_has_none(page_env: Path, monkeypatch):
     with fake_ollama([]) as (server, _backend):
         at = launch_page(server.url, monkeypatch)
