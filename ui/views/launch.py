@@ -1,7 +1,9 @@
-"""Launch page: a shape, a model per participant, the key options, a topic, then Launch.
+"""Launch page: a shape, a model per participant (the host's by default), options, a topic, Check, Launch.
 
-The run itself goes to a background worker (graphs.ui.live); this page only builds the
-request and then opens the run's page, whose URL names the run so a reload finds it.
+Each model shows its size and whether it fits the host's GPU, as far as /api/ps tells; Check
+runs doctor with the form's options and starts nothing. The run itself goes to a background
+worker (graphs.ui.live); this page only builds the request and then opens the run's page,
+whose URL names the run so a reload finds it.
 """
 
 from __future__ import annotations
