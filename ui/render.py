@@ -248,8 +248,9 @@ def split_turns(body: str, records: Mapping[int, TraceRecord]) -> tuple[str, lis
 
     A heading is taken where a line `### Turn N: ` is followed by the stats line duologue wrote
     from turn N's trace record, searched after the turn before it. No model can write that pair:
-    a turn's stats are only known once it has ended, so a heading in model text stays text. A
-    turn whose heading is not found (a transcript from elsewhere) stays in the text before it.
+    a turn's stats are only known once it has ended, so a heading in model text stays text. The
+    body's first line is a heading with or without one (an imported transcript's may have none);
+    a turn whose heading is not found (a transcript from elsewhere) stays in the text before it.
     """
     turns: list[tuple[TraceRecord, int, int, str]] = []  # record, heading's start, text's start, heading
     position = 0
@@ -257,6 +258,8 @@ def split_turns(body: str, records: Mapping[int, TraceRecord]) -> tuple[str, lis
         record = records[number]
         pair = re.compile(rf"^### (Turn {number}: [^\n]*)\n{re.escape(stats_line(record))}\n", re.MULTILINE)
         found = pair.search(body, position)
+        if found is None and not turns:  # no stats line, but nothing before it that a model wrote
+            found = re.compile(rf"\A\n*### (Turn {number}: [^\n]*)\n").search(body)
         if found is None:
             continue
         turns.append((record, found.start(), found.end(), found.group(1)))

@@ -154,3 +154,16 @@ def test_the_timeline_lays_each_turns_stages_end_to_end_from_its_start():
         ["qwen", 2, "placing", 7.5, 8.0],
         ["qwen", 2, "rest", 8.0, 9.0],
     ]
+
+
+def test_an_imported_transcripts_first_turn_needs_no_stats_line():
+    records = {1: record(1, "m"), 2: decoded(2, "m", 10, 1.0)}  # turn 1's heading has no stats line
+    body = (
+        "\n### Turn 1: GLM — Opening\n\nOne.\n\n---\n\n"
+        + transcript(["x", "Two."], records).split("---\n", 2)[2]
+    )
+    _before, turns = split_turns(body, records)
+    assert [(t.record.turn, t.heading, t.text) for t in turns] == [
+        (1, "Turn 1: GLM — Opening", "One."),
+        (2, "Turn 2: Qwen — Response", "Two."),
+    ]
