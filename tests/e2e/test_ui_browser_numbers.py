@@ -159,13 +159,14 @@ def test_a_model_spilled_to_the_cpu_is_marked_red_on_its_heading_and_row(browser
             message="the charts and the timeline were not drawn",
         )
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", table)
-        # A pixel near the left edge of each row's turn cell: its background.
-        pixels = [driver.execute_script(CELL_PIXEL, 4, ROW_PX * row + ROW_PX // 2) for row in (1, 2, 3, 4)]
-        assert [is_red(p) or (p[0] - p[1] > 20 and p[0] - p[2] > 20) for p in pixels] == [
-            False,
-            True,
-            False,
-            True,
-        ], pixels
+        # A pixel near the left edge of each row's turn cell: its background, once the grid is drawn.
+
+        def reddish() -> list[bool]:
+            pixels = [
+                driver.execute_script(CELL_PIXEL, 4, ROW_PX * row + ROW_PX // 2) for row in (1, 2, 3, 4)
+            ]
+            return [p[0] - p[1] > 20 and p[0] - p[2] > 20 for p in pixels]
+
+        wait.until(lambda d: reddish() == [False, True, False, True], message="qwen3:32b's rows are not red")
         driver.execute_script("window.scrollTo(0, 0)")
         shot(driver, tmp_path, "turns")
