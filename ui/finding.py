@@ -90,7 +90,7 @@ def filter_widgets(runs: Sequence[RunRecord]) -> RunFilter:
         placeholder="A word or phrase, any case",
         help="Finds the runs whose topic or transcript contains this text.",
     )
-    shape, model, status, flag, dates = st.columns([1, 1.4, 1, 1, 1.2])
+    shape, model, status, flag, dates = st.columns([1, 1.3, 1, 1, 1.5])
     shapes = shape.multiselect("Shape", sorted({r.meta.shape for r in runs}), key="runs-shape")
     chosen_models = model.multiselect("Model", sorted({m for r in runs for m in models(r)}), key="runs-model")
     statuses = status.multiselect("Status", sorted({r.status for r in runs}), key="runs-status")

@@ -799,7 +799,7 @@ def test_runs_page_lists_every_run_with_its_flags(page_env: Path):
     assert_page_ok(at)
     table = at.dataframe[0].value
     assert list(table.columns) == [
-        "run", "started", "shape", "models", "topic", "turns", "tokens", "generation s", "status", "flags",
+        "run", "started", "shape", "models", "status", "flags", "topic", "turns", "tokens", "generation s",
     ]  # fmt: skip
     [row] = table.to_dict("records")
     assert row["shape"] == "duet" and row["turns"] == "4/4" and row["status"] == "completed"

@@ -122,7 +122,7 @@ def test_the_table_shows_whole_run_ids_and_each_topics_first_line(five_runs: Pat
     at = runs_page()
     table = at.dataframe[0].value
     assert list(table.columns) == [
-        "run", "started", "shape", "models", "topic", "turns", "tokens", "generation s", "status", "flags",
+        "run", "started", "shape", "models", "status", "flags", "topic", "turns", "tokens", "generation s",
     ]  # fmt: skip
     assert list(table["run"]) == EVERY_RUN
     assert list(table["topic"]) == [

@@ -13,8 +13,7 @@ import streamlit as st
 from graphs import run_totals
 from graphs.ui import common, finding, importing, render
 
-ID_COLUMN_PX = (8, 24, 420)
-"""The run column's width: pixels per character of the longest id, padding, and a cap."""
+ID_COLUMN_PX = (7, 16, 400)  # the run column's width: pixels per character of the longest id, padding, a cap
 
 st.title("Runs")
 store = common.store()
@@ -45,12 +44,12 @@ for run in shown:
             "started": pd.Timestamp(run.meta.started_at).tz_convert(None),
             "shape": run.meta.shape,
             "models": ", ".join(finding.models(run)),
+            "status": run.status,
+            "flags": run.unreadable or ", ".join(run.flags),  # an unreadable run: why, in its place
             "topic": finding.topic_line(run.meta.topic),
             "turns": f"{totals['turns_done']}/{totals['turns']}",
             "tokens": totals["tokens"],
             "generation s": round(sum(r.latency_s or 0 for r in records), 1),
-            "status": run.status,
-            "flags": run.unreadable or ", ".join(run.flags),  # an unreadable run: why, in its place
         }
     )
 table = pd.DataFrame(rows)
@@ -65,7 +64,7 @@ event = st.dataframe(
     on_select="rerun",
     selection_mode="multi-row" if selecting else "single-row",
     column_config={
-        "run": st.column_config.TextColumn(width=id_width, pinned=True),
+        "run": st.column_config.TextColumn(width=id_width),
         "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
         "topic": st.column_config.TextColumn(help="The topic's first line"),
         "generation s": st.column_config.NumberColumn(format="%.1f"),
