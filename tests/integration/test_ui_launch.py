@@ -321,3 +321,41 @@ def test_a_run_on_the_embedded_model_gets_its_defaults(page_env: Path, monkeypat
     assert (options["b"]["num_predict"], options["b"]["temperature"]) == (160, 0.3)  # the form's 0.3 kept
     assert meta.spec and meta.spec["framing"]["opening"] == "embedded_opening"
     assert {r.options.get("num_predict") for r in backend.chat_requests if r.messages} == {160}
+
+
+OBSERVED_SHAPE = b"""\
+name: observed
+participants:
+  - {name: a, model: glm-4.7-flash}
+  - {name: b, model: qwen3:32b}
+order: [a, b]
+turns: 4
+observer: {model: nox, label: Nox}
+"""
+
+
+def test_a_shape_with_an_observer_is_checked_and_launched_with_it(page_env: Path, monkeypatch):
+    models = [FakeModel("glm-4.7-flash"), FakeModel("qwen3:32b"), FakeModel("nox:latest", replies=["Notes."])]
+    with fake_ollama(models) as (server, backend):
+        at = launch_page(server.url, monkeypatch)
+        at.radio(key="shape-source").set_value("Shape file").run()
+        at.file_uploader(key="shape-file").set_value(("observed.yaml", OBSERVED_SHAPE, "text/yaml")).run()
+        assert (
+            f"Observer: Nox (nox on {server.url}, as the shape names it) reads the finished dialogue and "
+            "writes notes on it." in [visible(c.value) for c in at.caption]
+        )
+        at.button(key="check").click().run()
+        assert re.search(r"observer +nox +present; loaded alone: 100% GPU", findings(at)[2])
+        at.button(key="launch").click().run()
+        assert not at.error, [visible(e.value) for e in at.error]
+        run_id = at.query_params["run"]
+        run_id = run_id[0] if isinstance(run_id, list) else run_id
+        run_json = page_env / run_id / "run.json"
+        wait_until(
+            lambda: run_json.exists() and json.loads(run_json.read_text())["status"] != "running",
+            what="the run to end",
+        )
+    run = RunStore(page_env).load(run_id)
+    assert run.meta.status == "completed"
+    assert [r.model for r in backend.chat_requests if r.messages][-1] == "nox"
+    assert "## Observer's Notes (Nox)\n\nNotes." in run.transcript()

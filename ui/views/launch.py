@@ -204,6 +204,15 @@ for participant in shape.participants:
             if value != getattr(options, option):
                 settings.append((participant.name, option, launching.option_value(option, value)))
 
+if shape.observer is not None:
+    where = normalize_host(shape.observer.host or host)
+    st.caption(
+        render.plain(
+            f"Observer: {shape.observer.label or shape.observer.model} ({shape.observer.model} on {where}, "
+            "as the shape names it) reads the finished dialogue and writes notes on it."
+        )
+    )
+
 st.subheader("Residency")
 residency = launching.residency_controls()
 timeout_s = float(
@@ -275,6 +284,9 @@ def final_shape(chosen: Shape) -> tuple[Shape, dict[str, str], bool]:
         final = suited_to_embedded(final)  # short turns, and framing a 135M model answers
         embedded_url = common.embedded_server().url
     run_hosts = {name: choice.host or embedded_url or "" for name, choice in picked.items()}
+    if final.observer is not None:  # as the shape names it, on its host or the page's
+        observer = final.observer.as_participant()
+        run_hosts[observer.name] = normalize_host(observer.host or host)
     return final, run_hosts, embedded_url is not None
 
 
@@ -314,7 +326,7 @@ if checked:
         else:
             with st.spinner("Checking each model: loading it as a run would, then a short generation…"):
                 report = examine(
-                    final.participants,
+                    final.connected,
                     run_hosts,
                     residency["require_gpu"],
                     turns,
