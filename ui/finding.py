@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal
 
 import streamlit as st
 
 from graphs import DuologueError, RunRecord
 from graphs.ui import render
 
+KEPT: Literal["session"] = "session"
+"""The filters outlive a visit to a run: back on the Runs page, the same runs are shown."""
 TOPIC_CHARS = 60
 """How much of a topic's first line a list shows: enough to tell runs apart."""
 
@@ -86,21 +89,31 @@ def filter_widgets(runs: Sequence[RunRecord]) -> RunFilter:
     search = st.text_input(
         "Search topics and transcripts",
         key="runs-search",
+        persist_state=KEPT,
         type="search",
         placeholder="A word or phrase, any case",
         help="Finds the runs whose topic or transcript contains this text.",
     )
     shape, model, status, flag, dates = st.columns([1, 1.3, 1, 1, 1.5])
-    shapes = shape.multiselect("Shape", sorted({r.meta.shape for r in runs}), key="runs-shape")
-    chosen_models = model.multiselect("Model", sorted({m for r in runs for m in models(r)}), key="runs-model")
-    statuses = status.multiselect("Status", sorted({r.status for r in runs}), key="runs-status")
+    shapes = shape.multiselect(
+        "Shape", sorted({r.meta.shape for r in runs}), key="runs-shape", persist_state=KEPT
+    )
+    chosen_models = model.multiselect(
+        "Model", sorted({m for r in runs for m in models(r)}), key="runs-model", persist_state=KEPT
+    )
+    statuses = status.multiselect(
+        "Status", sorted({r.status for r in runs}), key="runs-status", persist_state=KEPT
+    )
     flags = flag.multiselect(
         "Flag",
         sorted({f for r in runs for f in r.flags}),
         key="runs-flag",
+        persist_state=KEPT,
         help="Runs with any of these flags: CPU (a model ran partly on the CPU), slow, truncated, ...",
     )
-    picked = dates.date_input("Started (UTC)", value=[], format="YYYY-MM-DD", key="runs-dates")
+    picked = dates.date_input(
+        "Started (UTC)", value=[], format="YYYY-MM-DD", key="runs-dates", persist_state=KEPT
+    )
     days = list(picked) if isinstance(picked, tuple | list) else [picked] if picked else []
     return RunFilter(
         frozenset(shapes),

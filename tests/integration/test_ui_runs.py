@@ -183,6 +183,24 @@ def test_filters_combine_and_none_left_says_so(five_runs: Path):
     assert [visible(i.value) for i in at.info] == ["No run matches these filters."]
 
 
+def test_the_filters_are_kept_while_the_reader_visits_a_run(five_runs: Path):
+    at = runs_page()
+    at.text_input(key="runs-search").set_value("free will").run()
+    at.multiselect(key="runs-status").set_value(["failed"]).run()
+    assert shown(at) == [DEBATE]
+    at.switch_page("views/run.py")
+    at.query_params["run"] = DEBATE
+    at.run()
+    assert_page_ok(at)
+    at.query_params.clear()
+    at.switch_page("views/runs.py").run()
+    assert_page_ok(at)
+    assert shown(at) == [DEBATE]
+    assert (at.text_input(key="runs-search").value, at.multiselect(key="runs-status").value) == (
+        "free will", ["failed"],
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("search", "expected"),
     [

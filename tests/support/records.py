@@ -49,5 +49,6 @@ def written_run(
         update={"shape": shape, "participants": participants, "topic": topic, "status": status}
     )
     writer = RunStore(runs_dir).create(meta)
-    writer.append_trace(trace_record(run_id, 1, 1).model_copy(update={"model": models[0], **trace}))
+    times = {"started_at": started_at, "ended_at": started_at}
+    writer.append_trace(trace_record(run_id, 1, 1).model_copy(update={"model": models[0], **times, **trace}))
     writer.save_transcript(transcript)
