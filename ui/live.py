@@ -45,6 +45,10 @@ log = logging.getLogger("duologue.ui")
 TERMINAL = frozenset({"completed", "failed", "interrupted"})
 KEEP_FINISHED = 50
 """Finished runs kept in memory (their records stay on disk regardless)."""
+POLL_S = 0.5
+"""How often the page reads a run's snapshot while it streams (ui/watch.py), and the bench's poller."""
+RATE_SPAN_S = 0.5
+"""A live rate needs tokens this far apart: over less, a burst of buffered tokens reads as thousands."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class LiveTurn:
     elapsed_s: float | None = None
     ttft_s: float | None = None
     tokens_per_s: float | None = None
-    """Tokens after the first over the time between the first and the latest."""
+    """Tokens after the first over the time from the first to the latest, once that is RATE_SPAN_S."""
     placement: TraceRecord | None = None
     """The turn's record so far once its model was placed: gpu_fraction, residency, preload_s."""
 
@@ -123,7 +127,8 @@ class LiveRun:
     _turn_started: float = 0.0
     _first_token: float | None = None
     _last_token: float = 0.0
-    _placement: TraceRecord | None = None
+    _placements: dict[int, TraceRecord] = field(default_factory=dict)
+    """By turn: a turn's model may be placed before the worker has announced the turn."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ended: threading.Event = field(default_factory=threading.Event)
 
@@ -141,8 +146,8 @@ class LiveRun:
 
     def turn_placed(self, placement: TraceRecord) -> None:
         with self._lock:
-            if self.current is not None and self.current.number == placement.turn:
-                self._placement = placement
+            if placement.turn is not None:
+                self._placements[placement.turn] = placement
 
     def token(self, text: str, thinking: bool) -> None:
         now = time.monotonic()
@@ -155,7 +160,7 @@ class LiveRun:
 
     def _reset_turn(self) -> None:
         self._text, self._thinking = [], []
-        self._tokens, self._first_token, self._placement = 0, None, None
+        self._tokens, self._first_token = 0, None
 
     def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
         names = labels(self.request.shape)
@@ -179,6 +184,7 @@ class LiveRun:
             )
             self.current = None
             self._reset_turn()
+            self._placements = {n: p for n, p in self._placements.items() if n > turn["number"]}
 
     def run_ended(self, status: str) -> None:
         """The run's ending is recorded: the page may show the record, though the worker may
@@ -196,6 +202,7 @@ class LiveRun:
             current = self.current
             if current is not None:
                 first = self._first_token
+                span = 0.0 if first is None else self._last_token - first
                 current = dataclasses.replace(
                     current,
                     text="".join(self._text),
@@ -203,10 +210,8 @@ class LiveRun:
                     tokens=self._tokens,
                     elapsed_s=now - self._turn_started,
                     ttft_s=None if first is None else first - self._turn_started,
-                    tokens_per_s=None
-                    if first is None
-                    else rate(self._tokens - 1, int((self._last_token - first) * 1e9)),
-                    placement=self._placement,
+                    tokens_per_s=rate(self._tokens - 1, int(span * 1e9)) if span >= RATE_SPAN_S else None,
+                    placement=self._placements.get(current.number),
                 )
             end = self.ended if self.ended is not None else now
             return Snapshot(

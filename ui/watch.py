@@ -14,10 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from . import render
-from .live import LiveRun, LiveTurn
-
-POLL_S = 0.5
-"""How often the status line and the turn in progress are redrawn."""
+from .live import POLL_S, LiveRun, LiveTurn
 
 
 def live_view(live: LiveRun) -> None:

@@ -136,8 +136,9 @@ class TraceRecorder(BaseCallbackHandler):
             if node is not None:
                 node.facts.update(data)
 
-    def _placed(self, model_run: UUID, facts: dict[str, Any]) -> None:
-        node = self._node_of_model(model_run)
+    def _placed(self, run_id: UUID, facts: dict[str, Any]) -> None:
+        with self._lock:
+            node = self._open.get(run_id) or self._node_of_model_locked(run_id)
         if self.on_placed is None or node is None or node.planned is None:
             return
         planned = node.planned
