@@ -9,7 +9,10 @@ Each figure is the median over --repeat repetitions in which the two sides alter
    both against the instant server (graphs/embedded/instant.py), which runs in a child
    process as Ollama would. overhead_ratio is wall a / wall b; added_ms_per_turn_p50/_p95
    are percentiles over turns of a's turn minus b's, a turn being the wall time from the end
-   of the previous turn to the end of this one.
+   of the previous turn to the end of this one. Beside them, (c) the page's worker holds the
+   same duet (graphs.ui.live: a Registry's thread, its LiveRun the observer) while a poller
+   takes the snapshots the page takes every POLL_S: ui_added_ms_per_turn_p50 is c's turn
+   minus b's, and ui_minus_cli_ms_per_turn_p50 how much more the page adds than the CLI.
 2. Throughput. A short duet on the embedded model (in-process, as `run --embedded` has it;
    greedy, fixed num_predict and thread count) against the same prompts, from the run's
    inputs.jsonl, decoded straight through llama-cpp-python with the same settings:
@@ -69,6 +72,8 @@ KEYS = (
     "overhead_ratio",
     "added_ms_per_turn_p50",
     "added_ms_per_turn_p95",
+    "ui_added_ms_per_turn_p50",
+    "ui_minus_cli_ms_per_turn_p50",
     "decode_ratio",
     "prompt_reeval_ratio",
     "peak_rss_mb",
@@ -77,6 +82,7 @@ KEYS = (
 TARGETS: dict[str, tuple[str, float]] = {
     "overhead_ratio": ("<=", 1.10),
     "added_ms_per_turn_p50": ("<=", 2.0),
+    "ui_minus_cli_ms_per_turn_p50": ("<=", 2.0),
     "decode_ratio": (">=", 0.95),
     "prompt_reeval_ratio": ("<=", 1.2),
     "analyze_ms_100_turns": ("<=", 1000.0),
@@ -245,6 +251,78 @@ def engine_run(
     return SideRun(wall, clock.turn_seconds(), residency)
 
 
+class PageClock(TurnClock):
+    """A TurnClock that hands everything on to the page's LiveRun, as the page's worker has it."""
+
+    def __init__(self, live: Any) -> None:
+        super().__init__()
+        self.live = live
+
+    def run_started(self, run_id: str, folder: Path) -> None:
+        self.live.run_started(run_id, folder)
+
+    def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
+        super().turn_started(planned, label, model)
+        self.live.turn_started(planned, label, model)
+
+    def turn_placed(self, placement: TraceRecord) -> None:
+        self.live.turn_placed(placement)
+
+    def token(self, text: str, thinking: bool) -> None:
+        self.live.token(text, thinking)
+
+    def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
+        self.live.turn_finished(turn, record)
+        super().turn_finished(turn, record)
+
+    def run_ended(self, status: str) -> None:
+        self.live.run_ended(status)
+
+
+def page_run(url: str, turns: int, runs_dir: Path) -> SideRun:
+    """(c) The dialogue as the page holds it: launched into a Registry's worker thread, its LiveRun
+    read by a poller every POLL_S, as the page's two fragments read it (a status line, the turn)."""
+    import threading
+
+    from graphs.run.runner import RunRequest, run_dialogue
+    from graphs.ui.live import POLL_S, Registry
+
+    shape = instant_shape()
+    request = RunRequest(
+        shape=shape,
+        topic=TOPIC,
+        turns=turns,
+        hosts={p.name: url for p in shape.participants},
+        runs_dir=runs_dir,
+        trace=False,
+    )
+    clocks: list[PageClock] = []
+
+    def runner(request: RunRequest, live: Any) -> Any:
+        clocks.append(PageClock(live))
+        return run_dialogue(request, clocks[0])
+
+    started = time.perf_counter()
+    live = Registry().launch(request, runner)
+    watching = threading.Event()
+
+    def poll() -> None:
+        while not watching.wait(POLL_S):
+            live.snapshot()
+            live.snapshot()
+
+    poller = threading.Thread(target=poll, name="duologue-bench-poller", daemon=True)
+    poller.start()
+    assert live.thread is not None
+    live.thread.join()
+    wall = time.perf_counter() - started
+    watching.set()
+    poller.join()
+    if live.status != "completed":
+        raise BenchError(f"the benchmark's page run ended {live.status}: {live.error or live.folder}")
+    return SideRun(wall, clocks[0].turn_seconds())
+
+
 @dataclass
 class DuetScript:
     """What the raw loop needs, prepared before its clock starts: the texts a client would
@@ -324,14 +402,19 @@ def measure_overhead(url: str, settings: BenchSettings, runs_dir: Path, say: Pro
     warmup = duet_script(url, min(settings.turns, WARMUP_TURNS))
     say("overhead: warming up both sides")
     engine_run(url, min(settings.turns, WARMUP_TURNS), runs_dir)  # imports, caches, first compile
+    page_run(url, min(settings.turns, WARMUP_TURNS), runs_dir)
     client_run(warmup)
     ratios, p50s, p95s, engine_turn, client_turn, residency = [], [], [], [], [], []
-    walls_a, walls_b = [], []
+    walls_a, walls_b, ui_p50s, ui_minus_cli = [], [], [], []
     for rep in range(settings.repeat):
-        say(f"overhead: repetition {rep + 1}/{settings.repeat} (engine, then raw client)")
+        say(f"overhead: repetition {rep + 1}/{settings.repeat} (engine, the page's worker, then raw client)")
         a = engine_run(url, settings.turns, runs_dir)
+        c = page_run(url, settings.turns, runs_dir)
         b = client_run(script)
         added = [(x - y) * 1000 for x, y in zip(a.turn_s, b.turn_s, strict=True)]
+        ui_added = [(x - y) * 1000 for x, y in zip(c.turn_s, b.turn_s, strict=True)]
+        ui_p50s.append(percentile(ui_added, 50))
+        ui_minus_cli.append(ui_p50s[-1] - percentile(added, 50))
         ratios.append(a.wall_s / b.wall_s)
         walls_a.append(a.wall_s)
         walls_b.append(b.wall_s)
@@ -344,6 +427,8 @@ def measure_overhead(url: str, settings: BenchSettings, runs_dir: Path, say: Pro
         "overhead_ratio": round(statistics.median(ratios), 3),
         "added_ms_per_turn_p50": round(statistics.median(p50s), 3),
         "added_ms_per_turn_p95": round(statistics.median(p95s), 3),
+        "ui_added_ms_per_turn_p50": round(statistics.median(ui_p50s), 3),
+        "ui_minus_cli_ms_per_turn_p50": round(statistics.median(ui_minus_cli), 3),
         "engine_wall_s": round(statistics.median(walls_a), 3),
         "client_wall_s": round(statistics.median(walls_b), 3),
         "engine_ms_per_turn_p50": round(statistics.median(engine_turn), 3),
@@ -702,6 +787,18 @@ def render_table(result: dict[str, Any]) -> str:
             holds("added_ms_per_turn_p50", result["added_ms_per_turn_p50"]),
         ],
         ["added_ms_per_turn_p95", value("added_ms_per_turn_p95", " ms"), "", ""],
+        [
+            "ui_added_ms_per_turn_p50",
+            value("ui_added_ms_per_turn_p50", " ms"),
+            "within 2 ms of added_ms_per_turn_p50",
+            holds("ui_minus_cli_ms_per_turn_p50", result["ui_minus_cli_ms_per_turn_p50"]),
+        ],
+        [
+            "ui_minus_cli_ms_per_turn_p50",
+            value("ui_minus_cli_ms_per_turn_p50", " ms"),
+            "<= 2 ms",
+            holds("ui_minus_cli_ms_per_turn_p50", result["ui_minus_cli_ms_per_turn_p50"]),
+        ],
         ["decode_ratio", value("decode_ratio"), ">= 0.95", holds("decode_ratio", result["decode_ratio"])],
         [
             "prompt_reeval_ratio",

@@ -28,6 +28,8 @@ def test_bench_json_without_the_embedded_model_reports_every_key(capsys):
     assert result["engine_ms_per_turn_p50"] > 0
     assert result["client_ms_per_turn_p50"] > 0
     assert result["added_ms_per_turn_p95"] >= result["added_ms_per_turn_p50"]
+    assert isinstance(result["ui_added_ms_per_turn_p50"], float | int)  # the page worker's, beside the CLI's
+    assert isinstance(result["ui_minus_cli_ms_per_turn_p50"], float | int)
     assert isinstance(result["rss_growth_kb_per_turn"], float | int)
     assert (result["turns"], result["repeat"]) == (6, 1)
     assert result["machine"]["cores"] >= 1
@@ -78,3 +80,15 @@ def test_the_raw_loop_sends_exactly_what_the_engine_sends(tmp_path: Path):
     assert [row.messages for row in run.inputs()] == raw.sent
     assert len(engine.turn_s) == len(raw.turn_s) == 5
     assert all(s > 0 for s in engine.turn_s + raw.turn_s)
+
+
+def test_the_page_worker_holds_the_same_duet_as_the_engine(tmp_path: Path):
+    """The page's side of the overhead figure: a Registry's worker, read by a poller, recorded like any run."""
+    with start_instant() as server:
+        engine = bench.engine_run(server.url, 5, tmp_path / "engine")
+        page = bench.page_run(server.url, 5, tmp_path / "page")
+    (engine_run,) = RunStore(tmp_path / "engine").list()
+    (page_run,) = RunStore(tmp_path / "page").list()
+    assert page_run.meta.status == "completed"
+    assert [row.messages for row in page_run.inputs()] == [row.messages for row in engine_run.inputs()]
+    assert len(page.turn_s) == len(engine.turn_s) == 5 and all(s > 0 for s in page.turn_s)

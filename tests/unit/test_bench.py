@@ -34,3 +34,28 @@ def test_percentile_interpolates():
     assert bench.percentile([4, 1, 3, 2], 50) == 2.5
     assert bench.percentile([1, 2, 3, 4, 5], 95) == pytest.approx(4.8)
     assert bench.percentile([7], 95) == 7
+
+
+def test_the_table_puts_the_pages_added_time_beside_the_clis():
+    machine = {"cpu": "a CPU", "cores": 2, "python": "3.11", "date": "2026-12-02"}
+    result = dict.fromkeys(bench.KEYS) | {"turns": 10, "repeat": 1, "machine": machine}
+    result |= {
+        "added_ms_per_turn_p50": 1.5,
+        "ui_added_ms_per_turn_p50": 4.0,
+        "ui_minus_cli_ms_per_turn_p50": 2.5,
+    }
+    rows = {line.split()[0]: line.split()[1:] for line in bench.render_table(result).splitlines() if line}
+    assert rows["ui_added_ms_per_turn_p50"] == [
+        "4",
+        "ms",
+        "within",
+        "2",
+        "ms",
+        "of",
+        "added_ms_per_turn_p50",
+        "no",
+    ]
+    assert rows["ui_minus_cli_ms_per_turn_p50"] == ["2.5", "ms", "<=", "2", "ms", "no"]
+    result["ui_minus_cli_ms_per_turn_p50"] = 0.4
+    rows = {line.split()[0]: line.split()[1:] for line in bench.render_table(result).splitlines() if line}
+    assert rows["ui_added_ms_per_turn_p50"][-1] == rows["ui_minus_cli_ms_per_turn_p50"][-1] == "yes"
