@@ -94,7 +94,7 @@ def filter_widgets(runs: Sequence[RunRecord]) -> RunFilter:
         placeholder="A word or phrase, any case",
         help="Finds the runs whose topic or transcript contains this text.",
     )
-    shape, model, status, flag, dates = st.columns([1, 1.3, 1, 1, 1.5])
+    shape, model, status, flag, dates = st.columns([1, 1.3, 1.1, 1.2, 1.5])
     shapes = shape.multiselect(
         "Shape", sorted({r.meta.shape for r in runs}), key="runs-shape", persist_state=KEPT
     )

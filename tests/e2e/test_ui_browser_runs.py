@@ -218,6 +218,9 @@ def test_the_shapes_page_draws_readable_graphs_and_wraps_files_in_a_browser(brow
         )
         assert heights and min(heights) >= 14, sorted(heights)[:5]
         shot(driver, tmp_path, "shapes")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", graphs()[2])  # the panel
+        time.sleep(1)
+        shot(driver, tmp_path, "shapes-panel")
 
         driver.find_element(By.CSS_SELECTOR, ".st-key-own-shape input[type=file]").send_keys(str(own))
         wait.until(lambda d: "long-lines.yaml is a valid shape: mine, 2 participants." in d.page_source)
