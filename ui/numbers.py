@@ -393,20 +393,29 @@ TIMELINE_STAGES = ["placing", "load", "prompt", "generation", "rest"]
 TIMELINE_COLOURS = [*STAGE_COLOURS, "#d9d9d9"]
 
 
-def moment(stamp: str) -> float:
-    return datetime.fromisoformat(stamp).timestamp()
+def moment(stamp: str | None) -> float | None:
+    """A trace time in seconds, or None for one a damaged or hand-made record doesn't give as ISO."""
+    try:
+        return datetime.fromisoformat(stamp).timestamp() if stamp else None
+    except ValueError:
+        return None
 
 
 def timeline_frame(records: Sequence[TraceRecord], names: dict[str, str]) -> pd.DataFrame:
     """Each turn's stages laid end to end from its start, in seconds since the run's first turn:
     placing (duologue's measure), then Ollama's load, prompt and generation, then the rest of its
     wall time (streaming, the network, duologue), up to when it ended."""
-    if not records:
-        return pd.DataFrame()
-    zero = min(moment(r.started_at) for r in records)
-    rows = []
+    timed: list[tuple[TraceRecord, float, float]] = []
     for r in records:
-        start, end = moment(r.started_at) - zero, moment(r.ended_at) - zero
+        begun, ended = moment(r.started_at), moment(r.ended_at)
+        if begun is not None and ended is not None:
+            timed.append((r, begun, ended))
+    if not timed:
+        return pd.DataFrame()
+    zero = min(begun for _, begun, _ in timed)
+    rows = []
+    for r, begun, ended in timed:
+        start, end = begun - zero, ended - zero
         lengths = [
             r.residency_s or 0,
             (r.load_duration or 0) / NS,

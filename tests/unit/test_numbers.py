@@ -167,3 +167,13 @@ def test_an_imported_transcripts_first_turn_needs_no_stats_line():
         (1, "Turn 1: GLM — Opening", "One."),
         (2, "Turn 2: Qwen — Response", "Two."),
     ]
+
+
+def test_the_timeline_leaves_out_a_turn_whose_times_are_not_iso_rather_than_failing_the_page():
+    good = decoded(
+        1, "glm", 30, 3.0, started_at="2026-01-01T00:00:00.000Z", ended_at="2026-01-01T00:00:01.000Z"
+    )
+    damaged = record(2, "qwen", started_at="s", ended_at="e")
+    frame = timeline_frame([good, damaged], {})
+    assert sorted(set(frame["turn"])) == [1]
+    assert timeline_frame([damaged], {}).empty
