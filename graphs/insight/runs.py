@@ -9,7 +9,7 @@ from typing import Any
 from graphs.errors import DuologueError
 from graphs.insight.analysis import Analysis, DialogueTurn, analyze
 from graphs.records.store import ANALYSIS, RunRecord, RunStore
-from graphs.records.tables import run_totals
+from graphs.records.tables import model_rates, run_totals
 from graphs.records.transcript_reader import NoTurns, infer_kinds, read_transcript
 
 
@@ -79,10 +79,7 @@ def compare_runs(run_ids: list[str], runs_dir: Path | str | None = None) -> dict
 
 def compared(run: RunRecord, runs_dir: Path | str | None) -> dict[str, Any]:
     totals = run_totals(run)
-    rates: dict[str, list[float]] = {}
-    for record in run.turn_records:
-        if record.tokens_per_s is not None and not record.error:
-            rates.setdefault(record.model or "?", []).append(record.tokens_per_s)
+    rates = model_rates(record for record in run.turn_records if not record.error)
     try:
         analysis: Analysis | None = saved_analysis(run) or analyze_run(run.meta.run_id, runs_dir)
     except NothingToAnalyze:
@@ -94,7 +91,7 @@ def compared(run: RunRecord, runs_dir: Path | str | None) -> dict[str, Any]:
         "models": {p.label: p.model for p in run.meta.participants},
         "turns": f"{totals['turns_done']}/{totals['turns']}",
         "tokens": totals["tokens"],
-        "tokens_per_s": {model: round(sum(r) / len(r), 1) for model, r in rates.items()},
+        "tokens_per_s": {model: round(rate, 1) for model, rate in rates.items() if rate is not None},
         "flags": totals["flags"],
         "verdict": analysis.verdict if analysis else None,
         "speakers": {

@@ -70,7 +70,8 @@ def test_compare_sets_a_held_run_beside_an_imported_one(runs_dir: Path, capsys):
         (imported, "imported", "imported", "4/4", 3234),
         (held, "duet", "completed", "4/4", runs[1]["tokens"]),
     ]
-    assert runs[0]["tokens_per_s"] == {"Qwen3:32B": 1.4, "GLM-4.7-Flash": 9.0}
+    # Qwen's two turns: 774 tokens at 1.4 tok/s and 914 at 1.3, so (774 + 914) / (774/1.4 + 914/1.3) = 1.34.
+    assert runs[0]["tokens_per_s"] == {"Qwen3:32B": 1.3, "GLM-4.7-Flash": 9.0}
     assert runs[0]["verdict"] == "converged"
     assert runs[0]["speakers"]["GLM-4.7-Flash"] == {
         "questions": 5,
