@@ -65,6 +65,15 @@ def build_parser() -> Parser:
             "(default: $DUOLOGUE_CHECKPOINT_URL, else SQLite in the run's folder)",
         )
 
+    def otel_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--otel",
+            type=collector_url,
+            metavar="URL",
+            help="export the run's trace over OpenTelemetry (OTLP/HTTP) to this collector, e.g. "
+            "http://localhost:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; needs duologue[otel])",
+        )
+
     run = commands.add_parser("run", help="hold a dialogue")
     run.add_argument("shape", metavar="SHAPE", help="built-in shape (duet, panel, debate) or a shape file")
     run.add_argument(
@@ -126,8 +135,9 @@ def build_parser() -> Parser:
     run.add_argument(
         "--no-trace",
         action="store_true",
-        help="don't export this run to LangSmith, even when it is configured",
+        help="don't export this run's trace (LangSmith, OpenTelemetry), even if configured or given --otel",
     )
+    otel_option(run)
     runs_dir_option(run)
     checkpoint_url_option(run, "keep the run's checkpoints in this Postgres database")
 
@@ -148,7 +158,12 @@ def build_parser() -> Parser:
         command.add_argument(
             "--json", action="store_true", help="print a JSON summary instead of the streaming dialogue"
         )
-        command.add_argument("--no-trace", action="store_true", help="don't export to LangSmith this time")
+        command.add_argument(
+            "--no-trace",
+            action="store_true",
+            help="don't export the trace (LangSmith, OpenTelemetry) this time",
+        )
+        otel_option(command)
         timeout_option(
             command,
             "give up on a turn when its model sends nothing for SECONDS, before its first token or "
@@ -283,6 +298,20 @@ def timeout_option(command: argparse.ArgumentParser, help: str) -> None:
     command.add_argument("--timeout", type=seconds, metavar="SECONDS", help=help)
 
 
+def collector_url(value: str) -> str:
+    """--otel's value: an http(s) URL with a host, refused (exit 2) before anything is written."""
+    from urllib.parse import urlsplit
+
+    from graphs.records.checkpoints import redact_url
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{redact_url(value)!r} is not a collector's URL; give one like http://localhost:4318"
+        )
+    return value.strip()
+
+
 def seconds(value: str) -> float:
     """--timeout's value: a number of seconds above 0, refused (exit 2) before anything is written."""
     try:
@@ -366,6 +395,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             require_gpu=args.require_gpu,
             strict_context=args.strict_context,
             trace=not args.no_trace,
+            otel=args.otel,
         )
         if args.checkpoint_url:
             request.checkpoint_url = args.checkpoint_url
@@ -402,6 +432,7 @@ def continue_run(args: argparse.Namespace, hold: Callable[[ContinueOptions], Any
             hosts=hosts,
             observer=observer,
             trace=False if args.no_trace else None,
+            otel=args.otel,
             stop=stop,
             checkpoint_url=args.checkpoint_url,
             timeout_s=args.timeout,
@@ -854,6 +885,9 @@ class TerminalObserver:
     def run_started(self, run_id: str, folder: Path) -> None:
         self.folder = folder
         self.out.write(f"duologue: run {run_id} → {folder}\n")
+
+    def trace_exported(self, where: str) -> None:
+        self.out.write(f"duologue: trace → OpenTelemetry collector at {where}\n")
 
     def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
         self.out.write(f"\n### Turn {planned.number}: {label} — {planned.kind.capitalize()}\n")

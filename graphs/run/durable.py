@@ -43,7 +43,9 @@ class ContinueOptions:
     """Hosts that replace the recorded ones, by participant name (an embedded server's port changes)."""
     observer: RunObserver | None = None
     trace: bool | None = None
-    """Export to LangSmith (None: as the run was recorded)."""
+    """Export the trace to LangSmith and over OpenTelemetry (None: as the run was recorded)."""
+    otel: str | None = None
+    """The OTLP/HTTP collector for this hold's trace (None: $OTEL_EXPORTER_OTLP_ENDPOINT, if set)."""
     timeout_s: float | None = None
     """Give up on a turn after this many seconds without a chunk (None: as the run was recorded)."""
     stop: threading.Event | None = None
@@ -190,7 +192,7 @@ def recorded_request(
     run: RunRecord, shape: Shape | None = None, options: ContinueOptions | None = None
 ) -> RunRequest:
     """The run's request as it was recorded (its shape unless `shape` is given); the options'
-    hosts, trace, timeout, stop and source override what they name."""
+    hosts, trace, otel, timeout, stop and source override what they name."""
     options = options or ContinueOptions()
     shape = shape or run.shape()
     recorded = {p.name: p.host for p in [*run.meta.participants, *filter(None, [run.meta.observer])]}
@@ -209,6 +211,7 @@ def recorded_request(
         runs_dir=run.folder.parent,
         run_id=run.meta.run_id,
         embedded=run.meta.embedded,
+        otel=options.otel,
         **kept,
     )
     if options.stop is not None:

@@ -35,6 +35,7 @@ from graphs.records.schema import InputsRecord, ParticipantRecord, RunMeta, Trac
 from graphs.records.store import CHECKPOINTS, META, TRANSCRIPT, RunStore, RunWriter, new_run_id, now_iso
 from graphs.records.transcript import header_text, render_transcript, with_observer_notes
 from graphs.run import langsmith as smith
+from graphs.run import otel
 from graphs.run.observe import RunObserver, SilentObserver
 from graphs.run.tracing import TraceRecorder
 
@@ -94,7 +95,11 @@ class RunRequest:
     """Give up on a turn when its model sends nothing for this long, before its first token or
     between two chunks (--timeout); the default suits a 32B model loading from disk."""
     trace: bool = True
-    """Export the run's trace to LangSmith when it is configured (graphs/run/langsmith.py); --no-trace."""
+    """Export the run's trace to LangSmith and over OpenTelemetry when they are configured
+    (graphs/run/langsmith.py, graphs/run/otel.py); --no-trace turns both off."""
+    otel: str | None = None
+    """The OTLP/HTTP collector for the run's trace (--otel URL, a base URL as in
+    $OTEL_EXPORTER_OTLP_ENDPOINT, which it overrides); None: as the environment says at the start."""
     checkpoint_url: str | None = field(default_factory=checkpoints.url_from_env)
     """Keep checkpoints in this Postgres database ($DUOLOGUE_CHECKPOINT_URL); None: SQLite in the folder."""
     source: ModelSource = field(default_factory=OllamaSource, repr=False)
@@ -145,6 +150,8 @@ class RunSession:
     writer: RunWriter
     outcome: RunOutcome
     observer: RunObserver = field(default_factory=SilentObserver)
+    spans: otel.Export | otel.NoExport = field(default_factory=otel.NoExport)
+    """The run's OpenTelemetry export, told each trace row as it is written and the run's end."""
     names: dict[str, str] = field(init=False)
     plan: list[PlannedTurn] = field(init=False)
 
@@ -172,16 +179,25 @@ class RunSession:
 def drive(session: RunSession, graph_input: Any) -> RunOutcome:
     """Run the graph from `graph_input` (a first state, None to continue, or a resume Command).
 
-    The trace's flush to LangSmith (a wait of up to FLUSH_TIMEOUT_S) comes last: after the
-    ending is recorded and the folder unlocked, and after the observer's optional
-    run_ended(status), so a stopped run is recorded, and a page shows it ended, at once.
+    The trace's flush to LangSmith and to an OTLP collector (a wait of up to FLUSH_TIMEOUT_S
+    each) comes last: after the ending is recorded and the folder unlocked, and after the
+    observer's optional run_ended(status), so a stopped run is recorded, and a page shows it
+    ended, at once.
     """
-    request = session.request
-    with smith.exporting(request.trace, session.writer.run_id, request.shape, request.hosts):
+    request, writer, outcome = session.request, session.writer, session.outcome
+    collector = otel.settings_for(request.otel, request.trace)
+    with (
+        smith.exporting(request.trace, writer.run_id, request.shape, request.hosts),
+        otel.exporting(collector, writer.run_id, request.shape, request.hosts) as session.spans,
+    ):
+        exported_to = getattr(session.observer, "trace_exported", None)  # an optional hook (observe.py)
+        if exported_to is not None and session.spans.settings is not None:
+            exported_to(session.spans.settings.shown)
         try:
             return drive_locked(session, graph_input)
         finally:
             session.ended()
+            session.spans.run_ended(outcome.status, writer.meta.error, outcome.paused_before_turn)
 
 
 def drive_locked(session: RunSession, graph_input: Any) -> RunOutcome:
@@ -250,7 +266,7 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
     request, writer, outcome = session.request, session.writer, session.outcome
     shape = request.shape
 
-    held = HeldRows(writer, outcome)
+    held = HeldRows(writer, outcome, session.spans.row)
     last_seq = max((r.seq for r in RunStore(writer.folder.parent).load(writer.run_id).trace), default=0)
     for turn in outcome.turns:
         if turn["number"] not in outcome.records:
@@ -313,9 +329,13 @@ class HeldRows:
     in the log, not a finished turn.
     """
 
-    def __init__(self, writer: RunWriter, outcome: RunOutcome) -> None:
+    def __init__(
+        self, writer: RunWriter, outcome: RunOutcome, written: Callable[[TraceRecord], None] | None = None
+    ) -> None:
         self.writer = writer
         self.outcome = outcome
+        self.written = written
+        """Told each row once trace.jsonl has it (the run's OpenTelemetry export)."""
         self.failure: RecordError | None = None
         """A write that failed in a node's thread; check() raises it in the main thread, since
         LangGraph logs a callback's error on stderr and may not pass it on."""
@@ -378,6 +398,8 @@ class HeldRows:
         self.writer.append_trace(row)
         if row.turn is not None:
             self.outcome.records[row.turn] = row
+        if self.written is not None:
+            self.written(row)
 
     def check(self) -> None:
         """Raise, in the main thread, a write that failed in a node's thread."""
