@@ -1,8 +1,8 @@
 """Shared setup for every tier: no test reaches the network, nor a real Ollama.
 
-LangSmith is off unless a test turns it on. OLLAMA_HOST points where nothing listens, so neither
-duologue nor a process a test starts falls back to Ollama's default address; and the guard
-(support.guard) fails any test that connects to this machine's port 11434 all the same.
+LangSmith and OpenTelemetry are off unless a test turns them on. OLLAMA_HOST points where nothing
+listens, so neither duologue nor a process a test starts falls back to Ollama's default address;
+and the guard (support.guard) fails any test that connects to this machine's port 11434 all the same.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ os.environ["LANGSMITH_TRACING"] = "false"
 os.environ["OLLAMA_HOST"] = NOWHERE
 os.environ.pop("DUOLOGUE_RUNS_DIR", None)
 os.environ.pop("DUOLOGUE_CHECKPOINT_URL", None)
+for variable in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+    os.environ.pop(variable, None)  # no export to a developer's collector; tests start their own
 
 
 TESTS = Path(__file__).parent

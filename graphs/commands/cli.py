@@ -65,13 +65,13 @@ def build_parser() -> Parser:
             "(default: $DUOLOGUE_CHECKPOINT_URL, else SQLite in the run's folder)",
         )
 
-    def otel_option(command: argparse.ArgumentParser) -> None:
+    def otel_option(command: argparse.ArgumentParser, more: str = "") -> None:
         command.add_argument(
             "--otel",
             type=collector_url,
             metavar="URL",
             help="export the run's trace over OpenTelemetry (OTLP/HTTP) to this collector, e.g. "
-            "http://localhost:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; needs duologue[otel])",
+            f"http://localhost:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; needs duologue[otel]){more}",
         )
 
     run = commands.add_parser("run", help="hold a dialogue")
@@ -163,7 +163,7 @@ def build_parser() -> Parser:
             action="store_true",
             help="don't export the trace (LangSmith, OpenTelemetry) this time",
         )
-        otel_option(command)
+        otel_option(command, "; it turns the trace on again for a run held with --no-trace")
         timeout_option(
             command,
             "give up on a turn when its model sends nothing for SECONDS, before its first token or "
@@ -431,7 +431,7 @@ def continue_run(args: argparse.Namespace, hold: Callable[[ContinueOptions], Any
             runs_dir=runs_dir(args),
             hosts=hosts,
             observer=observer,
-            trace=False if args.no_trace else None,
+            trace=False if args.no_trace else True if args.otel else None,  # --otel asks for a trace
             otel=args.otel,
             stop=stop,
             checkpoint_url=args.checkpoint_url,
