@@ -18,8 +18,10 @@ class RunObserver(Protocol):
     from the turn's thread, once the model is placed and before its request is sent: the
     turn's record so far, holding only where the model sits (gpu_fraction, residency,
     preload_s...). And `run_ended(status: str)`, called once run.json records how the run
-    ended, before the trace's flush to LangSmith, so a page can show the end at once. Both
-    are optional, so an observer written before them keeps working.
+    ended, before the trace's flush to LangSmith, so a page can show the end at once. And
+    `trace_exported(where: str)`, called once before the run when its trace goes to an
+    OpenTelemetry collector (the endpoint, its password hidden). All are optional, so an
+    observer written before them keeps working.
     """
 
     def run_started(self, run_id: str, folder: Path) -> None: ...
