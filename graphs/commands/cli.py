@@ -669,7 +669,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from graphs.commands.doctor import DEFAULT_TURNS, check_checkpoints, examine, participants_for, render
+    from graphs.commands.doctor import (
+        DEFAULT_TURNS,
+        check_checkpoints,
+        check_trace,
+        examine,
+        participants_for,
+        render,
+    )
     from graphs.engine.spec import check_turns
     from graphs.ollama.api import default_host, normalize_host
     from graphs.records.checkpoints import url_from_env
@@ -692,6 +699,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             participants, hosts, args.require_gpu, turns, topic, default_host=fallback, timeout_s=patience
         )
     report.checkpoints = check_checkpoints(args.checkpoint_url or url_from_env())
+    report.trace = check_trace()
     print(json.dumps(report.as_dict(), indent=2) if args.json else render(report))
     return report.exit_code
 

@@ -89,10 +89,19 @@ class CheckpointCheck:
 
 
 @dataclass
+class TraceCheck:
+    """The OpenTelemetry collector runs would export their traces to (password hidden)."""
+
+    endpoint: str
+    error: str | None = None
+
+
+@dataclass
 class DoctorReport:
     hosts: list[HostCheck]
     models: list[ModelCheck]
     checkpoints: CheckpointCheck | None = None
+    trace: TraceCheck | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -129,6 +138,8 @@ class DoctorReport:
             for h in self.hosts
             if h.together is False and h.shown_vram
         ]
+        if self.trace and self.trace.error:
+            found.append(trace_caution(self.trace))
         return found
 
     @property
@@ -144,6 +155,7 @@ class DoctorReport:
             "hosts": [asdict(h) for h in self.hosts],
             "models": [asdict(m) | {"on_cpu": m.on_cpu} for m in self.models],
             "checkpoints": asdict(self.checkpoints) if self.checkpoints else None,
+            "trace": asdict(self.trace) if self.trace else None,
             "problems": self.problems,
             "ok": not self.problems,
         }
@@ -158,6 +170,21 @@ def check_checkpoints(url: str | None) -> CheckpointCheck | None:
     except DuologueError as exc:
         return CheckpointCheck(checkpoints.redact_url(url), str(exc))
     return CheckpointCheck(checkpoints.redact_url(url))
+
+
+def check_trace(otel_url: str | None = None) -> TraceCheck | None:
+    """Would a run's trace reach its OpenTelemetry collector? None when runs export none.
+    A collector that does not take it is a caution, not a problem: the runs go on without it."""
+    from graphs.run import otel
+
+    settings = otel.settings_for(otel_url)
+    if settings is None:
+        return None
+    return TraceCheck(settings.shown, otel.probe(settings))
+
+
+def trace_caution(check: TraceCheck) -> str:
+    return f"the OpenTelemetry collector at {check.endpoint}: {check.error}; runs would go on, untraced"
 
 
 def participants_for(
@@ -387,6 +414,9 @@ def render(report: DoctorReport) -> str:
     if report.checkpoints is not None:
         state = "unusable" if report.checkpoints.error else "ready (Postgres)"
         lines.append(f"checkpoints: {report.checkpoints.store}: {state}")
+    if report.trace is not None:
+        state = f"{report.trace.error}; runs would go on, untraced" if report.trace.error else "ready"
+        lines.append(f"trace: OpenTelemetry collector at {report.trace.endpoint}: {state}")
     problems = report.problems
     if problems:
         lines += [f"problem: {p}" for p in problems]

@@ -385,6 +385,21 @@ def describe_result(result: Any) -> str | None:
     return f"no answer within {FLUSH_TIMEOUT_S:g} s" if name == "NoneType" else name
 
 
+def probe(settings: OtelSettings) -> str | None:
+    """Does the collector take an export now (an empty one)? None if it does, else why not, in a few words."""
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        return f"the OpenTelemetry packages are not installed ({INSTALL})"
+    quiet_library_logs()
+    exporter = CountingExporter(OTLPSpanExporter(endpoint=settings.endpoint, timeout=FLUSH_TIMEOUT_S))
+    try:
+        exporter.export([])
+    finally:
+        exporter.shutdown()
+    return exporter.failures[0] if exporter.failures else None
+
+
 def quiet_library_logs() -> None:
     """Leave the SDK's retry warnings and export errors out unless the application set a level
     for them: an export's failure is summed up in one warning on this module's logger instead."""

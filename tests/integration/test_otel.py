@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -262,4 +263,24 @@ def test_without_the_extra_a_named_collector_gets_one_line_and_the_run_goes_on(
     assert line == (
         "OpenTelemetry: OTEL_EXPORTER_OTLP_ENDPOINT names a collector, but the OpenTelemetry packages "
         "are not installed; this run is not exported (pip install 'duologue[otel]')"
+    )
+
+
+def test_doctor_says_where_traces_go_and_whether_the_collector_takes_them(
+    no_collector_in_env: pytest.MonkeyPatch, capsys
+):
+    doctor = ["doctor", "--model", "glm-4.7-flash", "--json"]
+    with otlp_receiver() as collector, fake_ollama(duet_models()) as (server, _):
+        no_collector_in_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+        assert main([*doctor, "--host", server.url]) == 0
+        ready = json.loads(capsys.readouterr().out)
+        nowhere = f"http://127.0.0.1:{free_port()}"
+        no_collector_in_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", nowhere)
+        assert main([*doctor[:-1], "--host", server.url]) == 0  # a caution: runs go on without their trace
+        text = capsys.readouterr().out
+    assert ready["trace"] == {"endpoint": f"{collector.url}/v1/traces", "error": None}
+    assert [path for path, _ in collector.requests] == ["/v1/traces"] and collector.spans == []
+    assert (
+        f"trace: OpenTelemetry collector at {nowhere}/v1/traces: cannot connect; runs would go on, untraced"
+        in text.splitlines()
     )
