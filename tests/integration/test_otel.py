@@ -27,7 +27,7 @@ HOST_PASSWORD = "hostpass-9f3e"
 HEADER_TOKEN = "s3cret-otel-token"
 SPAN_NAMES = ["chat glm-4.7-flash", "chat qwen3:32b", "chat glm-4.7-flash", "chat qwen3:32b"]
 CLIENT, INTERNAL = 3, 1  # OTLP's SpanKind
-STATUS_OK, STATUS_UNSET = 1, 0
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 DEADLINE_S = otel.FLUSH_TIMEOUT_S + 20
 """How long a run with a dead collector may take in all: a deadline for a hang, not a speed check."""
 
@@ -284,3 +284,27 @@ def test_doctor_says_where_traces_go_and_whether_the_collector_takes_them(
         f"trace: OpenTelemetry collector at {nowhere}/v1/traces: cannot connect; runs would go on, untraced"
         in text.splitlines()
     )
+
+
+def test_a_failed_run_ends_its_trace_in_error_with_the_failed_turns_span(
+    no_collector_in_env: pytest.MonkeyPatch, runs_dir: Path
+):
+    with otlp_receiver() as collector, fake_ollama(duet_models(), fail_on_call=3) as (server, _):
+        no_collector_in_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+        assert hold_duet(with_password(server.url), runs_dir) == 1
+    run = only_run(runs_dir)
+    assert run.meta.status == "failed" and run.meta.error
+    spans = collector.spans
+    [root] = [s for s in spans if not s.parent_span_id]
+    assert (root.status_code, root.attributes["duologue.status"]) == (STATUS_ERROR, "failed")
+    assert (
+        root.status_message
+        == root.attributes["duologue.error"]
+        == run.meta.error.replace(f"duo:{HOST_PASSWORD}@", "***@")
+    )
+    [failed_row] = [r for r in run.trace if r.is_turn and r.error]
+    [failed] = [s for s in turn_spans(spans) if s.status_code == STATUS_ERROR]
+    assert failed.attributes["duologue.turn"] == failed_row.turn == 3
+    assert failed.attributes["error.type"] == (failed_row.error or "").split(":")[0]
+    assert [s.attributes["duologue.turn"] for s in turn_spans(spans)] == [1, 2, 3]
+    assert_no_secret(collector, HOST_PASSWORD)
