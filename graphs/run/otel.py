@@ -220,7 +220,7 @@ class Export:
         self.settings = settings
         self.run_id = run_id
         self.shape = shape
-        self._trace = trace
+        self.kinds = {True: trace.SpanKind.CLIENT, False: trace.SpanKind.INTERNAL}  # a model's call or not
         quiet_library_logs()
         exporter = OTLPSpanExporter(endpoint=settings.endpoint, timeout=FLUSH_TIMEOUT_S)
         self.exporter = CountingExporter(exporter)
@@ -263,7 +263,7 @@ class Export:
             span = self.tracer.start_span(
                 span_name(row),
                 context=self.parent,
-                kind=self._trace.SpanKind.CLIENT if row.model else self._trace.SpanKind.INTERNAL,
+                kind=self.kinds[bool(row.model)],
                 attributes=row_attributes(row, self.shape, self.scrub),
                 start_time=nanoseconds(row.started_at),
             )

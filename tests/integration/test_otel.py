@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.duet import duet_models, only_run, run_args
+from support.duet import A_REPLIES, B_REPLIES, duet_models, only_run, run_args
 from support.fakeollama import fake_ollama
 from support.net import free_port
 from support.otlp import Receiver, Span, otlp_receiver
@@ -152,8 +152,8 @@ def test_a_run_is_one_trace_with_a_genai_span_per_turn(
     assert [s.attributes["duologue.turn"] for s in turns] == [1, 2, 3, 4]
     assert all(s.attributes["gen_ai.usage.output_tokens"] > 0 for s in turns)
 
-    # No host password, no header value: not in an attribute, not anywhere in what was sent.
-    assert_no_secret(collector, HOST_PASSWORD, HEADER_TOKEN)
+    # No host password, no header value, no prompt or reply: not in an attribute, nor anywhere sent.
+    assert_no_secret(collector, HOST_PASSWORD, HEADER_TOKEN, *A_REPLIES, *B_REPLIES, "An essay.")
 
 
 def test_otel_flag_wins_over_the_environment_and_service_name_is_honoured(
