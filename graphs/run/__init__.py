@@ -1,1 +1,1 @@
-"""Holding runs: the runner, resume and fork, tracing, LangSmith export, the LangGraph Server entry."""
+"""Holding runs: the runner, resume and fork, tracing, LangSmith and OTel export, LangGraph Server entry."""
