@@ -100,6 +100,15 @@ def assert_no_secret(receiver: Receiver, *secrets: str) -> None:
             assert secret not in text, span.name
 
 
+def tracing_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """What duologue's export and the OpenTelemetry SDK said at WARNING or above."""
+    return [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith(("graphs.run.otel", "opentelemetry"))
+    ]
+
+
 def test_a_run_is_one_trace_with_a_genai_span_per_turn(
     no_collector_in_env: pytest.MonkeyPatch, runs_dir: Path, capsys
 ):
@@ -168,7 +177,7 @@ def test_otel_flag_wins_over_the_environment_and_service_name_is_honoured(
     assert sorted(s.name for s in collector.spans) == sorted(["invoke_workflow duet", *SPAN_NAMES])
     assert {s.resource["service.name"] for s in collector.spans} == {"dialogue-lab"}
     assert {s.attributes["gen_ai.conversation.id"] for s in collector.spans} == {run_id}
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert tracing_warnings(caplog) == []
 
 
 def test_no_trace_exports_nothing_and_a_fork_exports_its_own_turns(
@@ -220,7 +229,7 @@ def test_a_dead_collector_costs_the_run_one_warning_and_no_more(
         assert not thread.is_alive(), f"the run did not end within {DEADLINE_S:g} s"
     assert result["code"] == 0
     assert_whole(only_run(runs_dir))
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = tracing_warnings(caplog)
     assert [r.name for r in warnings] == ["graphs.run.otel"]
     [line] = [r.getMessage() for r in warnings]
     assert f"did not fully reach {endpoint}/v1/traces" in line and "dropped" in line
@@ -259,7 +268,7 @@ def test_without_the_extra_a_named_collector_gets_one_line_and_the_run_goes_on(
     assert collector.requests == []
     assert_whole(only_run(runs_dir))
     assert "OpenTelemetry collector" not in capsys.readouterr().out
-    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    [line] = [r.getMessage() for r in tracing_warnings(caplog)]
     assert line == (
         "OpenTelemetry: OTEL_EXPORTER_OTLP_ENDPOINT names a collector, but the OpenTelemetry packages "
         "are not installed; this run is not exported (pip install 'duologue[otel]')"
