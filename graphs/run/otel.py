@@ -172,11 +172,9 @@ def row_attributes(row: TraceRecord, shape: Shape, scrub: Callable[[str], str]) 
         "gen_ai.response.time_to_first_chunk": row.ttft_s,
     }
     attributes |= {key: value for key, value in usage.items() if value is not None}
-    if row.speaker and row.model:
-        try:
-            options = shape.participant(row.speaker).options.model_dump(exclude_none=True)
-        except Exception:  # noqa: BLE001 - a speaker the shape lacks (the observer) has no options here
-            options = {}
+    speaker = next((p for p in shape.connected if p.name == row.speaker), None)  # the observer too
+    if speaker is not None and row.model:
+        options = speaker.options.model_dump(exclude_none=True)
         attributes |= {OPTION_ATTRIBUTES[k]: v for k, v in options.items() if k in OPTION_ATTRIBUTES}
     if row.host:
         parts = urlsplit(row.host.strip())

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from support.duet import A_REPLIES, B_REPLIES, duet_models, only_run, run_args
-from support.fakeollama import fake_ollama
+from support.fakeollama import FakeModel, fake_ollama
 from support.net import free_port
 from support.otlp import Receiver, Span, otlp_receiver
 
@@ -317,3 +317,31 @@ def test_a_failed_run_ends_its_trace_in_error_with_the_failed_turns_span(
     assert failed.attributes["error.type"] == (failed_row.error or "").split(":")[0]
     assert [s.attributes["duologue.turn"] for s in turn_spans(spans)] == [1, 2, 3]
     assert_no_secret(collector, HOST_PASSWORD)
+
+
+OBSERVED_SHAPE = """\
+name: observed
+participants:
+  - {name: a, model: glm-4.7-flash}
+  - {name: b, model: qwen3:32b}
+order: [a, b]
+turns: 4
+observer: {model: nox, label: Nox, options: {temperature: 0.2}}
+"""
+
+
+def test_the_observers_notes_are_a_chat_span_too(no_collector_in_env: pytest.MonkeyPatch, tmp_path, runs_dir):
+    shape = tmp_path / "observed.yaml"
+    shape.write_text(OBSERVED_SHAPE)
+    models = [*duet_models(), FakeModel("nox:latest", replies=["They agree on little."])]
+    with otlp_receiver() as collector, fake_ollama(models) as (server, _):
+        no_collector_in_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+        args = ["run", str(shape), "--topic", "An essay.", "--host", server.url, "--runs-dir", str(runs_dir)]
+        assert main(args) == 0
+    [row] = [r for r in only_run(runs_dir).trace if r.node == "observer"]
+    [span] = [s for s in collector.spans if s.attributes.get("duologue.kind") == "observer"]
+    assert span.name == f"chat {row.model}" == "chat nox"
+    assert span.attributes["gen_ai.request.temperature"] == 0.2
+    assert span.attributes["gen_ai.usage.output_tokens"] == row.completion_tokens
+    assert (span.start_ns, span.end_ns) == (ns(row.started_at), ns(row.ended_at))
+    assert_no_secret(collector, "They agree on little.")
