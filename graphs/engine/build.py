@@ -14,12 +14,16 @@ from graphs.engine.state import DialogueState
 
 
 def build_graph(
-    shape: Shape, checkpointer: Any = None, default: DialogueContext | None = None
+    shape: Shape,
+    checkpointer: Any = None,
+    default: DialogueContext | None = None,
+    context_schema: type[Any] = DialogueContext,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """`default` serves the nodes when a run brings no context, as under `langgraph dev`."""
+    """`default` serves the nodes when a run brings no DialogueContext, as under LangGraph Server,
+    whose runs bring JSON of the `context_schema` the host declares (graphs/run/served.py)."""
     speakers = list(dict.fromkeys(shape.order))
     default = default or DialogueContext(shape)
-    graph = StateGraph(DialogueState, context_schema=DialogueContext)
+    graph = StateGraph(DialogueState, context_schema=context_schema)
     graph.add_node(FACILITATOR, make_facilitator(default), destinations=(*speakers, CLOSING, END))
     for speaker in speakers:
         graph.add_node(speaker, make_speaker(default))

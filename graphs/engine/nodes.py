@@ -9,6 +9,7 @@ names one, reads the finished dialogue after the closing; what it writes stays i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 from langchain_core.messages import AIMessage
 from langgraph.graph import END
@@ -19,7 +20,7 @@ from graphs.engine.context import DialogueContext
 from graphs.engine.relay import dialogue_text, labels, messages_for, observer_messages
 from graphs.engine.schedule import turn_due
 from graphs.engine.spec import OBSERVER
-from graphs.engine.state import DialogueState, Interjection, Observation, Turn
+from graphs.engine.state import NUMBERS_KEY, DialogueState, Interjection, Observation, Turn, TurnNumbers
 
 FACILITATOR = "facilitator"
 CLOSING = "closing"
@@ -28,14 +29,15 @@ CLOSING = "closing"
 def make_facilitator(default: DialogueContext) -> Callable[..., Command]:
     def facilitator(state: DialogueState, runtime: Runtime[DialogueContext]) -> Command:
         """Route to whoever is due; END once the turn cap in the state is reached."""
-        context = runtime.context or default
+        context = run_context(runtime, default)
         planned = turn_due(context.shape, state)
         if planned is None:
             return Command(goto=END)
         goto = CLOSING if planned.kind == "closing" else planned.speaker
         if planned.number not in context.shape.interject_before:
             return Command(goto=goto)
-        # Pauses the run; `duologue resume RUN_ID --say TEXT` continues with TEXT as the value.
+        # Pauses the run; `duologue resume RUN_ID --say TEXT`, or a server's Command(resume=TEXT),
+        # continues with TEXT as the value.
         said = interrupt({"before_turn": planned.number})
         interjection = Interjection(before_turn=planned.number, text=str(said or "").strip())
         return Command(goto=goto, update={"interjections": [interjection]})
@@ -43,11 +45,18 @@ def make_facilitator(default: DialogueContext) -> Callable[..., Command]:
     return facilitator
 
 
+def run_context(runtime: Runtime[Any], default: DialogueContext) -> DialogueContext:
+    """The run's DialogueContext, else `default`: under LangGraph Server the run's context is
+    JSON, which the graph's host has read into `default` already (graphs/run/served.py)."""
+    context = runtime.context
+    return context if isinstance(context, DialogueContext) else default
+
+
 def make_speaker(default: DialogueContext) -> Callable[..., dict[str, list[Turn]]]:
-    """`default` serves when the graph is run without a context, as under `langgraph dev`."""
+    """`default` serves when the graph is run without a DialogueContext, as under `langgraph dev`."""
 
     def speaker(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, list[Turn]]:
-        return speak(state, runtime.context or default)
+        return speak(state, run_context(runtime, default))
 
     return speaker
 
@@ -64,17 +73,20 @@ def speak(state: DialogueState, context: DialogueContext) -> dict[str, list[Turn
         state["max_turns"],
         state.get("interjections", []),
     )
-    reply = context.model_for(planned.speaker).invoke(messages)
+    reply = context.model_for(planned.speaker, state["topic"], state["max_turns"]).invoke(messages)
     text, thinking = split_reply(reply)
     turn = Turn(
         number=planned.number, speaker=planned.speaker, kind=planned.kind, text=text, thinking=thinking
     )
+    numbers = reply_numbers(reply)
+    if numbers is not None:
+        turn["numbers"] = numbers
     return {"turns": [turn]}
 
 
 def make_observer(default: DialogueContext) -> Callable[..., dict[str, Observation]]:
     def observer(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, Observation]:
-        return observe(state, runtime.context or default)
+        return observe(state, run_context(runtime, default))
 
     return observer
 
@@ -91,7 +103,8 @@ def observe(state: DialogueState, context: DialogueContext) -> dict[str, Observa
         spec.display, spec.persona, [names[p.name] for p in shape.participants], state["topic"],
         dialogue_text(turns), summary,
     )  # fmt: skip
-    text, _thinking = split_reply(context.model_for(OBSERVER).invoke(messages))
+    model = context.model_for(OBSERVER, state["topic"], state["max_turns"])
+    text, _thinking = split_reply(model.invoke(messages))
     return {"observation": Observation(label=spec.display, text=text)}
 
 
@@ -102,3 +115,10 @@ def split_reply(reply: object) -> tuple[str, str]:
     content = reply.content if isinstance(reply.content, str) else reply.text
     thinking = reply.additional_kwargs.get("reasoning_content") or ""
     return content.strip(), str(thinking)
+
+
+def reply_numbers(reply: object) -> TurnNumbers | None:
+    """The turn's numbers, as its connector put them in the reply (see NUMBERS_KEY)."""
+    metadata = getattr(reply, "response_metadata", None) or {}
+    numbers = metadata.get(NUMBERS_KEY)
+    return cast(TurnNumbers, numbers) if isinstance(numbers, dict) else None

@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated, NotRequired, TypedDict
 
 from graphs.engine.spec import TurnKind
+
+NUMBERS_KEY = "duologue_numbers"
+"""Where a connector puts a turn's TurnNumbers in its reply's response_metadata."""
+
+
+class TurnNumbers(TypedDict):
+    """What the model server measured for a turn, as its connector reports them; so any host of
+    the graph (LangGraph Server, Studio, the SDK) sees what `duologue run` shows."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    tokens_per_s: float | None
+    prompt_tokens_per_s: float | None
+    ttft_s: float | None
+    """Seconds from the request (placing the model included) to its first streamed piece."""
+    load_s: float | None
+    gpu_fraction: float | None
+    flags: list[str]
+    """What a reader should notice (CPU, slow, truncated, ...), by the trace's own rule."""
 
 
 class Turn(TypedDict):
@@ -16,6 +35,8 @@ class Turn(TypedDict):
     kind: TurnKind
     text: str
     thinking: str
+    numbers: NotRequired[TurnNumbers]
+    """Present when the turn's connector measured it (every Ollama turn)."""
 
 
 class Interjection(TypedDict):

@@ -15,6 +15,7 @@ import asyncio
 import contextvars
 import itertools
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from contextlib import suppress
 from typing import Any, Protocol, TypeVar
@@ -28,8 +29,11 @@ from langchain_ollama import ChatOllama
 from pydantic import Field
 
 from graphs.engine.spec import ModelOptions, Participant
+from graphs.engine.state import NUMBERS_KEY, TurnNumbers
 from graphs.errors import DuologueError, RunInterrupted
 from graphs.ollama.api import TIMEOUT_S, chat_body, client_timeout, tls_context
+from graphs.ollama.timings import turn_numbers
+from graphs.records.schema import TraceRecord
 
 STOP_POLL_S = 0.1
 """How often a request awaiting its first chunk checks whether the run was stopped."""
@@ -90,11 +94,12 @@ class PinnedChatOllama(ChatOllama):
     def _create_chat_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[Mapping[str, Any] | str]:
+        started = time.perf_counter()
         parts = self._guarded_chat_stream(messages, stop, **kwargs)
         if self.stop_event is None:
-            yield from parts
+            yield from with_numbers(parts, started)
         else:
-            yield from until_stopped(parts, self.stop_event)
+            yield from with_numbers(until_stopped(parts, self.stop_event), started)
 
     def _guarded_chat_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
@@ -150,6 +155,43 @@ class PinnedChatOllama(ChatOllama):
         if piece:
             thinking.append(str(piece))
         return dict(part) if part.get("done") is True else None
+
+
+def with_numbers(parts: Iterator[Part], started: float) -> Iterator[Part | dict[str, Any]]:
+    """`parts`, the final one carrying the turn's TurnNumbers under NUMBERS_KEY, so the turn
+    takes them into the graph's state whoever hosts the graph."""
+    first: float | None = None
+    for part in parts:
+        if isinstance(part, str):
+            yield part
+            continue
+        message = part.get("message")  # type: ignore[attr-defined]
+        if first is None and message is not None and (message.get("content") or message.get("thinking")):
+            first = time.perf_counter()
+        if part.get("done") is not True:  # type: ignore[attr-defined]
+            yield part
+            continue
+        final = dict(part)  # type: ignore[call-overload]
+        yield final | {NUMBERS_KEY: numbers_of(final, round(first - started, 6) if first else None)}
+
+
+def numbers_of(final: Mapping[str, Any], ttft_s: float | None) -> TurnNumbers:
+    """A turn's numbers from its final chunk and its guard's findings, by the trace's rules
+    (timings.turn_numbers for the rates, TraceRecord.flags for the flags)."""
+    found = final.get(FINDINGS_KEY) or {}
+    row = TraceRecord.model_construct(
+        **(turn_numbers(final) | {"done_reason": final.get("done_reason")} | found)
+    )
+    return TurnNumbers(
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        tokens_per_s=row.tokens_per_s,
+        prompt_tokens_per_s=row.prompt_tokens_per_s,
+        ttft_s=ttft_s,
+        load_s=row.load_s,
+        gpu_fraction=row.gpu_fraction,
+        flags=row.flags,
+    )
 
 
 def until_stopped(parts: Generator[Part, None, None], stop: threading.Event) -> Iterator[Part]:

@@ -1,0 +1,361 @@
+"""The dialogue graphs as LangGraph Server holds them, with every guarantee `duologue run` gives.
+
+A served run brings its context as JSON (ServedContext): per-participant model, host and
+option overrides, and the run-wide residency settings. It is read once, where the server
+builds the run's graph (graphs/run/studio.py), into a ServedDialogue: the shape with the
+overrides applied, and a `connect` that reaches the models exactly as the runner does
+(runner.prepare, then the source's connect: pinned options, residency placement with
+require_gpu, the truncation check, thinking kept apart). With $DUOLOGUE_RUNS_DIR set the run
+is also recorded, through the run store, under the thread's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from langchain_core.runnables import Runnable
+from langgraph.types import Command
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from graphs.engine.context import DialogueContext
+from graphs.engine.spec import ModelOptions, Participant, Shape, describe_validation_error, with_overrides
+from graphs.engine.state import Turn
+from graphs.errors import DuologueError, RunNotFound
+from graphs.ollama.api import normalize_host
+from graphs.ollama.residency import Policy
+from graphs.ollama.timeouts import TIMEOUT_S
+from graphs.records.schema import InputsRecord, TraceRecord
+from graphs.records.store import RUNS_DIR_ENV, RunStore, RunWriter
+from graphs.run.runner import (
+    RunOutcome,
+    RunRequest,
+    RunSession,
+    failure_message,
+    initial_meta,
+    prepare,
+    record_ending,
+    residency_settings,
+    summary_sentences,
+)
+from graphs.run.tracing import TraceRecorder
+
+
+class ContextError(DuologueError, ValueError):
+    """A served run's context does not describe the dialogue: one line naming the field.
+
+    A ValueError, since LangGraph Server shows a run's error message only for the builtin kinds.
+    """
+
+
+class ServedRunFailed(DuologueError, RuntimeError):
+    """A served run stopped early: its one line, as `duologue run` says it (a RuntimeError, so
+    the server shows the message rather than "An internal error occurred")."""
+
+
+class ParticipantSettings(BaseModel):
+    """What a run changes for one participant; unset fields keep the shape's."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    model: str | None = Field(default=None, min_length=1)
+    """The Ollama model it speaks with, as `--model NAME=MODEL`."""
+    host: str | None = Field(default=None, min_length=1)
+    """Its Ollama server, as `--host NAME=URL`; unset: the shape's, else $OLLAMA_HOST."""
+    options: ModelOptions | None = None
+    """Its model options, as `--set NAME.KEY=VALUE`: only the keys given change."""
+
+
+class ServedContext(BaseModel):
+    """A served run's context, the JSON Studio and the SDK send; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    shape: str | None = None
+    """The shape, a built-in name or a shape file: the server mirrors the assistant's
+    `configurable.shape` here."""
+    participants: dict[str, ParticipantSettings] = Field(default_factory=dict)
+    """Overrides by participant name (`a`, `b`, `pro`, ...)."""
+    residency_policy: Policy | None = None
+    """Where models sit while they speak: auto (the default), exclusive or shared."""
+    require_gpu: bool | None = None
+    """Stop rather than let a turn run partly on the CPU; unset: once its host has shown VRAM."""
+    strict_context: bool | None = None
+    """Stop when Ollama truncated a prompt, instead of flagging the turn."""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Give up on a turn after this many seconds without a chunk from its model."""
+
+
+def read_context(raw: Any) -> ServedContext:
+    """The run's context, or one ContextError naming the first field that is wrong."""
+    if raw is None:
+        return ServedContext()
+    if isinstance(raw, ServedContext):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ContextError(f"the run's context should be a JSON object, got {type(raw).__name__}")
+    try:
+        return ServedContext.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ContextError(f"the run's context: {describe_validation_error(exc)}") from None
+
+
+def served_shape(shape: Shape, context: ServedContext) -> Shape:
+    """The shape with the context's models and options applied, as --model and --set are."""
+    for name in context.participants:
+        if name not in shape.participant_names:
+            raise ContextError(
+                f"the run's context: participants.{name}: shape '{shape.name}' has no participant "
+                f"'{name}'; its participants are {', '.join(shape.participant_names)}"
+            )
+    models = {name: p.model for name, p in context.participants.items() if p.model}
+    settings = [
+        (name, key, value)
+        for name, p in context.participants.items()
+        if p.options is not None
+        for key, value in p.options.model_dump(exclude_unset=True).items()
+    ]
+    try:
+        return with_overrides(shape, models, settings)
+    except DuologueError as exc:
+        raise ContextError(f"the run's context: {exc}") from None
+
+
+def served_hosts(shape: Shape, context: ServedContext) -> dict[str, str]:
+    """Each participant's host: the context's, else the shape's, else $OLLAMA_HOST (as the CLI's)."""
+    from graphs.commands.cli import resolve_hosts
+
+    named = {name: normalize_host(p.host) for name, p in context.participants.items() if p.host}
+    return resolve_hosts(shape, None, named)
+
+
+def runs_dir_from_env() -> Path | None:
+    """Where served runs are recorded: $DUOLOGUE_RUNS_DIR, or nowhere when it is unset."""
+    value = os.environ.get(RUNS_DIR_ENV)
+    return Path(value) if value else None
+
+
+class ServedDialogue:
+    """One served run's hold on its models and, when recorded, on its run record."""
+
+    def __init__(
+        self, shape: Shape, context: ServedContext, run_id: str | None, runs_dir: Path | None
+    ) -> None:
+        self.shape = served_shape(shape, context)
+        self.context = context
+        self.hosts = served_hosts(self.shape, context)
+        self.run_id = run_id
+        self.runs_dir = runs_dir if run_id else None
+        self.request: RunRequest | None = None
+        self.models: dict[str, Runnable] = {}
+        self.stop = threading.Event()
+        self.recording = ServedRecording(self) if self.runs_dir is not None else None
+        self._lock = threading.Lock()
+
+    def dialogue_context(self) -> DialogueContext:
+        return DialogueContext(self.shape, connect=self.connect, summarize=summary_sentences)
+
+    def connect(self, participant: Participant, topic: str, turns: int) -> Runnable:
+        """The participant's guarded chat model; the first call prepares the run as the runner does."""
+        with self._lock:
+            if self.request is None:
+                self._open(topic, turns)
+            return self.models[participant.name]
+
+    def _open(self, topic: str, turns: int) -> None:
+        context = self.context
+        request = RunRequest(
+            shape=self.shape,
+            topic=topic,
+            turns=turns,
+            hosts=self.hosts,
+            runs_dir=self.runs_dir,
+            run_id=self.run_id,
+            stop=self.stop,
+            residency_policy=context.residency_policy or "auto",
+            require_gpu=context.require_gpu,
+            strict_context=bool(context.strict_context),
+            timeout_s=context.timeout_s or TIMEOUT_S,
+            trace=False,  # the server traces to LangSmith itself
+            checkpoint_url=None,  # the server keeps the checkpoints
+        )
+        request, versions = prepare(request)
+        connect = request.source.connect(
+            request.shape, request.hosts, residency_settings(request), request.stop, request.timeout_s
+        )
+        self.models = {p.name: connect(p, request.hosts[p.name]) for p in request.shape.connected}
+        self.request = request
+        if self.recording is not None:
+            self.recording.open(request, versions)
+
+    def ended(self, error: BaseException | None) -> str | None:
+        """The server's run ended (with `error`, or None): record how, close the models, and
+        return the failure's one line."""
+        if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+            self.stop.set()
+        message = None
+        if error is not None and not isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+            message = self.failure(error)
+        try:
+            if self.recording is not None:
+                self.recording.ended(error, message)
+        finally:
+            request = self.request
+            for model in self.models.values():
+                if request is not None:
+                    request.source.close(model)
+        return message
+
+    def failure(self, error: BaseException) -> str:
+        if self.request is None:  # before any model was reached: the servers' check, say
+            return str(error) if isinstance(error, DuologueError) else f"{error.__class__.__name__}: {error}"
+        outcome = self.recording.session.outcome if self.recording and self.recording.session else None
+        done = outcome or RunOutcome(self.request.run_id or "", Path(), "failed")
+        return failure_message(error, self.request, done)
+
+
+class ServedRecording:
+    """A served run's record: run.json, transcript.md, trace.jsonl and inputs.jsonl, by the
+    thread's id, written by the run store as the runner writes them.
+
+    The server saves its own checkpoints, so a turn's row is written as the turn ends.
+    """
+
+    def __init__(self, served: ServedDialogue) -> None:
+        self.served = served
+        self.session: RunSession | None = None
+        self.recorder = ServedRecorder(self)
+        self._pending: list[TraceRecord | InputsRecord] = []
+        self._seq = 0
+        self._state: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    def open(self, request: RunRequest, versions: dict[str, str]) -> None:
+        store = RunStore(request.runs_dir)
+        run_id = request.run_id or ""
+        try:
+            run = store.load(run_id)
+        except RunNotFound:
+            writer = store.create(initial_meta(request, versions))
+            records: dict[int, TraceRecord] = {}
+        else:
+            writer = RunWriter(run.folder, run.meta)
+            records = run.finished_records
+            self._seq = max((r.seq for r in run.trace), default=0)
+        writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
+        outcome = RunOutcome(writer.run_id, writer.folder, "running", records=records)
+        with self._lock:
+            self.session = RunSession(request, writer, outcome)
+            self._take_state(outcome)
+            pending, self._pending = self._pending, []
+        for row in pending:
+            self.add(row)
+
+    def add(self, row: TraceRecord | InputsRecord) -> None:
+        """A trace or inputs row from the recorder; held until the record is open."""
+        with self._lock:
+            if self.session is None:
+                self._pending.append(row)
+                return
+            writer, outcome = self.session.writer, self.session.outcome
+            if isinstance(row, InputsRecord):
+                writer.append_inputs(row)
+                return
+            self._seq += 1
+            row = row.model_copy(update={"seq": self._seq})
+            writer.append_trace(row)
+            if row.is_turn and row.turn is not None and not row.error:
+                outcome.records[row.turn] = row
+
+    def saw_state(self, state: Mapping[str, Any]) -> None:
+        """A node starts on this state: what was finished before this server run took the thread."""
+        with self._lock:
+            self._state = dict(state)
+            if self.session is not None:
+                self._take_state(self.session.outcome)
+
+    def _take_state(self, outcome: RunOutcome) -> None:
+        turns: list[Turn] = list(self._state.get("turns") or [])
+        if len(turns) > len(outcome.turns):
+            outcome.turns = turns
+        for said in self._state.get("interjections") or []:
+            outcome.interjections[said["before_turn"]] = said["text"]
+
+    def finished(self, outputs: Any) -> None:
+        """A node finished with `outputs`: keep its turn, interjection or notes, as the runner does."""
+        update = outputs.update if isinstance(outputs, Command) else outputs
+        if not isinstance(update, Mapping):
+            return
+        with self._lock:
+            if self.session is None:
+                return
+            outcome = self.session.outcome
+            for said in update.get("interjections") or []:
+                outcome.interjections[said["before_turn"]] = said["text"]
+            for turn in update.get("turns") or []:
+                if not outcome.turns or turn["number"] > outcome.turns[-1]["number"]:
+                    outcome.turns.append(turn)
+            if update.get("observation"):
+                outcome.observation = update["observation"]
+            if update.get("turns") or update.get("observation"):
+                self.session.save_transcript()
+
+    def ended(self, error: BaseException | None, message: str | None) -> None:
+        session = self.session
+        if session is None:
+            return  # the run stopped before it reached a model: nothing was recorded
+        outcome, request = session.outcome, session.request
+        if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+            record_ending(session, "interrupted", "interrupted by the user", "Run interrupted by the user")
+        elif error is not None:
+            record_ending(session, "failed", message, f"Run failed: {message}")
+        elif len(outcome.turns) >= request.turns and (
+            request.shape.observer is None or outcome.observation is not None
+        ):
+            record_ending(session, "completed", None)
+        else:
+            number = len(outcome.turns) + 1
+            paused = number if number in request.shape.interject_before else None
+            ending = f"Waiting for the facilitator before turn {number}" if paused else None
+            record_ending(session, "interrupted", None, ending, paused_before_turn=paused)
+
+
+class ServedRecorder(TraceRecorder):
+    """The runner's TraceRecorder, also keeping each node's state and result for the transcript."""
+
+    def __init__(self, recording: ServedRecording) -> None:
+        self.recording = recording
+        shape = recording.served.shape
+        from graphs.engine.schedule import turn_due
+
+        super().__init__(
+            recording.served.run_id or "",
+            recording.add,
+            recording.add,
+            planner=lambda state: turn_due(shape, state),
+            hosts=recording.served.hosts,
+        )
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().on_chain_start(serialized, inputs, run_id=run_id, metadata=metadata, **kwargs)
+        if run_id in self._open and isinstance(inputs, Mapping):
+            self.recording.saw_state(inputs)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        node = run_id in self._open
+        super().on_chain_end(outputs, run_id=run_id, **kwargs)
+        if node:
+            self.recording.finished(outputs)
