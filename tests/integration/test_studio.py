@@ -9,7 +9,6 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph_sdk.runtime import _ExecutionRuntime
-
 from support.fakeollama import FakeModel, fake_ollama
 
 
