@@ -417,32 +417,42 @@ class NoExport:
     def run_ended(self, status: str, error: str | None = None, paused_before_turn: int | None = None) -> None:
         pass
 
+    def close(self, timeout: float = FLUSH_TIMEOUT_S) -> bool:
+        return True
+
+
+def start_export(
+    settings: OtelSettings | None, run_id: str, shape: Shape, hosts: Mapping[str, str]
+) -> Export | NoExport:
+    """The run's export if a collector is named, else one that does nothing; close() it at the end.
+
+    Without the `otel` extra, a named collector gets one warning and the run goes on unexported.
+    """
+    if settings is None:
+        return NoExport()
+    try:
+        return Export(settings, run_id, shape, hosts)
+    except ImportError:
+        logger.warning(
+            "OpenTelemetry: %s names a collector, but the OpenTelemetry packages are not installed; "
+            "this run is not exported (%s)",
+            settings.source,
+            INSTALL,
+        )
+    except Exception as exc:  # noqa: BLE001 - tracing must never stop a run
+        logger.warning(
+            "OpenTelemetry: this run is not exported to %s: %s", settings.shown, exc.__class__.__name__
+        )
+    return NoExport()
+
 
 @contextmanager
 def exporting(
     settings: OtelSettings | None, run_id: str, shape: Shape, hosts: Mapping[str, str]
 ) -> Iterator[Export | NoExport]:
-    """Export the run's trace inside this block if a collector is named; flush it, bounded, at the end.
-
-    Without the `otel` extra, a named collector gets one warning and the run goes on unexported.
-    """
-    export: Export | NoExport = NoExport()
-    if settings is not None:
-        try:
-            export = Export(settings, run_id, shape, hosts)
-        except ImportError:
-            logger.warning(
-                "OpenTelemetry: %s names a collector, but the OpenTelemetry packages are not installed; "
-                "this run is not exported (%s)",
-                settings.source,
-                INSTALL,
-            )
-        except Exception as exc:  # noqa: BLE001 - tracing must never stop a run
-            logger.warning(
-                "OpenTelemetry: this run is not exported to %s: %s", settings.shown, exc.__class__.__name__
-            )
+    """Export the run's trace inside this block if a collector is named; flush it, bounded, at the end."""
+    export = start_export(settings, run_id, shape, hosts)
     try:
         yield export
     finally:
-        if isinstance(export, Export):
-            export.close()
+        export.close()
