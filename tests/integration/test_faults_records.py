@@ -169,7 +169,8 @@ def test_the_pages_runs_list_and_run_picker_show_an_unreadable_run(runs_dir: Pat
     at.switch_page("views/run.py").run()
     assert not at.exception, at.exception
     labels = [link.proto.label.replace("\\", "") for link in at.get("page_link")]  # Markdown-escaped
-    picked = {label.split(" · ")[0]: label.split()[-1] for label in labels}  # id: status, its icon aside
+    fields = [label.split(" · ") for label in labels]  # id · icon status · models · topic · started
+    picked = {field[0]: field[1].split()[-1] for field in fields}
     assert picked == {run.meta.run_id: "failed", "20261125-200000-duet-0badf00d": "unreadable"}
 
 
