@@ -43,7 +43,8 @@ def replies(name: str) -> list[str]:
 
 
 MODELS = [
-    FakeModel(name, replies=replies(name)) for name in ("duet-one", "duet-two", "pause-one", "pause-two")
+    FakeModel(name, replies=replies(name))
+    for name in ("duet-one", "duet-two", "pause-one", "pause-two", "pause-notes")
 ]
 
 
@@ -218,6 +219,8 @@ def test_a_duet_held_through_the_server_keeps_every_guarantee(served: Served, ca
     shown = capsys.readouterr().out
     assert all(turn["text"] in shown for turn in turns)
     assert shown.count("### Turn") == 4 and "(9 tokens, 90.0 tok/s" in shown
+    assert main(["analyze", thread, "--runs-dir", str(served.runs_dir)]) == 0
+    assert "duet-one" in capsys.readouterr().out
 
 
 def test_an_invalid_context_is_one_line_in_the_runs_result(served: Served):
@@ -259,6 +262,7 @@ participants:
 order: [a, b]
 turns: 4
 interject_before: [3]
+observer: {model: pause-notes, label: Notes}
 """
 
 
@@ -282,12 +286,14 @@ def test_an_interjection_pauses_as_an_interrupt_and_resumes_as_resume_say_does(
     done = client.runs.wait(thread, assistant["assistant_id"], command={"resume": said})
     assert [t["number"] for t in done["turns"]] == [1, 2, 3, 4]
     assert done["interjections"] == [{"before_turn": 3, "text": "Consider twins raised apart."}]
+    assert done["observation"] == {"label": "Notes", "text": replies("pause-notes")[0]}
     served_run = RunStore(served.runs_dir).load(thread)
     assert served_run.meta.status == "completed" and served_run.meta.paused_before_turn is None
 
     # The same dialogue held by the CLI, paused and resumed with --say: the same record of it.
     cli_runs = tmp_path / "cli-runs"
-    with fake_ollama([FakeModel(m, replies=replies(m)) for m in ("pause-one", "pause-two")]) as (ollama, _):
+    models = [FakeModel(m, replies=replies(m)) for m in ("pause-one", "pause-two", "pause-notes")]
+    with fake_ollama(models) as (ollama, _):
         common = ["--host", ollama.url, "--runs-dir", str(cli_runs)]
         assert main(["run", str(shape_file), "--topic", TOPIC, *common]) == EXIT_PAUSED
         [cli_run] = RunStore(cli_runs).list()
