@@ -754,6 +754,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     command += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
     # A fault the page did not catch shows its type in the browser; its traceback stays here.
     command += ["--client.toolbarMode", "minimal", "--client.showErrorDetails", "type"]
+    # Streamlit's default is a full gc.collect() after every script run, and the live view's fragment
+    # reruns every POLL_S: each collection (150-200 ms in this process) held up the run's worker and
+    # the page with it; the interpreter's own collections are enough.
+    command += ["--runner.postScriptGC", "false"]
     print(f"duologue: the page is at http://127.0.0.1:{args.port} (Ctrl-C stops it)", file=sys.stderr)
     stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.getsignal(sig) for sig in stopping}
