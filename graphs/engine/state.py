@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, NotRequired, TypedDict
+from typing import Annotated, NotRequired
+
+from typing_extensions import TypedDict  # not typing's: pydantic draws the server's schemas with it
 
 from graphs.engine.spec import TurnKind
 

@@ -350,3 +350,15 @@ def test_a_model_spilling_to_the_cpu_stops_the_run_under_require_gpu_as_duologue
     assert message.startswith(
         f"b (spills) at {ollama_cli.url} is 33% on the CPU (33%/67% CPU/GPU: 4.0 GB of 6.0 GB"
     )
+
+
+def test_studio_sees_the_context_schema_every_field_optional(served: Served):
+    [assistant] = served.client.assistants.search(graph_id="duet")  # the one langgraph dev made
+    schemas = served.client.assistants.get_schemas(assistant["assistant_id"])
+    context_schema = schemas["context_schema"]
+    assert set(context_schema["properties"]) == {
+        "shape", "participants", "residency_policy", "require_gpu", "strict_context", "timeout_s",
+    }  # fmt: skip
+    assert "required" not in context_schema
+    assert set(schemas["input_schema"]["properties"]) >= {"topic", "max_turns"}
+    assert "turns" in schemas["output_schema"]["properties"]
