@@ -77,6 +77,10 @@ class RunMeta(BaseModel):
     checkpoint_store: str | None = None
     """Where the run's checkpoints are: null for checkpoints.sqlite in its folder, else the
     Postgres connection string with its password hidden."""
+    held_by: str | None = None
+    """`langgraph-server` for a dialogue held through LangGraph Server (`langgraph dev`), whose own
+    checkpoints hold it under the thread with the run's id: it is continued there, not by
+    `duologue resume` or `fork`; null for a run duologue held."""
 
 
 class TraceRecord(BaseModel):

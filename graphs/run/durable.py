@@ -180,6 +180,11 @@ def unpinned(shape: Shape, names: set[str]) -> Shape:
 def continuable_shape(run: RunRecord) -> Shape:
     """The run's shape, if this duologue can continue a run of its record format."""
     meta: RunMeta = run.meta
+    if meta.held_by:
+        raise DuologueError(
+            f"run {meta.run_id} was held by {meta.held_by}, which keeps its checkpoints; continue it "
+            f"there, on thread {meta.run_id} (Studio's resume, or the SDK's Command(resume=...))"
+        )
     if meta.format_version != FORMAT_VERSION or meta.spec is None:
         raise DuologueError(
             f"run {meta.run_id} was recorded in run-record format {meta.format_version}, which this "
