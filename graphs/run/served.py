@@ -45,6 +45,9 @@ from graphs.run.runner import (
 )
 from graphs.run.tracing import TraceRecorder
 
+HELD_BY = "langgraph-server"
+"""run.json's `held_by` for a served run: its checkpoints are the server's."""
+
 
 class ContextError(DuologueError, ValueError):
     """A served run's context does not describe the dialogue: one line naming the field.
@@ -241,7 +244,8 @@ class ServedRecording:
         try:
             run = store.load(run_id)
         except RunNotFound:
-            writer = store.create(initial_meta(request, versions))
+            meta = initial_meta(request, versions).model_copy(update={"held_by": HELD_BY})
+            writer = store.create(meta)
             records: dict[int, TraceRecord] = {}
         else:
             writer = RunWriter(run.folder, run.meta)

@@ -337,6 +337,12 @@ def test_a_model_spilling_to_the_cpu_stops_the_run_under_require_gpu_as_duologue
     run = RunStore(served.runs_dir).load(thread)
     assert (run.meta.status, run.meta.error) == ("failed", error["message"])
     assert run.transcript().count("### Turn") == 1
+    # The server keeps the run's checkpoints: `duologue resume` sends the user there, in one line.
+    assert main(["resume", thread, "--runs-dir", str(served.runs_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"duologue: error: run {thread} was held by langgraph-server, which keeps its checkpoints; continue it "
+        f"there, on thread {thread} (Studio's resume, or the SDK's Command(resume=...))\n"
+    )
 
     with fake_ollama(spilling_models(), vram_bytes=4 * GiB) as (ollama_cli, _):
         argv = ["run", "duet", "--model", "a=fits", "--model", "b=spills", "--topic", TOPIC]
