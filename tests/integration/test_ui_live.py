@@ -97,10 +97,11 @@ def test_the_turn_in_progress_shows_its_numbers_and_finished_turns_fold(page_env
             assert "None" not in numbers
             assert re.search(r"running\*\* · turn 3 of 4 · \d+ s$", page[0]), page[0]
 
-            # The finished turns, folded to heading and stats line; the one on the CPU in red.
+            # The finished turns below it, newest first, folded to heading and stats line; the one on
+            # the CPU in red.
             labels = [e.label for e in at.expander]
             assert len(labels) == 2, labels
-            first, second = (visible(label) for label in labels)
+            second, first = (visible(label) for label in labels)
             assert re.fullmatch(
                 r"Turn 1: glm-4\.7-flash — Opening · \*\(\d+ tokens, [\d.]+ tok/s, \d+s\)\*", first
             )
@@ -108,7 +109,7 @@ def test_the_turn_in_progress_shows_its_numbers_and_finished_turns_fold(page_env
                 r":red\[Turn 2: qwen3:32b — Response · \*\(\d+ tokens, [\d.]+ tok/s, \d+s, CPU \d+%\)\*\]",
                 second,
             ), second
-            assert [e.proto.icon for e in at.expander] == ["", ":material/warning:"]
+            assert [e.proto.icon for e in at.expander] == [":material/warning:", ""]
             # Opened, a finished turn holds its words.
             assert any("The tension is profound." in line for line in page)
         finally:
