@@ -37,3 +37,8 @@ class RunInterrupted(DuologueError):
 
 class RunBusy(DuologueError):
     """Another process is driving this run right now."""
+
+
+class OpenAIServerError(DuologueError):
+    """An OpenAI-compatible server could not serve a participant: unreachable, model missing,
+    its API key unset."""

@@ -488,6 +488,8 @@ def check_embedded_models(participants: Sequence[Participant], can_pick: bool) -
 
     served = embedded_models()
     for p in participants:
+        if p.provider != "ollama":
+            continue  # on its own OpenAI-compatible server
         if not any(same_model(name, p.model) for name in served):
             pick = f"; pick one with --model {p.name}={served[0]}" if can_pick else ""
             raise ShapeError(
@@ -691,7 +693,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     with embedded_host(args.embedded, default) as default:
         fallback = default or default_host()
         hosts = {
-            p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
+            p.name: p.base_url or named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
             for p in participants
         }
         patience = args.timeout if args.timeout is not None else TIMEOUT_S
@@ -863,7 +865,8 @@ def resolve_hosts(shape: Shape, default: str | None, named: dict[str, str]) -> d
 
     fallback = default or default_host()
     return {
-        p.name: named.get(p.name) or (normalize_host(p.host) if p.host else fallback) for p in shape.connected
+        p.name: p.base_url or named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
+        for p in shape.connected
     }
 
 

@@ -19,8 +19,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from graphs.engine.spec import (
+    OPENAI_OPTIONS,
     Participant,
     apply_setting,
+    choose_model,
     describe_validation_error,
     flagged_problem,
     set_flag,
@@ -78,6 +80,8 @@ class HostCheck:
     together: bool | None = None
     """Every participant of the host fully in VRAM at once; None with a single participant."""
     together_processors: dict[str, str] = field(default_factory=dict)
+    openai: bool = False
+    """An OpenAI-compatible server (provider: openai): up and serving, residency unknown."""
 
 
 @dataclass
@@ -203,7 +207,8 @@ def participants_for(
     flags: dict[str, dict[tuple[Any, ...], tuple[str, str]]] = {}
     for index, value in enumerate(models):
         name, model = pair(value, "--model") if "=" in value else (BARE_NAMES[index % 26], value)
-        entries[name] = {"name": name, "model": model}
+        entries[name] = {"name": name}
+        choose_model(entries[name], name, model)
         flags[name] = {("model",): (f"--model {value}", "model")}
     for name, key, value in settings:
         if name not in entries:
@@ -245,6 +250,9 @@ def examine(
         here = [p for p in participants if hosts.get(p.name) == url]
         checks = [ModelCheck(p.name, p.model, url) for p in here]
         report.models += checks
+        if any(p.provider == "openai" for p in here):
+            examine_openai(host, here, checks)
+            continue
         try:
             host.version = ollama.server_version(url)
             host.reachable = True
@@ -288,6 +296,31 @@ def examine(
             except DuologueError as exc:
                 host.error = str(exc)
     return report
+
+
+def examine_openai(
+    host: HostCheck, participants: Sequence[Participant], checks: Sequence[ModelCheck]
+) -> None:
+    """An OpenAI-compatible server: up, its models served (GET /models), each key set. Where
+    a model sits there is unknown: the API does not say, so nothing is placed or timed."""
+    from graphs.openai import api as openai_api
+
+    host.openai = True
+    try:
+        keys = [openai_api.api_key(p) for p in participants]
+        served = openai_api.served_models(host.url, keys[0])
+    except DuologueError as exc:
+        host.error = str(exc)
+        return
+    host.reachable = True
+    for participant, check in zip(participants, checks, strict=True):
+        check.present = participant.model in served
+        check.options = participant.options.model_dump(exclude_none=True, include=set(OPENAI_OPTIONS))
+        if not check.present:
+            check.error = (
+                f"not served at {host.url} (it serves: {', '.join(served) or 'none'}); "
+                f"check one of those with --model {participant.name}=openai:MODEL@{host.url}"
+            )
 
 
 def place_alone(
@@ -396,6 +429,10 @@ def render(report: DoctorReport) -> str:
     for host in report.hosts:
         if not host.reachable:
             lines.append(f"{host.url}: unreachable")
+        elif host.openai:
+            lines.append(
+                f"{host.url}: OpenAI-compatible server (residency unknown: it does not say where models sit)"
+            )
         else:
             kind = " (duologue's embedded server, CPU only)" if host.embedded else ""
             lines.append(f"{host.url}: Ollama {host.version}{kind}")
@@ -432,6 +469,8 @@ def describe_check(check: ModelCheck, host: HostCheck) -> str:
         return "not checked"
     if not check.present:
         return "missing"
+    if host.openai:
+        return "served; residency unknown (placement and GPU are the server's own settings)"
     parts = ["present"]
     if check.processor:
         size, load = residency.gb(check.size or 0), check.load_s or 0.0

@@ -55,7 +55,7 @@ def suited_participant(participant: Participant, system: bool) -> Participant:
     """The participant with the embedded defaults its options leave unset (and, with `system`,
     FRAMING's system prompt unless it names one), if it is on an embedded model."""
     name = served_name(participant.model)
-    if name is None:
+    if name is None or participant.provider != "ollama":
         return participant
     given = participant.options.model_dump(exclude_unset=True)
     options = ModelOptions.model_validate({**SAMPLING[name], **TURN_OPTIONS, **given})

@@ -47,6 +47,28 @@ THINKING_NUM_PREDICT = 4096
 Qwen3:32B spent 1,546 tokens on one turn, which 1024 would have cut."""
 MAX_SHAPE_BYTES = 1_000_000
 
+Provider = Literal["ollama", "openai"]
+"""Who serves a participant's model: Ollama, or any server speaking the OpenAI chat API
+(llama.cpp's llama-server, vLLM, LM Studio, SGLang)."""
+OPENAI_PREFIX = "openai:"
+"""--model NAME=openai:MODEL@URL: the participant's model on an OpenAI-compatible server."""
+OPENAI_OPTIONS = ("temperature", "top_p", "seed", "num_predict", "stop")
+"""The options an OpenAI-compatible server is sent (num_predict as max_tokens)."""
+OLLAMA_ONLY = {
+    "num_ctx": "its context size (llama-server --ctx-size, vLLM --max-model-len)",
+    "num_gpu": "its GPU layers (llama-server --n-gpu-layers)",
+    "main_gpu": "its main GPU (llama-server --main-gpu)",
+    "num_batch": "its batch size (llama-server --batch-size)",
+    "num_thread": "its threads (llama-server --threads)",
+    "use_mmap": "how it maps the model (llama-server --no-mmap)",
+    "keep_alive": "how long it keeps the model (it holds it while it runs)",
+    "think": "its reasoning settings (llama-server --reasoning-budget)",
+    "top_k": "its sampling defaults (llama-server --top-k)",
+    "repeat_penalty": "its sampling defaults (llama-server --repeat-penalty)",
+}
+"""Ollama's options that the OpenAI chat API has no field for, and where such a server sets them."""
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
 
 class ModelOptions(BaseModel):
     """What each request of one participant carries; sent identically on every call.
@@ -141,12 +163,44 @@ def check_template(name: str | None) -> str | None:
     return name
 
 
+def ollama_only_problem(key: str, base_url: str | None) -> str:
+    """Why an Ollama option cannot go to an OpenAI-compatible server, and where to set it there."""
+    return (
+        f"{key} is an Ollama option the OpenAI API has no field for; "
+        f"set {OLLAMA_ONLY[key]} on the server at {base_url or 'base_url'} instead"
+    )
+
+
+def check_base_url(value: str | None) -> str | None:
+    """An OpenAI API address: http(s), a host, no trailing slash (`/v1` is the caller's to give)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not a server's URL; give one like http://127.0.0.1:8080/v1")
+    return value
+
+
 class Participant(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=NAME_PATTERN)
     model: str = Field(min_length=1)
     label: str | None = None
+    provider: Provider = Field(
+        default="ollama", description="ollama, or openai for a server speaking the OpenAI chat API"
+    )
+    base_url: str | None = Field(
+        default=None, description="an openai participant's server, e.g. http://127.0.0.1:8080/v1"
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME_PATTERN,
+        description="the environment variable holding an openai participant's API key (never recorded)",
+    )
     host: str | None = None
     persona: str = ""
     system: str | None = Field(default=None, description="template overriding framing.system")
@@ -156,6 +210,29 @@ class Participant(BaseModel):
     )
 
     _system_is_a_template = field_validator("system")(check_template)
+    _base_url_is_a_url = field_validator("base_url")(check_base_url)
+
+    @model_validator(mode="after")
+    def _provider_fits(self) -> Participant:
+        if self.provider == "ollama":
+            stray = [key for key in ("base_url", "api_key_env") if getattr(self, key) is not None]
+            if stray:
+                raise ValueError(
+                    f"{stray[0]} is for provider: openai; an Ollama participant's server is its host"
+                )
+            return self
+        if self.base_url is None:
+            raise ValueError(
+                "provider: openai needs base_url, the server's OpenAI API address "
+                "(e.g. http://127.0.0.1:8080/v1)"
+            )
+        if self.host is not None:
+            raise ValueError("host is an Ollama server's address; an openai participant's is its base_url")
+        for key in OLLAMA_ONLY:
+            given = key in self.options.model_fields_set
+            if given and getattr(self.options, key) != ModelOptions.model_fields[key].default:
+                raise ValueError(ollama_only_problem(key, self.base_url))  # a default: a run.json's spec
+        return self
 
     @property
     def display(self) -> str:
@@ -437,6 +514,8 @@ def apply_setting(entry: dict[str, Any], name: str, key: str, value: Any) -> tup
     Returns where the value went in the participant, as a validation error's location names it.
     """
     option_keys = set(ModelOptions.model_fields)
+    if entry.get("provider") == "openai" and key in OLLAMA_ONLY:
+        raise ShapeError(f"--set {name}.{key}: {ollama_only_problem(key, entry.get('base_url'))}")
     if key in PARTICIPANT_SETTINGS:
         entry[key] = value
         return (key,)
@@ -479,8 +558,9 @@ def with_overrides(
         return by_name[name]
 
     for name, model in models.items():
-        participant(name, "--model")["model"] = model
+        choose_model(participant(name, "--model"), name, model)
         flags[("participants", index[name], "model")] = (f"--model {name}={model}", "model")
+        flags[("participants", index[name], "base_url")] = (f"--model {name}={model}", "the URL")
     for name, key, value in settings:
         where = apply_setting(participant(name, "--set"), name, key, value)
         flags[("participants", index[name], *where)] = set_flag(name, key, value)
@@ -502,6 +582,24 @@ def with_overrides(
         if turns is not None and exc.errors()[0]["loc"][:1] == ("interject_before",):
             raise ShapeError(f"--turns {turns}: the shape's {describe_validation_error(exc)}") from None
         raise ShapeError(f"--model/--set: {describe_validation_error(exc)}") from None
+
+
+def choose_model(entry: dict[str, Any], name: str, value: str) -> None:
+    """--model NAME=MODEL on a participant's data; NAME=openai:MODEL@URL moves it to that
+    OpenAI-compatible server, leaving behind the Ollama options its old server was given."""
+    if not value.startswith(OPENAI_PREFIX):
+        entry["model"] = value
+        return
+    model, at, url = value.removeprefix(OPENAI_PREFIX).rpartition("@")
+    if not at or not model or not url:
+        raise ShapeError(
+            f"--model {name}={value}: expected {name}=openai:MODEL@URL, "
+            f"e.g. {name}=openai:qwen3@http://127.0.0.1:8080/v1"
+        )
+    entry.update(provider="openai", model=model, base_url=url)
+    entry.pop("host", None)
+    options = entry.get("options") or {}
+    entry["options"] = {key: value for key, value in options.items() if key not in OLLAMA_ONLY}
 
 
 def set_flag(name: str, key: str, value: Any) -> tuple[str, str]:

@@ -156,6 +156,9 @@ def resolve_shape(
     """
     resolved = {}
     for participant in shape.connected:
+        if participant.provider != "ollama":  # its server sizes its own context
+            resolved[participant.name] = participant.options
+            continue
         host = hosts[participant.name]
         facts_now = facts(host, participant.model)
         resolved[participant.name] = resolve_options(participant, facts_now, topic, turns, host)
@@ -265,6 +268,8 @@ class RunResidency:
         self._hosts: dict[str, _Host] = {}
         self._host_of: dict[str, _Host] = {}
         for participant in shape.participants:
+            if participant.provider != "ollama":  # nothing to place: its server does not say
+                continue
             url = hosts[participant.name]
             host = self._hosts.setdefault(url, _Host(url, []))
             host.participants.append(participant)

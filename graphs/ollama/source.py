@@ -25,6 +25,8 @@ class OllamaSource:
         """Each host's version, after checking it is up and has its participants' models."""
         by_host: dict[str, list[str]] = {}
         for participant in shape.connected:
+            if participant.provider != "ollama":
+                continue
             by_host.setdefault(hosts[participant.name], []).append(participant.model)
         return {host: api.check_models(host, models) for host, models in by_host.items()}
 

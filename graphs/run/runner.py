@@ -23,12 +23,12 @@ from graphs.engine.context import DialogueContext
 from graphs.engine.nodes import CLOSING
 from graphs.engine.relay import labels
 from graphs.engine.schedule import PlannedTurn, plan_turns, turn_due
-from graphs.engine.spec import Participant, Shape
+from graphs.engine.spec import OPENAI_OPTIONS, Participant, Shape
 from graphs.engine.state import DialogueState, Observation, Turn
 from graphs.errors import DuologueError, RunFailed, RunInterrupted
 from graphs.ollama import api as ollama
 from graphs.ollama import residency
-from graphs.ollama.source import OllamaSource
+from graphs.openai import api as openai_api
 from graphs.records import checkpoints
 from graphs.records.faults import RecordError, fault_of
 from graphs.records.schema import InputsRecord, ParticipantRecord, RunMeta, TraceRecord, package_version
@@ -37,6 +37,7 @@ from graphs.records.transcript import header_text, render_transcript, with_obser
 from graphs.run import langsmith as smith
 from graphs.run import otel
 from graphs.run.observe import RunObserver, SilentObserver
+from graphs.run.providers import ByProvider
 from graphs.run.tracing import TraceRecorder
 
 
@@ -102,7 +103,7 @@ class RunRequest:
     $OTEL_EXPORTER_OTLP_ENDPOINT, which it overrides); None: as the environment says at the start."""
     checkpoint_url: str | None = field(default_factory=checkpoints.url_from_env)
     """Keep checkpoints in this Postgres database ($DUOLOGUE_CHECKPOINT_URL); None: SQLite in the folder."""
-    source: ModelSource = field(default_factory=OllamaSource, repr=False)
+    source: ModelSource = field(default_factory=ByProvider, repr=False)
     """Where the models come from; tests give scripted ones, which take the same path."""
 
 
@@ -136,9 +137,16 @@ def prepare(request: RunRequest) -> tuple[RunRequest, dict[str, str]]:
     version: the step a run, a resume and a fork share, taken once before anything is written."""
     checkpoints.check_reachable(request.checkpoint_url)
     source = request.source
-    server_versions = source.versions(request.shape, request.hosts)
-    shape = source.resolve(request.shape, request.hosts, request.topic, request.turns)
-    return dataclasses.replace(request, shape=shape), server_versions
+    hosts = served_hosts(request.shape, request.hosts)
+    server_versions = source.versions(request.shape, hosts)
+    shape = source.resolve(request.shape, hosts, request.topic, request.turns)
+    return dataclasses.replace(request, shape=shape, hosts=hosts), server_versions
+
+
+def served_hosts(shape: Shape, hosts: Mapping[str, str]) -> dict[str, str]:
+    """Each participant's server: its host, or for one on an OpenAI-compatible server its
+    base_url, whatever host a flag, the shape or a recorded run gave it."""
+    return {**hosts, **{p.name: p.base_url for p in shape.connected if p.base_url is not None}}
 
 
 @dataclass
@@ -525,7 +533,9 @@ def participant_record(participant: Participant, label: str, host: str) -> Parti
         label=label,
         model=participant.model,
         host=host,
-        options=participant.options.model_dump(exclude_none=True),
+        options=participant.options.model_dump(
+            exclude_none=True, include=set(OPENAI_OPTIONS) if participant.provider == "openai" else None
+        ),
     )
 
 
@@ -542,7 +552,13 @@ def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> Run
         "langchain-ollama": package_version("langchain-ollama"),
         "python": platform.python_version(),
     }
-    versions |= {f"ollama@{host}": version for host, version in server_versions.items()}
+    on_openai = {p.base_url for p in shape.connected if p.provider == "openai"}
+    if on_openai:
+        versions["langchain-openai"] = package_version("langchain-openai")
+    versions |= {
+        f"{'openai' if host in on_openai else 'ollama'}@{host}": version
+        for host, version in server_versions.items()
+    }
     return RunMeta(
         run_id=request.run_id or new_run_id(shape.name),
         shape=shape.name,
@@ -595,6 +611,8 @@ def failure_message(exc: BaseException, request: RunRequest, outcome: RunOutcome
         advice = f"; {fault.remedy}, {resume}" if fault.remedy else ""
         return f"turn {number}'s checkpoint could not be saved in {where}: {fault.what}{advice}"
     planned = plan_turns(request.shape, request.turns)[min(len(outcome.turns), request.turns - 1)]
-    model = request.shape.participant(planned.speaker).model
-    detail = ollama.describe_failure(exc, request.hosts.get(planned.speaker, "?"))
+    speaker = request.shape.participant(planned.speaker)
+    model = speaker.model
+    describe = openai_api.describe_failure if speaker.provider == "openai" else ollama.describe_failure
+    detail = describe(exc, request.hosts.get(planned.speaker, "?"))
     return f"turn {planned.number} ({model}) failed: {detail or f'{exc.__class__.__name__}: {exc}'}"
