@@ -21,6 +21,7 @@ from langchain_core.outputs import LLMResult
 
 from graphs.engine.schedule import PlannedTurn
 from graphs.engine.spec import OBSERVER
+from graphs.engine.state import NUMBERS_KEY
 from graphs.errors import RunInterrupted
 from graphs.ollama.connector import EVENT_PLACED, EVENT_TURN_FACTS, FINDINGS_KEY
 from graphs.ollama.timings import raw_fields, turn_numbers
@@ -214,7 +215,7 @@ def build_record(
         "started_at": node.started_at,
         "ended_at": now_iso(),
         "latency_s": round(ended - node.started, 6),
-        "ttft_s": round(node.first_token - node.started, 6) if node.first_token else None,
+        "ttft_s": first_token_s(node),
         **turn_numbers(final),
         "done_reason": final.get("done_reason"),
         "thinking_chars": node.thinking_chars,
@@ -222,6 +223,15 @@ def build_record(
         "stopped": isinstance(error, (RunInterrupted, KeyboardInterrupt)),
     }
     return TraceRecord.model_validate(fields | raw_fields(final) | node.facts)
+
+
+def first_token_s(node: _OpenNode) -> float | None:
+    """The connector's own TTFT, which its turn carries in the graph's state (graphs/ollama/connector.py),
+    so the row and the turn agree; else the step's, as the callbacks saw it."""
+    measured = (node.final.get(NUMBERS_KEY) or {}).get("ttft_s")
+    if measured is not None:
+        return float(measured)
+    return round(node.first_token - node.started, 6) if node.first_token else None
 
 
 def describe_error(error: BaseException | None) -> str | None:
