@@ -369,3 +369,20 @@ def test_studio_sees_the_context_schema_every_field_optional(served: Served):
     assert "required" not in context_schema
     assert set(schemas["input_schema"]["properties"]) >= {"topic", "max_turns"}
     assert "turns" in schemas["output_schema"]["properties"]
+
+
+def test_duologue_runs_turns_carry_the_numbers_of_their_trace_rows(tmp_path: Path):
+    """The same connector under `duologue run`: its turns in the graph's state carry the same numbers."""
+    from graphs.engine.spec import load_shape, with_overrides
+    from graphs.run.runner import RunRequest, run_dialogue
+
+    with fake_ollama([FakeModel(m, replies=replies(m)) for m in ("cli-one", "cli-two")]) as (ollama, _):
+        shape = with_overrides(load_shape("duet"), {"a": "cli-one", "b": "cli-two"}, [])
+        hosts = {"a": ollama.url, "b": ollama.url}
+        outcome = run_dialogue(RunRequest(shape, TOPIC, 4, hosts, runs_dir=tmp_path / "runs", trace=False))
+    rows = outcome.records
+    assert [t["numbers"] for t in outcome.turns] == [
+        {key: getattr(rows[t["number"]], key) for key in NUMBERS} | {"flags": rows[t["number"]].flags}
+        for t in outcome.turns
+    ]
+    assert [t["numbers"]["completion_tokens"] for t in outcome.turns] == [9, 9, 8, 8]
