@@ -252,6 +252,14 @@ def test_an_invalid_context_is_one_line_in_the_runs_result(served: Served):
     )
     assert not (served.runs_dir / thread).exists()  # no model was reached: nothing to record
 
+    assistant = client.assistants.create("dialogue", config={"configurable": {"shape": "no-such-shape"}})
+    result = client.runs.wait(
+        None, assistant["assistant_id"], input={"topic": TOPIC, "max_turns": 4}, raise_error=False
+    )
+    assert result["__error__"]["message"] == (
+        "configurable.shape: no shape 'no-such-shape': not a built-in (debate, duet, panel) and no such file"
+    )
+
 
 PAUSING_SHAPE = """\
 name: pausing
