@@ -87,5 +87,7 @@ def describe_failure(exc: BaseException, base_url: str) -> str | None:
     if isinstance(exc, openai.APIConnectionError):
         return f"lost the connection to the server at {base_url}"
     if isinstance(exc, openai.APIStatusError):
-        return f"the server at {base_url} answered HTTP {exc.status_code}: {exc.message}"
+        body = exc.body if isinstance(exc.body, dict) else {}
+        said = body.get("message") or exc.message.removeprefix(f"Error code: {exc.status_code} - ")
+        return f"the server at {base_url} answered HTTP {exc.status_code}: {said}"
     return None
