@@ -6,7 +6,8 @@ builds the run's graph (graphs/run/studio.py), into a ServedDialogue: the shape 
 overrides applied, and a `connect` that reaches the models exactly as the runner does
 (runner.prepare, then the source's connect: pinned options, residency placement with
 require_gpu, the truncation check, thinking kept apart). With $DUOLOGUE_RUNS_DIR set the run
-is also recorded, through the run store, under the thread's id.
+is also recorded, through the run store, under the thread's id; with
+$OTEL_EXPORTER_OTLP_ENDPOINT set its trace is exported as `duologue run` exports one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from graphs.ollama.residency import Policy
 from graphs.ollama.timeouts import TIMEOUT_S
 from graphs.records.schema import InputsRecord, TraceRecord
 from graphs.records.store import RUNS_DIR_ENV, RunStore, RunWriter
+from graphs.run import otel
 from graphs.run.runner import (
     RunOutcome,
     RunRequest,
@@ -157,7 +159,9 @@ class ServedDialogue:
         self.request: RunRequest | None = None
         self.models: dict[str, Runnable] = {}
         self.stop = threading.Event()
-        self.recording = ServedRecording(self) if self.runs_dir is not None else None
+        collector = otel.settings_for(None) if run_id else None  # $OTEL_EXPORTER_OTLP_ENDPOINT
+        wanted = self.runs_dir is not None or collector is not None
+        self.recording = ServedRecording(self, self.runs_dir, collector) if wanted else None
         self._lock = threading.Lock()
 
     def dialogue_context(self) -> DialogueContext:
@@ -217,21 +221,30 @@ class ServedDialogue:
     def failure(self, error: BaseException) -> str:
         if self.request is None:  # before any model was reached: the servers' check, say
             return str(error) if isinstance(error, DuologueError) else f"{error.__class__.__name__}: {error}"
-        outcome = self.recording.session.outcome if self.recording and self.recording.session else None
+        outcome = self.recording.outcome if self.recording is not None else None
         done = outcome or RunOutcome(self.request.run_id or "", Path(), "failed")
         return failure_message(error, self.request, done)
 
 
 class ServedRecording:
-    """A served run's record: run.json, transcript.md, trace.jsonl and inputs.jsonl, by the
-    thread's id, written by the run store as the runner writes them.
+    """What a served run leaves behind, as the runner leaves it: its record (run.json,
+    transcript.md, trace.jsonl, inputs.jsonl, by the thread's id, written by the run store)
+    when a runs folder is named, and its OpenTelemetry trace when a collector is.
 
     The server saves its own checkpoints, so a turn's row is written as the turn ends.
     """
 
-    def __init__(self, served: ServedDialogue) -> None:
+    def __init__(
+        self, served: ServedDialogue, runs_dir: Path | None, collector: otel.OtelSettings | None
+    ) -> None:
         self.served = served
+        self.runs_dir = runs_dir
+        self.collector = collector
+        self.request: RunRequest | None = None
+        self.outcome: RunOutcome | None = None
         self.session: RunSession | None = None
+        """The run record's writer and what it holds, once the run reached its models."""
+        self.spans: otel.Export | otel.NoExport = otel.NoExport()
         self.recorder = ServedRecorder(self)
         self._pending: list[TraceRecord | InputsRecord] = []
         self._seq = 0
@@ -239,49 +252,58 @@ class ServedRecording:
         self._lock = threading.RLock()
 
     def open(self, request: RunRequest, versions: dict[str, str]) -> None:
-        store = RunStore(request.runs_dir)
         run_id = request.run_id or ""
-        try:
-            run = store.load(run_id)
-        except RunNotFound:
-            meta = initial_meta(request, versions).model_copy(update={"held_by": HELD_BY})
-            writer = store.create(meta)
-            records: dict[int, TraceRecord] = {}
+        records: dict[int, TraceRecord] = {}
+        session = None
+        if self.runs_dir is not None:
+            store = RunStore(self.runs_dir)
+            try:
+                run = store.load(run_id)
+            except RunNotFound:
+                meta = initial_meta(request, versions).model_copy(update={"held_by": HELD_BY})
+                writer = store.create(meta)
+            else:
+                writer = RunWriter(run.folder, run.meta)
+                records = run.finished_records
+                self._seq = max((r.seq for r in run.trace), default=0)
+            writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
+            outcome = RunOutcome(writer.run_id, writer.folder, "running", records=records)
+            session = RunSession(request, writer, outcome)
         else:
-            writer = RunWriter(run.folder, run.meta)
-            records = run.finished_records
-            self._seq = max((r.seq for r in run.trace), default=0)
-        writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
-        outcome = RunOutcome(writer.run_id, writer.folder, "running", records=records)
+            outcome = RunOutcome(run_id, Path(), "running")
+        spans = otel.start_export(self.collector, run_id, request.shape, request.hosts)
         with self._lock:
-            self.session = RunSession(request, writer, outcome)
+            self.request, self.outcome, self.session, self.spans = request, outcome, session, spans
             self._take_state(outcome)
             pending, self._pending = self._pending, []
         for row in pending:
             self.add(row)
 
     def add(self, row: TraceRecord | InputsRecord) -> None:
-        """A trace or inputs row from the recorder; held until the record is open."""
+        """A trace or inputs row from the recorder; held until the run reached its models."""
         with self._lock:
-            if self.session is None:
+            if self.outcome is None:
                 self._pending.append(row)
                 return
-            writer, outcome = self.session.writer, self.session.outcome
+            writer = self.session.writer if self.session is not None else None
             if isinstance(row, InputsRecord):
-                writer.append_inputs(row)
+                if writer is not None:
+                    writer.append_inputs(row)
                 return
             self._seq += 1
             row = row.model_copy(update={"seq": self._seq})
-            writer.append_trace(row)
+            if writer is not None:
+                writer.append_trace(row)
+            self.spans.row(row)
             if row.is_turn and row.turn is not None and not row.error:
-                outcome.records[row.turn] = row
+                self.outcome.records[row.turn] = row
 
     def saw_state(self, state: Mapping[str, Any]) -> None:
         """A node starts on this state: what was finished before this server run took the thread."""
         with self._lock:
             self._state = dict(state)
-            if self.session is not None:
-                self._take_state(self.session.outcome)
+            if self.outcome is not None:
+                self._take_state(self.outcome)
 
     def _take_state(self, outcome: RunOutcome) -> None:
         turns: list[Turn] = list(self._state.get("turns") or [])
@@ -296,9 +318,9 @@ class ServedRecording:
         if not isinstance(update, Mapping):
             return
         with self._lock:
-            if self.session is None:
+            outcome = self.outcome
+            if outcome is None:
                 return
-            outcome = self.session.outcome
             for said in update.get("interjections") or []:
                 outcome.interjections[said["before_turn"]] = said["text"]
             for turn in update.get("turns") or []:
@@ -306,27 +328,36 @@ class ServedRecording:
                     outcome.turns.append(turn)
             if update.get("observation"):
                 outcome.observation = update["observation"]
-            if update.get("turns") or update.get("observation"):
+            if self.session is not None and (update.get("turns") or update.get("observation")):
                 self.session.save_transcript()
 
     def ended(self, error: BaseException | None, message: str | None) -> None:
-        session = self.session
-        if session is None:
+        """Record how the run ended, then flush its trace (bounded, as the runner's)."""
+        request, outcome = self.request, self.outcome
+        if request is None or outcome is None:
             return  # the run stopped before it reached a model: nothing was recorded
-        outcome, request = session.outcome, session.request
+        paused = None
+        ending: str | None = None
         if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
-            record_ending(session, "interrupted", "interrupted by the user", "Run interrupted by the user")
+            status, message, ending = "interrupted", "interrupted by the user", "Run interrupted by the user"
         elif error is not None:
-            record_ending(session, "failed", message, f"Run failed: {message}")
+            status, ending = "failed", f"Run failed: {message}"
         elif len(outcome.turns) >= request.turns and (
             request.shape.observer is None or outcome.observation is not None
         ):
-            record_ending(session, "completed", None)
+            status = "completed"
         else:
+            status = "interrupted"
             number = len(outcome.turns) + 1
             paused = number if number in request.shape.interject_before else None
             ending = f"Waiting for the facilitator before turn {number}" if paused else None
-            record_ending(session, "interrupted", None, ending, paused_before_turn=paused)
+        try:
+            if self.session is not None:
+                record_ending(self.session, status, message, ending, paused_before_turn=paused)
+            outcome.status = status
+            self.spans.run_ended(status, message, paused)
+        finally:
+            self.spans.close()
 
 
 class ServedRecorder(TraceRecorder):

@@ -25,6 +25,7 @@ from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from support.fakeollama import FakeBackend, FakeModel, fake_ollama
 from support.net import free_port
+from support.otlp import Receiver, otlp_receiver
 
 from graphs.commands.cli import EXIT_PAUSED, main
 from graphs.records.store import RunStore
@@ -57,6 +58,7 @@ class Served:
     runs_dir: Path
     folder: Path
     log: Path
+    collector: Receiver
 
 
 def start_server(folder: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -102,19 +104,19 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("langgraph-dev")
     runs_dir = folder / "runs"
-    with fake_ollama(MODELS) as (ollama, backend):
-        env = {
-            key: value for key, value in os.environ.items() if not key.startswith(("LANGSMITH", "LANGCHAIN"))
-        }
+    with fake_ollama(MODELS) as (ollama, backend), otlp_receiver() as collector:
+        unset = ("LANGSMITH", "LANGCHAIN", "OTEL_")
+        env = {key: value for key, value in os.environ.items() if not key.startswith(unset)}
         env |= {
             "OLLAMA_HOST": ollama.url,
             "DUOLOGUE_RUNS_DIR": str(runs_dir),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
             "LANGSMITH_TRACING": "false",
             "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         }
         process, url, log = start_server(folder, env)
         try:
-            yield Served(url, get_sync_client(url=url), backend, ollama.url, runs_dir, folder, log)
+            yield Served(url, get_sync_client(url=url), backend, ollama.url, runs_dir, folder, log, collector)
         finally:
             stop_server(process)
     assert (folder / ".langgraph_api").is_dir()  # where `langgraph dev` keeps its state: not the checkout
@@ -394,3 +396,27 @@ def test_duologue_runs_turns_carry_the_numbers_of_their_trace_rows(tmp_path: Pat
         for t in outcome.turns
     ]
     assert [t["numbers"]["completion_tokens"] for t in outcome.turns] == [9, 9, 8, 8]
+
+
+def test_a_served_run_exports_its_trace_to_the_collector_as_duologue_run_does(served: Served):
+    """$OTEL_EXPORTER_OTLP_ENDPOINT set for the server: each run it holds is one trace, a span a turn."""
+    client = served.client
+    thread = client.threads.create()["thread_id"]
+    context = {"participants": {"a": {"model": "duet-one"}, "b": {"model": "duet-two"}}}
+    client.runs.wait(thread, "duet", input={"topic": TOPIC, "max_turns": 2}, context=context)
+    rows = {row["turn"]: row for row in trace_rows(served.runs_dir / thread) if row["turn"] is not None}
+
+    def spans() -> list[Any]:
+        return [s for s in served.collector.spans if s.attributes.get("gen_ai.conversation.id") == thread]
+
+    def turn_spans() -> list[Any]:
+        return sorted((s for s in spans() if "duologue.turn" in s.attributes), key=lambda s: s.start_ns)
+
+    deadline = time.monotonic() + 60
+    while len(turn_spans()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [
+        (s.attributes["gen_ai.request.model"], s.attributes["gen_ai.usage.output_tokens"])
+        for s in turn_spans()
+    ] == [("duet-one", rows[1]["completion_tokens"]), ("duet-two", rows[2]["completion_tokens"])]
+    assert len({s.trace_id for s in spans()}) == 1
