@@ -14,6 +14,7 @@ from graphs import (
     normalize_host,
     pulled_models,
     running_models,
+    server_models,
     start_embedded,
 )
 
@@ -63,6 +64,26 @@ def host_models(host: str) -> HostModels:
         return HostModels(host, error=str(exc))
     except ValueError as exc:
         return HostModels(host, error=f"{host!r} is not a host address ({exc})")
+
+
+@dataclass(frozen=True)
+class ServerModels:
+    """What an OpenAI-compatible server serves (GET /models), or why it can't say."""
+
+    url: str
+    names: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def openai_models(base_url: str, api_key_env: str | None = None) -> ServerModels:
+    """An OpenAI-compatible server's models, asked with the key in $api_key_env (the variable's
+    name is the cache's key, never the key); cached briefly, as host_models."""
+    base_url = base_url.strip().rstrip("/")
+    try:
+        return ServerModels(base_url, tuple(server_models(base_url, api_key_env, timeout=LIST_TIMEOUT_S)))
+    except DuologueError as exc:
+        return ServerModels(base_url, error=str(exc))
 
 
 @st.cache_data(ttl=5, show_spinner=False)

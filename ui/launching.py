@@ -12,6 +12,7 @@ from typing import Any, Literal
 import streamlit as st
 
 from graphs import (
+    OPENAI_PREFIX,
     RESIDENCY_POLICIES,
     TIMEOUT_S,
     DoctorReport,
@@ -37,11 +38,20 @@ class Choice:
     """A model a participant can be given, and where it is served."""
 
     model: str
-    host: str | None  # None: the embedded server
+    host: str | None  # None: the embedded server; an OpenAI-compatible server's base_url if openai
+    openai: bool = False
+    """On an OpenAI-compatible server, at `host`."""
 
     @property
     def label(self) -> str:
+        if self.openai:
+            return f"{self.model} · OpenAI-compatible ({self.host})"
         return f"{self.model} · embedded (CPU, this machine)" if self.host is None else self.model
+
+    @property
+    def as_flag(self) -> str:
+        """The model as --model NAME=... takes it: NAME=openai:MODEL@URL for such a server."""
+        return f"{OPENAI_PREFIX}{self.model}@{self.host}" if self.openai else self.model
 
 
 def default_choices(
@@ -93,6 +103,11 @@ def gpu_fit(
     choice = picked[name]
     if choice.host is None:
         return "Runs on this machine's CPU (the embedded server): no GPU to fit."
+    if choice.openai:
+        return (
+            "On an OpenAI-compatible server: whether it runs on the GPU is the server's own setting, "
+            "which its API does not tell (residency unknown)."
+        )
     loaded = residents.get(choice.host)
     estimate = estimate_gpu(list(loaded)) if loaded is not None else GpuEstimate(shown=False)
 
@@ -112,7 +127,7 @@ def gpu_fit(
         said = f"{gb(own)} on disk (its context adds to that once loaded)"
     others: list[str] = []
     for other, c in picked.items():
-        same_host = other != name and c.host == choice.host
+        same_host = other != name and c.host == choice.host and not c.openai
         if same_host and not any(same_model(c.model, m) for m in [choice.model, *others]):
             others.append(c.model)
     if not estimate.shown:
@@ -181,7 +196,11 @@ PAGE_WORDS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] =
         re.compile(r"--set (?P<name>[a-z][a-z0-9_-]*)\.(?P<key>\w+)(?:=(?P<value>[^\s),;:]+))?"),
         _set_words,
     ),
-    (re.compile(r"check one of those with --model (\S+)=MODEL"), r"choose one of those as \1's model"),
+    (
+        re.compile(r"check one of those with --model (\S+)=(?:openai:MODEL@\S+|MODEL)"),
+        r"choose one of those as \1's model",
+    ),
+    (re.compile(r"name one of those, as --model NAME=openai:MODEL@URL"), "choose one of those"),
     (re.compile(r"pick one with --model (\S+)=(\S+?)(?=[,;]|$)"), r"choose \2 as \1's model"),
     (re.compile(r"--model (\S+?)=(\S+?)(?=:?(?:\s|$)|[,;])"), r"\1's model \2"),
     (

@@ -20,16 +20,26 @@ then never looks in $OPENAI_API_KEY, which may hold a key for somewhere else."""
 
 def api_key(participant: Participant) -> str:
     """The participant's key from the variable its api_key_env names, read now and never kept."""
-    name = participant.api_key_env
-    if name is None:
+    return key_in(participant.api_key_env, participant.name, str(participant.base_url))
+
+
+def key_in(variable: str | None, who: str, base_url: str) -> str:
+    """The value of $variable (NO_KEY when none is named); one line when it is not set."""
+    if variable is None:
         return NO_KEY
-    value = os.environ.get(name)
+    value = os.environ.get(variable)
     if not value:
         raise OpenAIServerError(
-            f"{participant.name}: api_key_env names ${name}, which is not set; "
-            f"export {name}=KEY for the server at {participant.base_url}, or drop api_key_env"
+            f"{who}: api_key_env names ${variable}, which is not set; "
+            f"export {variable}=KEY for the server at {base_url}, or drop api_key_env"
         )
     return value
+
+
+def server_models(base_url: str, api_key_env: str | None = None, timeout: float = 10.0) -> list[str]:
+    """What a server at base_url serves, asked with the key in $api_key_env (for the page, which
+    names the variable, never the key)."""
+    return served_models(base_url, key_in(api_key_env, base_url, base_url), timeout)
 
 
 def served_models(base_url: str, key: str = NO_KEY, timeout: float = 10.0) -> list[str]:

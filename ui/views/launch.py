@@ -81,7 +81,28 @@ host = st.text_input(
     help="Where Ollama listens; $OLLAMA_HOST when set. The embedded model needs no Ollama.",
     key="host",
 )
+openai_url = (
+    st.text_input(
+        "OpenAI-compatible server",
+        value="",
+        placeholder="http://127.0.0.1:8080/v1",
+        help="Optional: a server speaking the OpenAI chat API (llama.cpp's llama-server, vLLM, LM Studio, "
+        "SGLang), its address ending in /v1. Its models are offered beside the Ollama host's; it keeps "
+        "its own context size and GPU settings, so where its models sit is unknown here.",
+        key="openai-url",
+    )
+    .strip()
+    .rstrip("/")
+)
 hosts = {p.name: normalize_host(p.host) if p.host else host for p in shape.participants}
+page_server = (openai_url, None) if openai_url else None
+servers = [(p.base_url, p.api_key_env) for p in shape.participants if p.base_url]  # the shape's own
+if page_server:
+    servers.append(page_server)
+served = {server: common.openai_models(*server) for server in dict.fromkeys(servers)}
+for found_there in served.values():
+    if found_there.error:
+        st.error(render.plain(launching.in_page_words(found_there.error)))
 listed = {h: common.host_models(h) for h in dict.fromkeys(hosts.values())}
 for found in listed.values():
     if found.error:
@@ -99,9 +120,20 @@ embedded = [Choice(model, None) for model in embedded_models()]
 
 
 def choices_for(participant: Participant) -> list[Choice]:
-    """The host's models, the most recently pulled first, then the embedded ones."""
+    """The host's models, the most recently pulled first, then the OpenAI-compatible server's,
+    then the embedded ones; for a participant the shape puts on such a server, that server's
+    (its own model if the server cannot say, so that Launch and Check tell why)."""
+    if participant.base_url:
+        own = served[(participant.base_url, participant.api_key_env)]
+        names = own.names or (participant.model,)
+        return [Choice(name, participant.base_url, openai=True) for name in names]
     found = listed[hosts[participant.name]]
-    return [Choice(model.name, found.host) for model in found.models] + embedded
+    there = served[page_server].names if page_server else ()
+    return (
+        [Choice(model.name, found.host) for model in found.models]
+        + [Choice(name, openai_url, openai=True) for name in there]
+        + embedded
+    )
 
 
 offered = {p.name: choices_for(p) for p in shape.participants}
@@ -142,12 +174,43 @@ for participant in shape.participants:
     if choice.host is None:  # the embedded model's defaults, as the run will apply them
         base = suited_participant(participant.model_copy(update={"model": choice.model}), False)
         key = f"{key}:embedded:{choice.model}"
+    if choice.openai:
+        key = f"{key}:openai:{choice.host}"
     options = base.options
     with boxes[participant.name]:
         st.caption(render.plain(launching.gpu_fit(participant.name, picked, pulled, loaded)))
         if choice.host is None:
             st.caption("The embedded model's own options fill those you leave as they are.")
-        values: dict[str, Any] = {
+        if choice.openai:
+            st.caption(
+                "Its context size, GPU layers and how long it stays loaded are the server's own "
+                "settings, made where the server is started."
+            )
+            values: dict[str, Any] = {
+                "num_predict": st.number_input(
+                    "num_predict",
+                    min_value=1,
+                    value=options.num_predict,
+                    step=256,
+                    placeholder="1024",
+                    help="Most tokens a turn may generate (sent as max_tokens).",
+                    key=f"{key}:num_predict",
+                ),
+                "temperature": st.number_input(
+                    "temperature",
+                    min_value=0.0,
+                    max_value=5.0,
+                    value=options.temperature,
+                    step=0.1,
+                    placeholder="server default",
+                    key=f"{key}:temperature",
+                ),
+            }
+            for option, value in values.items():
+                if value != getattr(options, option):
+                    settings.append((participant.name, option, value))
+            continue
+        values = {
             "num_ctx": st.number_input(
                 "num_ctx",
                 min_value=256,
@@ -277,7 +340,7 @@ st.caption(
 def final_shape(chosen: Shape) -> tuple[Shape, dict[str, str], bool]:
     """The shape as the run will hold it, each participant's host, and whether the embedded
     server is used (started here if it is); raises DuologueError, in the CLI's words."""
-    models = {name: choice.model for name, choice in picked.items()}
+    models = {name: choice.as_flag for name, choice in picked.items()}
     final = with_overrides(chosen, models, settings)
     embedded_url = None
     if any(choice.host is None for choice in picked.values()):
@@ -298,7 +361,7 @@ def problem_of(exc: DuologueError) -> str:
 
 form = (
     scope,
-    tuple((name, choice.model, choice.host) for name, choice in picked.items()),
+    tuple((name, choice.model, choice.host, choice.openai) for name, choice in picked.items()),
     tuple(map(repr, settings)),
     turns,
     topic,
