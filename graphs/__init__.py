@@ -22,6 +22,8 @@ _EXPORTS = {
     "parse_shape": "graphs.engine.spec",
     "builtin_shape_names": "graphs.engine.spec",
     "with_overrides": "graphs.engine.spec",
+    "OPENAI_PREFIX": "graphs.engine.spec",
+    "server_models": "graphs.openai.api",
     "builtin_shape_text": "graphs.engine.spec",
     "PlannedTurn": "graphs.engine.schedule",
     "plan_turns": "graphs.engine.schedule",
@@ -91,6 +93,7 @@ if TYPE_CHECKING:
     from graphs.engine.spec import (
         MAX_TURNS,
         MIN_TURNS,
+        OPENAI_PREFIX,
         ModelOptions,
         Participant,
         Shape,
@@ -118,6 +121,7 @@ if TYPE_CHECKING:
     from graphs.ollama.residency import RESIDENCY_POLICIES, GpuEstimate, estimate_gpu, gb
     from graphs.ollama.timeouts import TIMEOUT_S
     from graphs.ollama.timings import rate
+    from graphs.openai.api import server_models
     from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
     from graphs.records.store import RunRecord, RunStore, new_run_id
     from graphs.records.tables import model_rates, run_totals
