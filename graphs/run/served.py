@@ -139,6 +139,17 @@ def served_hosts(shape: Shape, context: ServedContext) -> dict[str, str]:
     return resolve_hosts(shape, None, named)
 
 
+def stopped_by_user(error: BaseException | None) -> bool:
+    """The run was cancelled: Studio's or the SDK's cancel reaches the graph as the server's
+    UserInterrupt (langgraph_api.errors, a package only the server has), or as a cancelled task."""
+    if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+        return True
+    return any(
+        kind.__name__ == "UserInterrupt" and kind.__module__.startswith("langgraph_api")
+        for kind in type(error).__mro__
+    )
+
+
 def runs_dir_from_env() -> Path | None:
     """Where served runs are recorded: $DUOLOGUE_RUNS_DIR, or nowhere when it is unset."""
     value = os.environ.get(RUNS_DIR_ENV)
@@ -203,11 +214,10 @@ class ServedDialogue:
     def ended(self, error: BaseException | None) -> str | None:
         """The server's run ended (with `error`, or None): record how, close the models, and
         return the failure's one line."""
-        if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
-            self.stop.set()
-        message = None
-        if error is not None and not isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
-            message = self.failure(error)
+        stopped = stopped_by_user(error)
+        if stopped:
+            self.stop.set()  # the turn in progress ends at its next chunk (connector.until_stopped)
+        message = self.failure(error) if error is not None and not stopped else None
         try:
             if self.recording is not None:
                 self.recording.ended(error, message)
@@ -338,7 +348,7 @@ class ServedRecording:
             return  # the run stopped before it reached a model: nothing was recorded
         paused = None
         ending: str | None = None
-        if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+        if stopped_by_user(error):
             status, message, ending = "interrupted", "interrupted by the user", "Run interrupted by the user"
         elif error is not None:
             status, ending = "failed", f"Run failed: {message}"

@@ -59,7 +59,9 @@ async def serving(
         raise
     except Exception as exc:
         message = await asyncio.to_thread(served.ended, exc)
-        raise ServedRunFailed(message or str(exc)) from exc
+        if message is None:  # cancelled by the user: the server's own interrupt goes on
+            raise
+        raise ServedRunFailed(message) from exc
     except BaseException as exc:  # cancelled
         await asyncio.to_thread(served.ended, exc)
         raise

@@ -420,3 +420,29 @@ def test_a_served_run_exports_its_trace_to_the_collector_as_duologue_run_does(se
         for s in turn_spans()
     ] == [("duet-one", rows[1]["completion_tokens"]), ("duet-two", rows[2]["completion_tokens"])]
     assert len({s.trace_id for s in spans()}) == 1
+
+
+def test_a_run_cancelled_through_the_sdk_stops_its_turn_and_is_recorded_as_interrupted(served: Served):
+    slow = [FakeModel("slow-one", replies=["word " * 200]), FakeModel("slow-two")]
+    with fake_ollama(slow, token_delay_s=0.05) as (ollama, backend):
+        context = {
+            "participants": {
+                "a": {"model": "slow-one", "host": ollama.url},
+                "b": {"model": "slow-two", "host": ollama.url},
+            }
+        }
+        client = served.client
+        thread = client.threads.create()["thread_id"]
+        run = client.runs.create(thread, "duet", input={"topic": TOPIC, "max_turns": 4}, context=context)
+        deadline = time.monotonic() + 60
+        while not backend.chat_requests and time.monotonic() < deadline:
+            time.sleep(0.1)  # turn 1 is streaming
+        client.runs.cancel(thread, run["run_id"], wait=True)
+        record = RunStore(served.runs_dir).load(thread)
+        while record.meta.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            record = RunStore(served.runs_dir).load(thread)
+        assert (record.meta.status, record.meta.error) == ("interrupted", "interrupted by the user")
+        assert record.transcript().count("### Turn") == 0
+        assert [r.model for r in backend.chat_requests] == ["slow-one"]  # turn 2 never asked for
+        assert ("cancel", "slow-one") in backend.events  # the request in progress was closed
