@@ -41,6 +41,8 @@ class PinnedChatOpenAI(ChatOpenAI):
 
     stop_event: Any = Field(default=None, exclude=True)
     """A threading.Event, or None: once set, the request in progress ends (see until_stopped)."""
+    min_tok_s: float | None = None
+    """The participant's min_tok_s: a turn decoded below it is flagged slow, as on Ollama."""
 
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
@@ -83,6 +85,7 @@ class PinnedChatOpenAI(ChatOpenAI):
         usage: dict[str, Any] | None = None
         timings: dict[str, Any] | None = None
         finish: str | None = None
+        thought = False
         for part in parts:
             message = part.message
             timings = message.response_metadata.pop(TIMINGS, None) or timings
@@ -93,10 +96,16 @@ class PinnedChatOpenAI(ChatOpenAI):
                     "completion_tokens": counted.get("output_tokens"),
                 }
             finish = (part.generation_info or {}).get("finish_reason") or finish
+            thought = thought or bool(message.additional_kwargs.get("reasoning_content"))
             if message.content or message.additional_kwargs.get("reasoning_content"):
                 clock.piece(time.perf_counter())
             yield part
         facts = turn_facts(usage, timings, clock, finish, started)
+        if thought:  # the usage, like Ollama's eval_count, counts the reasoning tokens too
+            facts["eval_includes_thinking"] = True
+        rate = facts["tokens_per_s"]
+        if self.min_tok_s is not None and rate is not None and rate < self.min_tok_s:
+            facts["slow"] = True
         final = {FINDINGS_KEY: facts}
         yield ChatGenerationChunk(
             message=AIMessageChunk(
@@ -146,8 +155,10 @@ def chat_model(
         streaming=True,
         stream_usage=True,
         max_retries=0,
+        timeout=client_timeout(timeout),
         http_client=http,
         stop_event=stop,
+        min_tok_s=participant.min_tok_s,
     )
 
 

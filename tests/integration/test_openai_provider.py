@@ -321,7 +321,8 @@ def test_usage_timings_and_reasoning_from_a_llama_server_style_stream(runs_dir: 
         )
 
     with scripted_openai(["smol"], reply) as scripted, fake_ollama(duet_models()) as (server, backend):
-        assert main(duet(server.url, runs_dir, f"openai:smol@{scripted.base_url}", "--turns", "4")) == 0
+        b = f"openai:smol@{scripted.base_url}"
+        assert main(duet(server.url, runs_dir, b, "--turns", "4", "--set", "b.min_tok_s=50")) == 0
     capsys.readouterr()
     run = only_run(runs_dir)
     rows = {row.turn: row for row in run.trace if row.is_turn}
@@ -331,12 +332,13 @@ def test_usage_timings_and_reasoning_from_a_llama_server_style_stream(runs_dir: 
         assert (row.tokens_per_s, row.prompt_tokens_per_s) == (20.0, 250.0)  # llama.cpp's own rates
         assert row.thinking == "Let me weigh it." and row.thinking_chars == len("Let me weigh it.")
         assert row.model_extra and row.model_extra["server_timings"] == timings
-        assert row.flags == []
+        assert row.eval_includes_thinking  # the 9 tokens count the thinking, as Ollama's eval_count does
+        assert row.flags == ["slow", "thinking"] and row.degraded  # 20 tok/s, under its min_tok_s
     sections = turn_sections(run.transcript())
     assert (
         sections[1]
         == "### Turn 2: smol — Response\n"
-        + f"*(9 tokens, 20.0 tok/s, {rows[2].latency_s:.0f}s)*\n\n"
+        + f"*(9 tokens, 20.0 tok/s, {rows[2].latency_s:.0f}s, slow, thinking)*\n\n"
         + "We agree on the duality."
     )
     # The thinking is never relayed: a is sent b's answer only.
