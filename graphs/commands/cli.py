@@ -848,7 +848,12 @@ def parse_hosts(values: list[str], shape: Shape | None) -> tuple[str | None, dic
         name, sep, url = value.partition("=")
         if sep and re.match(NAME_PATTERN, name) and "/" not in name:
             if shape is not None and not (name == OBSERVER and shape.observer is not None):
-                shape.participant(name)
+                on = shape.participant(name).base_url
+                if on is not None:
+                    raise ShapeError(
+                        f"--host {value}: {name} is on the OpenAI-compatible server at {on}; "
+                        f"move it with --model {name}=openai:MODEL@URL"
+                    )
             named[name] = normalize_host(url)
         elif default is not None:
             raise ShapeError(

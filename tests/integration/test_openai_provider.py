@@ -8,6 +8,7 @@ and a test whose code dials beyond 127.0.0.1 (or asks tiktoken for an encoding) 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,12 @@ from support.openaiserver import (
 )
 
 from graphs.commands.cli import main
+from graphs.engine.schedule import PlannedTurn
+from graphs.engine.spec import load_shape, with_overrides
+from graphs.errors import RunInterrupted
 from graphs.records.store import RunStore
+from graphs.run.observe import SilentObserver
+from graphs.run.runner import RunRequest, run_dialogue
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
@@ -226,6 +232,12 @@ def unset_key(monkeypatch: pytest.MonkeyPatch) -> None:
             [],
             "--model b=openai:smol: expected b=openai:MODEL@URL, e.g. b=openai:qwen3@http://127.0.0.1:8080/v1",
         ),
+        (
+            "openai:smol@LLAMA",
+            ["--host", "b=http://127.0.0.1:8081"],
+            "--host b=http://127.0.0.1:8081: b is on the OpenAI-compatible server at LLAMA; "
+            "move it with --model b=openai:MODEL@URL",
+        ),
     ],
 )
 def test_bad_input_is_one_line_before_any_turn(llama: str, runs_dir: Path, capsys, b: str, extra, message):
@@ -361,3 +373,71 @@ def test_a_server_failing_mid_run_fails_the_run_in_one_line(runs_dir: Path, caps
     assert run.meta.error == (
         f"turn 4 (smol) failed: the server at {scripted.base_url} answered HTTP 500: scripted failure"
     )
+
+
+def test_a_run_failed_on_such_a_server_resumes_there(runs_dir: Path, capsys):
+    healthy = {"now": False}
+
+    def reply(number: int) -> ScriptedReply:
+        ok = number == 0 or healthy["now"]
+        return ScriptedReply(pieces=[f"Answer {number}."], status=200 if ok else 500)
+
+    with scripted_openai(["smol"], reply) as scripted, fake_ollama(duet_models()) as (server, _backend):
+        assert main(duet(server.url, runs_dir, f"openai:smol@{scripted.base_url}", "--turns", "4")) == 1
+        failed = only_run(runs_dir)
+        healthy["now"] = True
+        assert main(["resume", failed.meta.run_id, "--runs-dir", str(runs_dir), "--no-trace"]) == 0
+    capsys.readouterr()
+    run = only_run(runs_dir)
+    assert run.meta.status == "completed"
+    said = [section.split("\n", 2)[2].strip() for section in turn_sections(run.transcript())]
+    assert said == [A_REPLIES[0], "Answer 0.", A_REPLIES[1], "Answer 2."]  # request 1 was the failed one
+    rows = [row for row in run.turn_records if row.speaker == "b"]
+    assert [(r.turn, r.host, r.error is None) for r in rows] == [
+        (2, scripted.base_url, True),
+        (4, scripted.base_url, False),  # the failed attempt, kept in the log
+        (4, scripted.base_url, True),
+    ]
+    assert [r.residency for r in rows if r.error is None] == ["unknown", "unknown"]
+
+
+class StopAtFirstToken(SilentObserver):
+    """Sets the run's stop once b's turn has streamed its first token, as the page's Stop would."""
+
+    def __init__(self) -> None:
+        self.request: RunRequest | None = None
+        self.speaker = ""
+
+    def turn_started(self, planned: PlannedTurn, label: str, model: str) -> None:
+        self.speaker = planned.speaker
+
+    def token(self, text: str, thinking: bool) -> None:
+        if self.speaker == "b" and self.request is not None:
+            self.request.stop.set()
+
+
+def test_a_stop_ends_the_turn_in_progress_and_closes_its_stream(runs_dir: Path):
+    def reply(number: int) -> ScriptedReply:
+        return ScriptedReply(pieces=["word "] * 200, delay_s=0.05)
+
+    with scripted_openai(["smol"], reply) as scripted, fake_ollama(duet_models()) as (server, _backend):
+        shape = with_overrides(
+            load_shape("duet"), {"a": "glm-4.7-flash", "b": f"openai:smol@{scripted.base_url}"}, []
+        )
+        request = RunRequest(
+            shape=shape, topic="x", turns=4, hosts={"a": server.url, "b": server.url}, runs_dir=runs_dir,
+            trace=False,
+        )  # fmt: skip
+        observer = StopAtFirstToken()
+        observer.request = request
+        with pytest.raises(RunInterrupted):
+            run_dialogue(request, observer)
+        wait = 0
+        while not scripted.closed and wait < 400:  # the server sees the closed stream at its next piece
+            time.sleep(0.05)
+            wait += 1
+    run = only_run(runs_dir)
+    assert run.meta.status == "interrupted"
+    [stopped] = [row for row in run.trace if row.turn == 2]
+    assert stopped.stopped and stopped.flags == ["stopped"]
+    assert scripted.closed == [0], "the request was closed, so the server stopped generating"

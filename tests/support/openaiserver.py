@@ -192,6 +192,8 @@ class ScriptedReply:
     finish_reason: str = "stop"
     status: int = 200
     """Anything but 200: the request is answered with this status and an error body."""
+    delay_s: float = 0.0
+    """A pause before each piece, for a test that stops a turn mid-stream."""
 
 
 @dataclass
@@ -199,6 +201,8 @@ class ScriptedServer:
     base_url: str
     requests: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+    """The requests whose stream the client closed before its end."""
 
 
 @contextmanager
@@ -251,7 +255,13 @@ def scripted_openai(models: list[str], replies: Callable[[int], ScriptedReply]) 
             for piece in reply.reasoning:
                 self._event(base | {"choices": [{"index": 0, "delta": {"reasoning_content": piece}}]})
             for piece in reply.pieces:
-                self._event(base | {"choices": [{"index": 0, "delta": {"content": piece}}]})
+                time.sleep(reply.delay_s)
+                try:
+                    self._event(base | {"choices": [{"index": 0, "delta": {"content": piece}}]})
+                except OSError:  # the client closed the stream: it was stopped
+                    with lock:
+                        state.closed.append(number)
+                    return
             last: dict[str, Any] = base | {
                 "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]
             }
