@@ -444,5 +444,7 @@ def test_a_run_cancelled_through_the_sdk_stops_its_turn_and_is_recorded_as_inter
             record = RunStore(served.runs_dir).load(thread)
         assert (record.meta.status, record.meta.error) == ("interrupted", "interrupted by the user")
         assert record.transcript().count("### Turn") == 0
-        assert [r.model for r in backend.chat_requests] == ["slow-one"]  # turn 2 never asked for
+        while ("cancel", "slow-one") not in backend.events and time.monotonic() < deadline:
+            time.sleep(0.1)  # the turn's thread ends its request at its next chunk
         assert ("cancel", "slow-one") in backend.events  # the request in progress was closed
+        assert [r.model for r in backend.chat_requests] == ["slow-one"]  # turn 2 never asked for
