@@ -26,11 +26,12 @@ class ParticipantRecord(BaseModel):
     label: str
     """The name readers see: the shape's label, else the model (with the name added when two share one)."""
     model: str
-    """The Ollama model it ran on."""
+    """The model it ran on, as its server names it."""
     host: str
-    """The Ollama server that served it."""
+    """The server that served it: an Ollama host, or the base_url of an OpenAI-compatible server."""
     options: dict[str, Any]
-    """The options every one of its requests carried, num_ctx and think as pinned before the run."""
+    """The options every one of its requests carried, num_ctx and think as pinned before the run
+    (on an OpenAI-compatible server only temperature, top_p, seed, num_predict and stop)."""
 
 
 class RunMeta(BaseModel):
@@ -60,7 +61,9 @@ class RunMeta(BaseModel):
     ended_at: str | None = None
     """When it last ended: completed, failed or interrupted; null while it runs."""
     versions: dict[str, str] = {}
-    """duologue, langgraph, langchain-ollama and python's versions, and each server's as `ollama@HOST`."""
+    """duologue, langgraph, langchain-ollama and python's versions (langchain-openai's too when a
+    participant is on an OpenAI-compatible server), and each server's as `ollama@HOST` or
+    `openai@BASE_URL` (`unknown (OpenAI-compatible)`: that API does not tell it)."""
     error: str | None = None
     """Why the run failed or stopped, in one line; null otherwise."""
     spec: dict[str, Any] | None = None
@@ -103,7 +106,7 @@ class TraceRecord(BaseModel):
     model: str | None = None
     """The model that answered."""
     host: str | None = None
-    """The Ollama server that answered."""
+    """The server that answered: an Ollama host, or an OpenAI-compatible server's base_url."""
     started_at: str
     """When the step started (UTC, ISO 8601, milliseconds)."""
     ended_at: str
@@ -144,7 +147,8 @@ class TraceRecord(BaseModel):
     expected_prompt_tokens: int | None = None
     """The context guard's lower bound for prompt_eval_count; fewer means truncated."""
     residency: str | None = None
-    """How the model was placed for the turn: shared, exclusive, or cpu (a CPU-only server)."""
+    """How the model was placed for the turn: shared, exclusive, cpu (a CPU-only server), or
+    unknown (an OpenAI-compatible server, which does not say where its model sits)."""
     require_gpu: bool | None = None
     """Whether require_gpu was in force on the speaker's host: a model not fully in VRAM stops the run."""
     unloaded: list[str] = []
