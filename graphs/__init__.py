@@ -78,6 +78,11 @@ _EXPORTS = {
     "compare_runs": "graphs.insight.runs",
     "import_transcript": "graphs.insight.importer",
     "read_transcript": "graphs.records.transcript_reader",
+    "load_sweep": "graphs.sweep.spec",
+    "load_manifest": "graphs.sweep.spec",
+    "sweep_report": "graphs.sweep.report",
+    "SweepReport": "graphs.sweep.report",
+    "report_csv": "graphs.sweep.report",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -135,6 +140,8 @@ if TYPE_CHECKING:
         resume_dialogue,
     )
     from graphs.run.runner import ModelSource, RunObserver, RunOutcome, RunRequest, run_dialogue
+    from graphs.sweep.report import SweepReport, report_csv, sweep_report
+    from graphs.sweep.spec import load_manifest, load_sweep
 
 
 def __getattr__(name: str) -> Any:

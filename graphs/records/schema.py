@@ -84,6 +84,10 @@ class RunMeta(BaseModel):
     """`langgraph-server` for a dialogue held through LangGraph Server (`langgraph dev`), whose own
     checkpoints hold it under the thread with the run's id: it is continued there, not by
     `duologue resume` or `fork`; null for a run duologue held."""
+    sweep_id: str | None = None
+    """The sweep this run is a cell of (`duologue sweep`), as `duologue sweep-report` names it; else null."""
+    cell: int | None = None
+    """Its cell's number in that sweep, from 1; null for a run that is no sweep's cell."""
 
 
 class TraceRecord(BaseModel):

@@ -39,6 +39,7 @@ ID_DRAWS = 5
 """How many ids a new run draws before it gives up: a second draw already collides only by a fluke."""
 ANOTHER_FOLDER = ", or give another folder with --runs-dir DIR"
 ANALYSIS = "analysis.json"
+SWEEPS, SWEEP = "sweeps", "sweep.json"
 
 
 def default_runs_dir() -> Path:
@@ -393,6 +394,29 @@ class RunStore:
             except RunNotFound:
                 continue  # a folder whose name is no run id: no command could name it
         return sorted(runs, key=lambda r: r.meta.started_at, reverse=True)
+
+    def save_sweep(self, sweep_id: str, manifest: BaseModel) -> Path:
+        """A sweep's sweep.json (graphs/sweep), under sweeps/ in the runs folder, replaced whole:
+        the cells it plans, whose runs say which cell they are in their run.json."""
+        folder = self.sweep_folder(sweep_id)
+        self.check_root()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(folder / SWEEP, manifest.model_dump_json(indent=2) + "\n")
+        except OSError as exc:
+            raise record_error(f"cannot write {folder / SWEEP}", exc, ANOTHER_FOLDER) from None
+        return folder / SWEEP
+
+    def sweep_manifest(self, sweep_id: str) -> str | None:
+        """A sweep's sweep.json as text, None if the runs folder has no such sweep."""
+        path = self.sweep_folder(sweep_id) / SWEEP
+        data = read_bytes(path, sweep_id)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def sweep_folder(self, sweep_id: str) -> Path:
+        if not RUN_ID_PATTERN.match(sweep_id):
+            raise RunNotFound(f"'{sweep_id}' is not a sweep id (`duologue sweep FILE` prints it)")
+        return self.root / SWEEPS / sweep_id
 
     def delete(self, run_id: str) -> None:
         """Remove a run's folder, everything in it; RunBusy while a process drives the run.

@@ -105,6 +105,9 @@ class RunRequest:
     """Keep checkpoints in this Postgres database ($DUOLOGUE_CHECKPOINT_URL); None: SQLite in the folder."""
     source: ModelSource = field(default_factory=ByProvider, repr=False)
     """Where the models come from; tests give scripted ones, which take the same path."""
+    sweep_id: str | None = None
+    """The sweep this run is a cell of, recorded in run.json with `cell` (graphs/sweep)."""
+    cell: int | None = None
 
 
 @dataclass
@@ -585,6 +588,8 @@ def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> Run
             "timeout_s": request.timeout_s,
         },
         checkpoint_store=checkpoints.recorded_store(request.checkpoint_url),
+        sweep_id=request.sweep_id,
+        cell=request.cell,
     )
 
 

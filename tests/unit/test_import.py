@@ -47,6 +47,8 @@ def test_the_reference_becomes_a_run_record(runs_dir: Path):
         "paused_before_turn": None,
         "checkpoint_store": None,
         "held_by": None,
+        "sweep_id": None,
+        "cell": None,
         "observer": None,
         "imported_from": "seed-dialogue.md",
         "title": "Model-to-Model Dialogue: GLM-4.7-Flash vs Qwen3:32B",
