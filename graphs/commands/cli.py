@@ -81,7 +81,8 @@ def build_parser() -> Parser:
         action="append",
         default=[],
         metavar="NAME=MODEL",
-        help="a participant's model (repeatable)",
+        help="a participant's model, or NAME=openai:MODEL@URL for one on an OpenAI-compatible server "
+        "(repeatable)",
     )
     topic = run.add_mutually_exclusive_group()
     topic.add_argument("--topic", metavar="TEXT", help="the topic, as text")
@@ -186,7 +187,8 @@ def build_parser() -> Parser:
         action="append",
         default=[],
         metavar="NAME=MODEL",
-        help="a participant's model from turn N+1 on (repeatable)",
+        help="a participant's model from turn N+1 on, or NAME=openai:MODEL@URL to move it to an "
+        "OpenAI-compatible server (repeatable)",
     )
     fork.add_argument(
         "--set",
@@ -232,7 +234,8 @@ def build_parser() -> Parser:
         action="append",
         default=[],
         metavar="[NAME=]MODEL",
-        help="a model to check, or with NAME= a participant's (repeatable)",
+        help="a model to check, or with NAME= a participant's; openai:MODEL@URL for one on an "
+        "OpenAI-compatible server (repeatable)",
     )
     doctor.add_argument(
         "--host",
