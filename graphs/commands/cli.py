@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import yaml
 
-from graphs.commands import insight
+from graphs.commands import insight, sweep
 from graphs.engine.schedule import PlannedTurn
 from graphs.engine.spec import MAX_TURNS, MIN_TURNS, NAME_PATTERN, OBSERVER, Participant, Shape
 from graphs.engine.state import Turn
@@ -294,6 +294,7 @@ def build_parser() -> Parser:
         "--skip-embedded", action="store_true", help="leave out the figures that need the embedded model"
     )
     insight.add_commands(commands, runs_dir_option)
+    sweep.add_commands(commands, runs_dir_option)
     return parser
 
 
@@ -809,6 +810,7 @@ COMMANDS = {
     "doctor": cmd_doctor,
     "bench": cmd_bench,
     **insight.COMMANDS,
+    **sweep.COMMANDS,
 }
 
 
