@@ -26,6 +26,7 @@ from support.openaiserver import (
     sse_chunks,
     streamed_text,
 )
+from support.otlp import otlp_receiver
 
 from graphs.commands.cli import main
 from graphs.engine.schedule import PlannedTurn
@@ -156,7 +157,11 @@ def test_the_api_key_is_read_from_its_variable_and_never_written(
     runs_dir: Path, tmp_path: Path, capsys, monkeypatch
 ):
     monkeypatch.setenv(KEY_VARIABLE, SECRET)
-    with llama_cpp_server(api_key=SECRET) as base_url, fake_ollama(duet_models()) as (server, _backend):
+    with (
+        llama_cpp_server(api_key=SECRET) as base_url,
+        fake_ollama(duet_models()) as (server, _backend),
+        otlp_receiver() as collector,
+    ):
         shape = tmp_path / "keyed.yaml"
         shape.write_text(
             "name: keyed\nparticipants:\n  - {name: a, model: glm-4.7-flash}\n"
@@ -174,7 +179,7 @@ def test_the_api_key_is_read_from_its_variable_and_never_written(
             "--runs-dir",
             str(runs_dir),
         ]
-        assert main([*command, "--no-trace"]) == 0
+        assert main([*command, "--otel", collector.url]) == 0  # the trace exported, too
         out, err = capsys.readouterr()
 
         # A wrong key: refused up front, in one line, the key not in it.
@@ -192,6 +197,9 @@ def test_the_api_key_is_read_from_its_variable_and_never_written(
     assert {path.name for path in written} >= {"run.json", "trace.jsonl", "inputs.jsonl", "transcript.md"}
     assert [path for path, data in written.items() if SECRET.encode() in data] == []
     assert SECRET not in out + err
+    exported = [(span.name, span.attributes) for span in collector.spans]
+    assert any(attributes.get("duologue.speaker") == "b" for _name, attributes in exported), exported
+    assert SECRET not in repr(exported)
 
 
 @pytest.fixture
