@@ -140,13 +140,13 @@ def prepare(request: RunRequest) -> tuple[RunRequest, dict[str, str]]:
     version: the step a run, a resume and a fork share, taken once before anything is written."""
     checkpoints.check_reachable(request.checkpoint_url)
     source = request.source
-    hosts = served_hosts(request.shape, request.hosts)
+    hosts = model_servers(request.shape, request.hosts)
     server_versions = source.versions(request.shape, hosts)
     shape = source.resolve(request.shape, hosts, request.topic, request.turns)
     return dataclasses.replace(request, shape=shape, hosts=hosts), server_versions
 
 
-def served_hosts(shape: Shape, hosts: Mapping[str, str]) -> dict[str, str]:
+def model_servers(shape: Shape, hosts: Mapping[str, str]) -> dict[str, str]:
     """Each participant's server: its host, or for one on an OpenAI-compatible server its
     base_url, whatever host a flag, the shape or a recorded run gave it."""
     return {**hosts, **{p.name: p.base_url for p in shape.connected if p.base_url is not None}}
