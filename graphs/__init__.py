@@ -44,6 +44,7 @@ _EXPORTS = {
     "NothingToResume": "graphs.run.durable",
     "RunStore": "graphs.records.store",
     "RunRecord": "graphs.records.store",
+    "RunSummary": "graphs.records.index",
     "new_run_id": "graphs.records.store",
     "RunMeta": "graphs.records.schema",
     "TraceRecord": "graphs.records.schema",
@@ -127,6 +128,7 @@ if TYPE_CHECKING:
     from graphs.ollama.timeouts import TIMEOUT_S
     from graphs.ollama.timings import rate
     from graphs.openai.api import server_models
+    from graphs.records.index import RunSummary
     from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
     from graphs.records.store import RunRecord, RunStore, new_run_id
     from graphs.records.tables import model_rates, run_totals

@@ -9,7 +9,7 @@ from typing import Literal
 
 import streamlit as st
 
-from graphs import DuologueError, RunRecord
+from graphs import DuologueError, RunSummary
 from graphs.ui import render
 
 KEPT: Literal["session"] = "session"
@@ -24,23 +24,19 @@ def topic_line(topic: str, limit: int = TOPIC_CHARS) -> str:
     return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
-def models(run: RunRecord) -> list[str]:
-    return sorted({p.model for p in run.meta.participants})
-
-
-def started_on(run: RunRecord) -> date:
+def started_on(run: RunSummary) -> date:
     """The UTC day the run started (run ids and started_at are UTC)."""
-    return date.fromisoformat(run.meta.started_at[:10])
+    return date.fromisoformat(run.started_at[:10])
 
 
-def started_text(run: RunRecord) -> str:
-    return run.meta.started_at[:16].replace("T", " ") + " UTC"
+def started_text(run: RunSummary) -> str:
+    return run.started_at[:16].replace("T", " ") + " UTC"
 
 
-def run_label(run: RunRecord) -> str:
+def run_label(run: RunSummary) -> str:
     """A run as a link to it reads (Markdown): id, status, models, topic and when it started."""
-    parts = [render.plain(run.meta.run_id), render.status_label(run.status)]
-    parts += [render.plain(text) for text in (", ".join(models(run)), topic_line(run.meta.topic)) if text]
+    parts = [render.plain(run.run_id), render.status_label(run.status)]
+    parts += [render.plain(text) for text in (", ".join(run.models), topic_line(run.topic)) if text]
     return " · ".join([*parts, render.plain(started_text(run))])
 
 
@@ -56,17 +52,17 @@ class RunFilter:
     until: date | None = None
     search: str = ""
 
-    def shown(self, runs: Iterable[RunRecord]) -> list[RunRecord]:
-        """The runs that match, in their order. Transcripts are read only for a search, and only
-        for the runs every other filter kept, so the page stays quick with hundreds of runs."""
+    def shown(self, runs: Iterable[RunSummary]) -> list[RunSummary]:
+        """The runs that match, in their order: every filter reads the index's summaries; transcripts
+        are read only for a search, and only for the runs every other filter kept."""
         kept = [run for run in runs if self.matches(run)]
         needle = self.search.strip().casefold()
         return [run for run in kept if found(run, needle)] if needle else kept
 
-    def matches(self, run: RunRecord) -> bool:
+    def matches(self, run: RunSummary) -> bool:
         return (
-            (not self.shapes or run.meta.shape in self.shapes)
-            and (not self.models or not self.models.isdisjoint(models(run)))
+            (not self.shapes or run.shape in self.shapes)
+            and (not self.models or not self.models.isdisjoint(run.models))
             and (not self.statuses or run.status in self.statuses)
             and (not self.flags or not self.flags.isdisjoint(run.flags))
             and (self.since is None or started_on(run) >= self.since)
@@ -74,9 +70,9 @@ class RunFilter:
         )
 
 
-def found(run: RunRecord, needle: str) -> bool:
+def found(run: RunSummary, needle: str) -> bool:
     """Whether the run's topic or transcript holds `needle` (casefolded), as a substring."""
-    if needle in run.meta.topic.casefold():
+    if needle in run.topic.casefold():
         return True
     try:
         return needle in run.transcript().casefold()
@@ -84,7 +80,7 @@ def found(run: RunRecord, needle: str) -> bool:
         return False
 
 
-def filter_widgets(runs: Sequence[RunRecord]) -> RunFilter:
+def filter_widgets(runs: Sequence[RunSummary]) -> RunFilter:
     """The filters above the Runs table, each offering what the runs hold."""
     search = st.text_input(
         "Search topics and transcripts",
@@ -95,11 +91,9 @@ def filter_widgets(runs: Sequence[RunRecord]) -> RunFilter:
         help="Finds the runs whose topic or transcript contains this text.",
     )
     shape, model, status, flag, dates = st.columns([1, 1.3, 1.1, 1.2, 1.5])
-    shapes = shape.multiselect(
-        "Shape", sorted({r.meta.shape for r in runs}), key="runs-shape", persist_state=KEPT
-    )
+    shapes = shape.multiselect("Shape", sorted({r.shape for r in runs}), key="runs-shape", persist_state=KEPT)
     chosen_models = model.multiselect(
-        "Model", sorted({m for r in runs for m in models(r)}), key="runs-model", persist_state=KEPT
+        "Model", sorted({m for r in runs for m in r.models}), key="runs-model", persist_state=KEPT
     )
     statuses = status.multiselect(
         "Status", sorted({r.status for r in runs}), key="runs-status", persist_state=KEPT

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from graphs import DuologueError, RunRecord, RunStore, import_transcript
+from graphs import DuologueError, RunStore, RunSummary, import_transcript
 from graphs.ui import common, render
 
 MIN_COMPARED, MAX_COMPARED = 2, 4
@@ -98,13 +98,13 @@ def delete_button(run_ids: Sequence[str]) -> None:
         st.session_state[ASKED] = tuple(run_ids)
 
 
-def delete_confirmation(runs: Sequence[RunRecord], store: RunStore) -> None:
+def delete_confirmation(runs: Sequence[RunSummary], store: RunStore) -> None:
     """The second click that deletes the runs Delete asked about, while they are still selected.
 
     It names the runs, and says what stays in a database. Only RunStore.delete removes a folder;
     a run this page is driving is refused before the store is asked.
     """
-    run_ids = tuple(run.meta.run_id for run in runs)
+    run_ids = tuple(run.run_id for run in runs)
     count = len(run_ids)
     if st.session_state.get(ASKED) != run_ids or not count:
         st.session_state.pop(ASKED, None)  # the selection changed: ask again
@@ -118,11 +118,11 @@ def delete_confirmation(runs: Sequence[RunRecord], store: RunStore) -> None:
             icon=":material/delete_forever:",
         )
         for run in runs:
-            if run.meta.checkpoint_store:
+            if run.checkpoint_store:
                 st.caption(
                     render.plain(
-                        f"Run {run.meta.run_id} keeps its checkpoints in Postgres "
-                        f"({run.meta.checkpoint_store}): its rows stay in that database."
+                        f"Run {run.run_id} keeps its checkpoints in Postgres "
+                        f"({run.checkpoint_store}): its rows stay in that database."
                     )
                 )
         with st.container(horizontal=True):

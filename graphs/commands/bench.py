@@ -78,6 +78,8 @@ KEYS = (
     "prompt_reeval_ratio",
     "peak_rss_mb",
     "analyze_ms_100_turns",
+    "list_ms_10k_runs",
+    "list_cold_ms_10k_runs",
 )
 TARGETS: dict[str, tuple[str, float]] = {
     "overhead_ratio": ("<=", 1.10),
@@ -86,6 +88,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "decode_ratio": (">=", 0.95),
     "prompt_reeval_ratio": ("<=", 1.2),
     "analyze_ms_100_turns": ("<=", 1000.0),
+    "list_ms_10k_runs": ("<=", 1000.0),
 }
 ANALYSIS_TURNS = 100
 ANALYSIS_WORDS_PER_TURN = 180
@@ -137,6 +140,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
             result |= measure_memory(url, settings.turns, runs_dir)
         say(f"analysis: a {ANALYSIS_TURNS}-turn dialogue, {settings.repeat} time(s)")
         result |= measure_analysis(settings.repeat)
+        say(f"listing: {LISTED_RUNS} run folders, {settings.repeat} time(s)")
+        result |= measure_listing(Path(scratch) / "many-runs", settings.repeat)
         result["embedded_skipped"] = None
         if not settings.embedded:
             result["embedded_skipped"] = "decode_ratio and prompt_reeval_ratio not measured (--skip-embedded)"
@@ -750,6 +755,92 @@ def measure_analysis(repeat: int) -> dict[str, Any]:
     return {"analyze_ms_100_turns": round(statistics.median(times), 1)}
 
 
+# -- 6. many runs ---------------------------------------------------------------------------
+
+LISTED_RUNS = 10_000
+LISTED_SHAPES = ("duet", "debate", "panel", "interjection")
+LISTED_MODELS = ("glm-4.7-flash", "qwen3:32b", "llama3.2:3b", "gemma3:12b")
+LISTED_STATUSES = ("completed", "completed", "completed", "failed", "interrupted")
+
+
+def small_run_folders(root: Path, count: int = LISTED_RUNS) -> list[str]:
+    """`count` small runs of two finished turns, written straight in the store's layout (run.json
+    and trace.jsonl, no fsync): what a few sweeps leave behind, in seconds rather than hours.
+    Shapes, models, statuses, flags and sweeps vary, so a listing has something to tell apart."""
+    from graphs.records.schema import ParticipantRecord, RunMeta, TraceRecord
+
+    root.mkdir(parents=True, exist_ok=True)
+    run_ids = []
+    for number in range(count):
+        shape = LISTED_SHAPES[number % len(LISTED_SHAPES)]
+        minute, second = divmod(number, 60)
+        run_id = f"20261201-{minute // 60:02d}{minute % 60:02d}{second:02d}-{shape}-{number:08x}"
+        started = f"2026-12-01T{minute // 60:02d}:{minute % 60:02d}:{second:02d}.000Z"
+        models = [LISTED_MODELS[number % 4], LISTED_MODELS[(number // 4) % 4]]
+        meta = RunMeta(
+            run_id=run_id,
+            shape=shape,
+            status=LISTED_STATUSES[number % len(LISTED_STATUSES)],  # type: ignore[arg-type]
+            participants=[
+                ParticipantRecord(name=name, label=model, model=model, host="http://127.0.0.1:9", options={})
+                for name, model in zip(("a", "b"), models, strict=True)
+            ],
+            topic=f"Topic {number % 50}: whether a sweep's {number}th dialogue says anything new",
+            turns=4,
+            started_at=started,
+            ended_at=started,
+            sweep_id=f"sweep-{number // 100:04d}",
+            cell=number % 100,
+        )
+        folder = root / run_id
+        folder.mkdir()
+        (folder / "run.json").write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        rows = [
+            TraceRecord(
+                run_id=run_id,
+                seq=turn,
+                node=name,
+                turn=turn,
+                speaker=name,
+                model=model,
+                started_at=started,
+                ended_at=started,
+                latency_s=1.5,
+                completion_tokens=40 + number % 7,
+                tokens_per_s=30.0,
+                gpu_fraction=0.5 if number % 13 == 0 else 1.0,
+            )
+            for turn, (name, model) in enumerate(zip(("a", "b"), models, strict=True), start=1)
+        ]
+        lines = "".join(row.model_dump_json() + "\n" for row in rows)
+        (folder / "trace.jsonl").write_text(lines, encoding="utf-8")
+        run_ids.append(run_id)
+    return run_ids
+
+
+def measure_listing(root: Path, repeat: int) -> dict[str, Any]:
+    """list_ms_10k_runs: what `duologue runs` does with 10,000 runs (list them, make its table),
+    from a warm index (median of `repeat`); list_cold_ms_10k_runs: the first listing, which builds
+    the index from the folders."""
+    from graphs.records.index import INDEX
+    from graphs.records.store import RunStore
+    from graphs.records.tables import RUNS_HEADERS, runs_rows, table
+
+    small_run_folders(root)
+    store = RunStore(root)
+
+    def listing_ms() -> float:
+        started = time.perf_counter()
+        table(RUNS_HEADERS, runs_rows(store.summaries()))
+        return (time.perf_counter() - started) * 1000
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{root / INDEX}{suffix}").unlink(missing_ok=True)
+    cold = listing_ms()
+    warm = [listing_ms() for _ in range(repeat)]
+    return {"list_ms_10k_runs": round(statistics.median(warm), 1), "list_cold_ms_10k_runs": round(cold, 1)}
+
+
 def holds(key: str, value: float | None) -> str:
     if key not in TARGETS:
         return ""
@@ -813,6 +904,13 @@ def render_table(result: dict[str, Any]) -> str:
             "<= 1000 ms",
             holds("analyze_ms_100_turns", result["analyze_ms_100_turns"]),
         ],
+        [
+            "list_ms_10k_runs",
+            value("list_ms_10k_runs", " ms"),
+            "<= 1000 ms",
+            holds("list_ms_10k_runs", result.get("list_ms_10k_runs")),
+        ],
+        ["list_cold_ms_10k_runs", value("list_cold_ms_10k_runs", " ms"), "(index rebuilt)", ""],
         [
             "rss_growth_kb_per_turn",
             value("rss_growth_kb_per_turn", " kB"),

@@ -614,7 +614,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from graphs.records.tables import RUNS_HEADERS, run_totals, runs_rows, table
 
     store = RunStore(runs_dir(args))
-    runs = store.list()
+    runs = store.summaries()
     if args.json:
         print(json.dumps([run_totals(r) for r in runs], indent=2))
     elif not runs:

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -28,6 +29,17 @@ from pydantic import BaseModel, ValidationError
 from graphs.engine.spec import Shape, builtin_shape_names, load_shape, with_overrides
 from graphs.errors import RunBusy, RunNotFound
 from graphs.records.faults import RecordError, RunUnreadable, record_error
+from graphs.records.index import (
+    RunIndex,
+    RunSummary,
+    Signature,
+    TraceTotals,
+    file_signature,
+    finishes_turn,
+    stat_signature,
+    summarize,
+    unreadable_summary,
+)
 from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
 
 RUNS_DIR_ENV = "DUOLOGUE_RUNS_DIR"
@@ -126,11 +138,13 @@ def append_line(path: Path, row: BaseModel) -> None:
 
 
 class RunWriter:
-    """Writes one run's folder as the dialogue proceeds."""
+    """Writes one run's folder as the dialogue proceeds, and keeps its row in the runs folder's index."""
 
-    def __init__(self, folder: Path, meta: RunMeta) -> None:
+    def __init__(self, folder: Path, meta: RunMeta, trace: list[TraceRecord] | None = None) -> None:
         self.folder = folder
         self.meta = meta
+        self.totals = TraceTotals.of(trace) if trace is not None else None
+        """The trace's totals for the index: from `trace`, else read from the folder at the first write."""
 
     @property
     def run_id(self) -> str:
@@ -140,11 +154,29 @@ class RunWriter:
         """`meta` changes only once run.json says so (in place, on a full disk, if it fits)."""
         meta = self.meta.model_copy(update=changes)
         text = meta.model_dump_json(indent=2) + "\n"
+        totals = self.trace_totals()
         self._write(META, lambda path: write_atomic(path, text, in_place_when_full=True))
         self.meta = meta
+        self.index(totals)
 
     def append_trace(self, record: TraceRecord) -> None:
+        totals = self.trace_totals()
         self._write(TRACE, lambda path: append_line(path, record))
+        totals.add(record)
+        self.index(totals)
+
+    def trace_totals(self) -> TraceTotals:
+        if self.totals is None:
+            try:
+                self.totals = TraceTotals.of(read_lines(self.folder / TRACE, TraceRecord, self.run_id))
+            except RunUnreadable:
+                self.totals = TraceTotals()  # the record's own write says what is wrong
+        return self.totals
+
+    def index(self, totals: TraceTotals) -> None:
+        """The run's row, as the run now is; best effort: the folder is the record."""
+        summary = summarize(self.folder, self.meta, totals)
+        RunIndex(self.folder.parent).record(summary, signature(self.folder))
 
     def append_inputs(self, record: InputsRecord) -> None:
         self._write(INPUTS, lambda path: append_line(path, record))
@@ -234,9 +266,7 @@ class RunRecord:
         holds: its process was killed or its machine went down, and `resume` continues it."""
         if self.unreadable:
             return "unreadable"
-        if self.meta.status == "running" and not lock_held(self.folder / LOCK):
-            return "stopped"
-        return self.meta.status
+        return shown_status(self.meta.status, self.folder)
 
     @property
     def turn_records(self) -> list[TraceRecord]:
@@ -267,7 +297,13 @@ class RunRecord:
 
         One row per turn counts (turn_rows): a stopped or failed attempt that a resume then
         finished is no flag of the run; the status says how the run stands."""
-        return sorted({"CPU" if flag.startswith("CPU") else flag for r in self.turn_rows for flag in r.flags})
+        return TraceTotals.of(self.trace).flags
+
+    def summary(self) -> RunSummary:
+        """The run as a listing shows it."""
+        if self.unreadable:
+            return unreadable_summary(self.folder, self.meta.started_at, self.unreadable)
+        return summarize(self.folder, self.meta, TraceTotals.of(self.trace), self.status)
 
     def shape(self) -> Shape:
         """The shape as the run held it: run.json's spec (overrides applied and options pinned),
@@ -290,19 +326,7 @@ class RunRecord:
 
     def transcript(self) -> str:
         """transcript.md's text, "" before it exists; RunUnreadable if it is not text."""
-        path = self.folder / TRANSCRIPT
-        data = read_bytes(path, self.meta.run_id)
-        if data is None:
-            return ""
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            reason = f"transcript.md is not UTF-8 text ({not_utf8(exc)})"
-            raise RunUnreadable(
-                f"run {self.meta.run_id}: {reason}; its turns are still in {self.folder / TRACE} "
-                f"(`duologue show {self.meta.run_id} --trace`)",
-                reason,
-            ) from None
+        return read_transcript(self.folder, self.meta.run_id)
 
     def inputs(self) -> list[InputsRecord]:
         return list(read_lines(self.folder / INPUTS, InputsRecord))
@@ -352,7 +376,7 @@ class RunStore:
     def reopen(self, run_id: str) -> RunWriter:
         """A writer for a run that exists, to continue it."""
         run = self.load(run_id)
-        return RunWriter(run.folder, run.meta)
+        return RunWriter(run.folder, run.meta, run.trace)
 
     def folder(self, run_id: str) -> Path:
         """The run's folder; refuses ids that could step outside the runs folder."""
@@ -375,9 +399,53 @@ class RunStore:
             raise unreadable_meta(folder, f"run.json is {invalid(exc)}") from None
         return RunRecord(folder, meta, list(read_lines(folder / TRACE, TraceRecord, run_id)))
 
+    def summaries(self) -> list[RunSummary]:
+        """Every run as a listing shows it, newest first, from the index (graphs/records/index.py):
+        only runs whose files changed since it last saw them are read. A run that cannot be read is
+        listed too, as `unreadable`, so it never hides or breaks the others."""
+        if not self.root.exists():
+            return []
+        self.check_root()
+        listed = RunIndex(self.root).refresh(self.signatures(), self.summary_of)
+        shown = [
+            run.model_copy(update={"status": shown_status(run.status, run.folder)})
+            if run.status == "running"
+            else run
+            for run in listed
+        ]
+        return sorted(shown, key=lambda r: (r.started_at, r.run_id), reverse=True)
+
+    def signatures(self) -> dict[str, Signature]:
+        """Each run folder's run.json and trace.jsonl signatures: what tells the index a run changed."""
+        try:
+            names = [entry.name for entry in os.scandir(self.root) if RUN_ID_PATTERN.match(entry.name)]
+        except OSError as exc:
+            raise record_error(f"cannot read the runs folder {self.root}", exc) from None
+        found: dict[str, Signature] = {}
+        for name in names:
+            folder = f"{self.root}/{name}"  # strings: pathlib's joins cost more than the stats here
+            try:
+                meta = os.stat(f"{folder}/{META}")
+            except OSError:
+                continue  # not a run folder (or not one that can be read even to list)
+            if stat.S_ISREG(meta.st_mode):
+                found[name] = (stat_signature(meta), file_signature(f"{folder}/{TRACE}"))
+        return found
+
+    def summary_of(self, run_id: str) -> RunSummary | None:
+        """A run summarized from its folder, with its recorded status (the listing probes `running`)."""
+        try:
+            run = self.load(run_id)
+        except RunUnreadable as exc:
+            return RunRecord.unreadable_at(self.root / run_id, exc.reason).summary()
+        except RunNotFound:
+            return None
+        return summarize(run.folder, run.meta, TraceTotals.of(run.trace))
+
     def list(self) -> list[RunRecord]:
-        """Every run, newest first. A run that cannot be read is listed too, as `unreadable`
-        (RunRecord.unreadable says why), so it never hides or breaks the others."""
+        """Every run's whole record, newest first: it reads every folder, so a listing calls
+        summaries() and loads the runs it needs. A run that cannot be read is listed too, as
+        `unreadable` (RunRecord.unreadable says why), so it never hides or breaks the others."""
         if not self.root.exists():
             return []
         self.check_root()
@@ -393,7 +461,7 @@ class RunStore:
                 runs.append(RunRecord.unreadable_at(folder, exc.reason))
             except RunNotFound:
                 continue  # a folder whose name is no run id: no command could name it
-        return sorted(runs, key=lambda r: r.meta.started_at, reverse=True)
+        return sorted(runs, key=lambda r: (r.meta.started_at, r.meta.run_id), reverse=True)
 
     def save_sweep(self, sweep_id: str, manifest: BaseModel) -> Path:
         """A sweep's sweep.json (graphs/sweep), under sweeps/ in the runs folder, replaced whole:
@@ -439,10 +507,40 @@ class RunStore:
                 folder.rename(gone)
         except OSError as exc:
             raise record_error(f"cannot delete run {run_id} ({folder})", exc, ", then try again") from None
+        RunIndex(self.root).forget(run_id)
         try:
             shutil.rmtree(gone)
         except OSError as exc:  # the run is gone already; what is left is out of every listing
             raise record_error(f"run {run_id} is deleted, but {gone} is left over", exc) from None
+
+
+def shown_status(recorded: str, folder: Path) -> str:
+    """`stopped` for a run recorded as running that no process holds: its process was killed or
+    its machine went down, and `resume` continues it; else the recorded status."""
+    if recorded == "running" and not lock_held(folder / LOCK):
+        return "stopped"
+    return recorded
+
+
+def signature(folder: Path) -> Signature:
+    """run.json's and trace.jsonl's signatures, as the index keeps them."""
+    return file_signature(folder / META), file_signature(folder / TRACE)
+
+
+def read_transcript(folder: Path, run_id: str) -> str:
+    """transcript.md's text, "" before it exists; RunUnreadable if it is not text."""
+    data = read_bytes(folder / TRANSCRIPT, run_id)
+    if data is None:
+        return ""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reason = f"transcript.md is not UTF-8 text ({not_utf8(exc)})"
+        raise RunUnreadable(
+            f"run {run_id}: {reason}; its turns are still in {folder / TRACE} "
+            f"(`duologue show {run_id} --trace`)",
+            reason,
+        ) from None
 
 
 def holder(handle: Any) -> str:
@@ -507,8 +605,7 @@ def finished_records(trace: list[TraceRecord], up_to_turn: int | None = None) ->
     written without one only once its turn's checkpoint is saved (graphs/run/runner.py)."""
     latest: dict[int, TraceRecord] = {}
     for record in trace:
-        counts = record.is_turn and record.turn is not None and not record.error
-        if counts and (up_to_turn is None or (record.turn or 0) <= up_to_turn):
+        if finishes_turn(record) and (up_to_turn is None or (record.turn or 0) <= up_to_turn):
             latest[record.turn or 0] = record
     return latest
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from graphs.ollama.timings import NS, rate
+from graphs.records.index import RunSummary
 from graphs.records.schema import TraceRecord
 from graphs.records.store import RunRecord
 
@@ -80,22 +81,22 @@ def trace_dicts(records: Sequence[TraceRecord]) -> list[dict[str, object]]:
     ]
 
 
-def run_totals(run: RunRecord) -> dict[str, object]:
+def run_totals(run: RunRecord | RunSummary) -> dict[str, object]:
     """A run's line in `duologue runs`: each finished turn counted once, whatever attempts the
     log holds; `unreadable` says why a run's record could not be read (else null)."""
-    records = list(run.finished_records.values())
+    summary = run if isinstance(run, RunSummary) else run.summary()
     return {
-        "run_id": run.meta.run_id,
-        "started_at": run.meta.started_at,
-        "shape": run.meta.shape,
-        "models": sorted({p.model for p in run.meta.participants}),
-        "status": run.status,
-        "turns_done": len(run.finished_turns),
-        "turns": run.meta.turns,
-        "tokens": sum(r.completion_tokens or 0 for r in records),
-        "generation_minutes": round(sum(r.latency_s or 0 for r in records) / 60, 1),
-        "flags": run.flags,
-        "unreadable": run.unreadable,
+        "run_id": summary.run_id,
+        "started_at": summary.started_at,
+        "shape": summary.shape,
+        "models": summary.models,
+        "status": summary.status,
+        "turns_done": summary.turns_done,
+        "turns": summary.turns,
+        "tokens": summary.tokens,
+        "generation_minutes": round(summary.generation_s / 60, 1),
+        "flags": summary.flags,
+        "unreadable": summary.unreadable,
     }
 
 
@@ -121,13 +122,13 @@ def model_rates(records: Iterable[TraceRecord]) -> dict[str, float | None]:
 RUNS_HEADERS = ("run", "started", "shape", "models", "status", "turns", "tokens", "minutes", "flags")
 
 
-def runs_rows(runs: Sequence[RunRecord]) -> list[list[str]]:
+def runs_rows(runs: Sequence[RunSummary]) -> list[list[str]]:
     rows = []
     for run in runs:
         t = run_totals(run)
         if run.unreadable:  # no totals to show: the reason goes where the flags would
             started = str(t["started_at"])[:16].replace("T", " ")
-            rows.append([run.meta.run_id, started, "-", "-", run.status, "-", "-", "-", run.unreadable])
+            rows.append([run.run_id, started, "-", "-", run.status, "-", "-", "-", run.unreadable])
             continue
         rows.append(
             [

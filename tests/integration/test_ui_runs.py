@@ -23,9 +23,9 @@ from support.markup import armed, page_markdown, visible
 from support.records import written_run
 
 from graphs import (
-    RunRecord,
     RunRequest,
     RunStore,
+    RunSummary,
     builtin_shape_names,
     builtin_shape_text,
     load_shape,
@@ -223,13 +223,13 @@ def test_transcripts_are_read_only_for_a_search_and_only_of_runs_the_filters_kep
     five_runs: Path, monkeypatch
 ):
     read: list[str] = []
-    transcript = RunRecord.transcript
+    transcript = RunSummary.transcript
 
-    def counted(run: RunRecord) -> str:
-        read.append(run.meta.run_id)
+    def counted(run: RunSummary) -> str:
+        read.append(run.run_id)
         return transcript(run)
 
-    monkeypatch.setattr(RunRecord, "transcript", counted)
+    monkeypatch.setattr(RunSummary, "transcript", counted)
     at = runs_page()
     at.multiselect(key="runs-shape").set_value(["duet"]).run()
     assert shown(at) == [DUET, OLD_DUET] and read == []
@@ -302,7 +302,9 @@ def test_delete_asks_first_then_removes_the_folder_and_the_row(five_runs: Path):
     assert [visible(s.value) for s in at.success] == [f"Deleted 1 run: {PANEL}"]
     assert caption(at).startswith("Showing 4 of 4 runs")
     assert at.button(key="delete-selected").label == "Delete…"  # nothing is selected in the new table
-    assert sorted(path.name for path in five_runs.iterdir()) == sorted([DUET, DEBATE, OLD_DUET, IMPORTED])
+    assert sorted(path.name for path in five_runs.iterdir() if path.is_dir()) == sorted(
+        [DUET, DEBATE, OLD_DUET, IMPORTED]
+    )
 
 
 def test_delete_several_names_them_and_a_postgres_run_says_its_rows_stay(five_runs: Path):
@@ -329,7 +331,7 @@ def test_a_confirmation_is_for_the_runs_it_named(five_runs: Path):
     at.button(key="delete-selected").click().run()
     select(at, PANEL, OLD_DUET)  # the selection changed under the question
     assert confirmation(at) == []
-    assert sorted(path.name for path in five_runs.iterdir()) == sorted(EVERY_RUN)
+    assert sorted(path.name for path in five_runs.iterdir() if path.is_dir()) == sorted(EVERY_RUN)
 
 
 def test_delete_refuses_a_run_another_process_drives_in_one_line(five_runs: Path):

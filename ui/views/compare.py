@@ -18,8 +18,8 @@ MAX_RUNS = 4
 
 st.title("Compare")
 store = common.store()
-runs = [run for run in store.list() if not run.unreadable]
-choices = {run.meta.run_id: run for run in runs}
+runs = [run for run in store.summaries() if not run.unreadable]
+choices = {run.run_id: run for run in runs}
 
 
 def describe(run_id: str) -> str:
@@ -27,8 +27,7 @@ def describe(run_id: str) -> str:
     run = choices.get(run_id)
     if run is None:
         return run_id
-    models = ", ".join(sorted({p.model for p in run.meta.participants}))
-    return f"{run_id} · {models} · {run.meta.started_at[:16].replace('T', ' ')}"
+    return f"{run_id} · {', '.join(run.models)} · {run.started_at[:16].replace('T', ' ')}"
 
 
 asked = [part.strip() for part in (st.query_params.get("runs") or "").split(",") if part.strip()]

@@ -19,14 +19,14 @@ from graphs.ui.live import LiveRun
 def pick_run() -> None:
     """No run in the URL: offer the newest ones."""
     st.title("Run")
-    runs = common.store().list()
+    runs = common.store().summaries()
     if not runs:
         st.info(render.plain(f"No runs in {common.store().root} yet."))
         st.page_link("views/launch.py", label="Launch one", icon=":material/rocket_launch:")
         return
     st.caption("Open a run (the Runs page has all of them, to filter and search):")
     for run in runs[:10]:
-        st.page_link("views/run.py", label=finding.run_label(run), query_params={"run": run.meta.run_id})
+        st.page_link("views/run.py", label=finding.run_label(run), query_params={"run": run.run_id})
 
 
 def resume(run: RunRecord, say: str | None) -> None:

@@ -10,7 +10,6 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from graphs import run_totals
 from graphs.ui import common, finding, importing, render
 
 ID_COLUMN_PX = (7, 16, 400)  # the run column's width: pixels per character of the longest id, padding, a cap
@@ -19,7 +18,7 @@ st.title("Runs")
 store = common.store()
 importing.upload_form(store)
 importing.deletion_report()
-runs = store.list()
+runs = store.summaries()
 if not runs:
     st.info(render.plain(f"No runs in {store.root} yet."))
     st.page_link("views/launch.py", label="Launch one", icon=":material/rocket_launch:")
@@ -34,25 +33,23 @@ if not shown:
     st.info("No run matches these filters.")
     st.stop()
 
-rows = []
-for run in shown:
-    totals = run_totals(run)
-    records = run.turn_records
-    rows.append(
-        {
-            "run": run.meta.run_id,
-            "started": pd.Timestamp(run.meta.started_at).tz_convert(None),
-            "shape": run.meta.shape,
-            "models": ", ".join(finding.models(run)),
-            "status": run.status,
-            "flags": run.unreadable or ", ".join(run.flags),  # an unreadable run: why, in its place
-            "topic": finding.topic_line(run.meta.topic),
-            "turns": f"{totals['turns_done']}/{totals['turns']}",
-            "tokens": totals["tokens"],
-            "generation s": round(sum(r.latency_s or 0 for r in records), 1),
-        }
-    )
+rows = [
+    {
+        "run": run.run_id,
+        "started": run.started_at,
+        "shape": run.shape,
+        "models": ", ".join(run.models),
+        "status": run.status,
+        "flags": run.unreadable or ", ".join(run.flags),  # an unreadable run: why, in its place
+        "topic": finding.topic_line(run.topic),
+        "turns": f"{run.turns_done}/{run.turns}",
+        "tokens": run.tokens,
+        "generation s": round(run.attempts_s, 1),
+    }
+    for run in shown
+]
 table = pd.DataFrame(rows)
+table["started"] = pd.to_datetime(table["started"], utc=True, format="ISO8601").dt.tz_convert(None)
 per_char, padding, cap = ID_COLUMN_PX
 id_width = min(cap, padding + per_char * max(len(run_id) for run_id in table["run"]))
 selecting = st.toggle("Select runs, to compare or delete them", key="compare-mode")
@@ -78,8 +75,8 @@ event = st.dataframe(
 selected = [shown[row] for row in (event.selection.rows if event is not None else [])]
 if selecting:
     with st.container(horizontal=True, vertical_alignment="center"):
-        importing.compare_button([run.meta.run_id for run in selected])
-        importing.delete_button([run.meta.run_id for run in selected])
+        importing.compare_button([run.run_id for run in selected])
+        importing.delete_button([run.run_id for run in selected])
     importing.delete_confirmation(selected, store)
 elif selected:
-    st.switch_page("views/run.py", query_params={"run": selected[0].meta.run_id})
+    st.switch_page("views/run.py", query_params={"run": selected[0].run_id})
