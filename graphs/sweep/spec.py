@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graphs.engine.spec import (
     MAX_SHAPE_BYTES,
@@ -57,11 +57,19 @@ class SweepFile(BaseModel):
     repeats: int | None = Field(default=None, ge=1, le=1000, description="cells per topic without seeds")
     turns: Turns | None = None
     set: dict[str, Any] = Field(default_factory=dict, description="NAME.KEY: VALUE, as --set")
-    hosts: list[str | SweepHost] = Field(min_length=1)
+    hosts: list[SweepHost] = Field(min_length=1, description="URLs, or {host: URL, ray_resource: NAME}")
     max_per_host: int = Field(default=1, ge=1, le=64, description="dialogues a host holds at once")
     residency: Literal["auto", "exclusive", "shared"] = "auto"
     require_gpu: bool | None = None
     timeout_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _urls_are_hosts(cls, value: Any) -> Any:
+        """A host given as its URL alone, as most are."""
+        if isinstance(value, list):
+            return [{"host": entry} if isinstance(entry, str) else entry for entry in value]
+        return value
 
     @model_validator(mode="after")
     def _seeds_or_repeats(self) -> SweepFile:
@@ -90,18 +98,14 @@ class Sweep(BaseModel):
     def hosts(self) -> list[str]:
         from graphs.ollama.api import normalize_host
 
-        return [normalize_host(h if isinstance(h, str) else h.host) for h in self.file.hosts]
+        return [normalize_host(h.host) for h in self.file.hosts]
 
     @property
     def ray_resources(self) -> dict[str, str]:
         """The hosts marked as reachable only from one Ray node, and that node's resource."""
         from graphs.ollama.api import normalize_host
 
-        return {
-            normalize_host(h.host): h.ray_resource
-            for h in self.file.hosts
-            if isinstance(h, SweepHost) and h.ray_resource
-        }
+        return {normalize_host(h.host): h.ray_resource for h in self.file.hosts if h.ray_resource}
 
     @property
     def seeds(self) -> list[int | None]:
@@ -159,6 +163,11 @@ def resolve(file: SweepFile, source: str, base: Path) -> Sweep:
         shape = load_shape(shape_name)
     except ShapeError as exc:
         raise ShapeError(f"{source}: shape: {exc}") from None
+    if shape.interject_before:
+        raise ShapeError(
+            f"{source}: shape: '{shape.name}' pauses for the facilitator's words (interject_before), "
+            "which no sweep can give; use a shape without pauses"
+        )
     names = shape.participant_names
     for index, assignment in enumerate(file.models):
         for name in assignment:

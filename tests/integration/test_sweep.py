@@ -35,7 +35,7 @@ TURN_OF_MESSAGES = {2: 1, 3: 2, 5: 3, 6: 4}
 """A duet's turn by the messages its request carries: the system prompt, then the dialogue so far."""
 
 
-def models() -> list[FakeModel]:
+def models() -> list[FakeModel | str]:
     return [FakeModel(name, replies=[text], gpu_tok_s=RATES[name]) for name, text in REPLIES.items()]
 
 
@@ -258,7 +258,7 @@ def test_a_sweep_killed_mid_way_completes_when_run_again_without_regenerating_a_
             cell: after[cell].meta.run_id for cell in killed
         }, "the rerun resumed the cells' runs, it did not start them again"
 
-        by_key = {(assignment, topic, seed): number for number, assignment, topic, seed in CELLS}
+        by_key: dict[tuple[int, str, int | None], int] = {(a, t, s): n for n, a, t, s in CELLS}
         served: dict[tuple[int, int], int] = {}
         for call in [*one.calls, *two.calls]:
             key = (by_key[(call.assignment, call.topic, call.seed)], call.turn)
@@ -322,7 +322,7 @@ def test_the_reports_csv_one_row_per_cell(tmp_path: Path, runs_dir: Path, capsys
 
 def test_bad_sweep_files_are_one_line_naming_the_file_and_field(tmp_path: Path, runs_dir: Path, capsys):
     host = "http://127.0.0.1:9"
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"stray": 1}, "stray: unknown field"),
         (
             {"models": [{"a": A1, "c": B1}]},
@@ -335,3 +335,109 @@ def test_bad_sweep_files_are_one_line_naming_the_file_and_field(tmp_path: Path, 
         assert main(["sweep", str(path), "--runs-dir", str(runs_dir)]) == 2
         assert capsys.readouterr().err == f"duologue: error: {path}: {problem}\n"
     assert not runs_dir.exists(), "nothing was held"
+
+
+def start_sweep(path: Path, runs_dir: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "graphs", "sweep", str(path), "--runs-dir", str(runs_dir)]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def wait_for(condition: Any, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"never: {what}")
+
+
+def test_ctrl_c_stops_every_cell_and_records_each_interrupted(tmp_path: Path, runs_dir: Path):
+    with two_hosts(token_delay_s=0.05) as (one, two):
+        path = sweep_file(tmp_path, [one.url, two.url])
+        process = start_sweep(path, runs_dir)
+        try:
+
+            def both_mid_dialogue() -> bool:
+                runs = sweep_runs(runs_dir) if runs_dir.exists() else {}
+                return len([r for r in runs.values() if r.meta.status == "running" and r.finished_turns]) == 2
+
+            wait_for(both_mid_dialogue, "two cells mid-dialogue")
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 130
+    runs = sweep_runs(runs_dir)
+    stopped = [r for r in runs.values() if r.meta.status != "completed"]
+    assert len(stopped) == 2
+    assert all(r.meta.status == "interrupted" and r.meta.error == "interrupted by the user" for r in stopped)
+    assert b"sweep interrupted; run it again" in err
+
+
+def test_a_second_ctrl_c_exits_at_once_with_the_running_cells_marked(tmp_path: Path, runs_dir: Path):
+    gate = threading.Event()  # b's first turn sends two words, then nothing until the test ends
+    with two_hosts(stall=(2, 2, gate)) as (one, _):
+        path = sweep_file(tmp_path, [one.url], models=[{"a": A1, "b": B1}], topics=[QUESTION], seeds=[1])
+        process = start_sweep(path, runs_dir)
+        try:
+            wait_for(lambda: len(one.backend.chat_requests) == 2, "b's turn in progress")
+            process.send_signal(signal.SIGINT)
+            time.sleep(1.0)  # a second Ctrl-C, not the first one again (cli.SAME_SIGNAL_S)
+            assert process.poll() is None, "the stalled turn holds the sweep, as it would a user"
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            gate.set()
+            process.kill()
+    assert process.returncode == 130, err.decode()
+    [run] = sweep_runs(runs_dir).values()
+    assert (run.meta.status, run.meta.error) == (
+        "interrupted",
+        "interrupted by the user (exited at once, before the turn in progress ended)",
+    )
+    assert f"duologue: exiting at once; run {run.meta.run_id} marked interrupted".encode() in err
+
+
+def test_dry_run_prints_the_cells_and_the_plan_and_holds_nothing(tmp_path: Path, runs_dir: Path, capsys):
+    path = sweep_file(tmp_path, ["http://gpu1:11434", "http://gpu2:11434"])
+    assert main(["sweep", str(path), "--runs-dir", str(runs_dir), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    sweep_id = out.split()[1]
+    assert out == (
+        f"sweep {sweep_id} ({path}), 4 turns a cell\n"
+        "8 cell(s):\n"
+        f"  cell 1: a={A1}, b={B1} · topic essay.md · seed 1\n"
+        f"  cell 2: a={A1}, b={B1} · topic essay.md · seed 2\n"
+        f"  cell 3: a={A1}, b={B1} · topic {QUESTION} · seed 1\n"
+        f"  cell 4: a={A1}, b={B1} · topic {QUESTION} · seed 2\n"
+        f"  cell 5: a={A2}, b={B2} · topic essay.md · seed 1\n"
+        f"  cell 6: a={A2}, b={B2} · topic essay.md · seed 2\n"
+        f"  cell 7: a={A2}, b={B2} · topic {QUESTION} · seed 1\n"
+        f"  cell 8: a={A2}, b={B2} · topic {QUESTION} · seed 2\n"
+        "plan (one dialogue at a time per host, hosts at once):\n"
+        "  http://gpu1:11434: cells 1, 2, 3, 4 (models 1)\n"
+        "  http://gpu2:11434: cells 5, 6, 7, 8 (models 2)\n"
+    )
+    assert not runs_dir.exists()
+
+
+def test_resume_by_sweep_id_runs_what_is_left_without_the_file(tmp_path: Path, runs_dir: Path, capsys):
+    with two_hosts() as (_, two):
+        two.fail_after = 0  # every chat fails: the one host leaves the pool, its cells wait
+        path = sweep_file(tmp_path, [two.url], models=[{"a": A1, "b": B1}], seeds=[1])
+        assert main(["sweep", str(path), "--runs-dir", str(runs_dir), "--json"]) == 1
+        first = json.loads(capsys.readouterr().out)
+        assert [row["status"] for row in first["cells"]] == ["failed", "failed"]
+        path.unlink()
+        two.fail_after = None
+        assert main(["sweep", "--resume", first["sweep_id"], "--runs-dir", str(runs_dir), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [(row["status"], row["run_id"]) for row in again["cells"]] == [
+        ("completed", row["run_id"]) for row in first["cells"]
+    ], "the same runs, resumed"
+    assert again["left_pool"] == []
