@@ -531,11 +531,19 @@ def report_outcome(
             "folder": str(outcome.folder),
             "status": outcome.status,
             "paused_before_turn": paused,
+            "awaiting_person": outcome.awaiting_person,
             "turns": [outcome.records[n].model_dump() for n in sorted(outcome.records)],
         }
         print(json.dumps(summary, indent=2))
-    elif paused is None:
+    elif paused is None and outcome.awaiting_person is None:
         print(f"\nRun {outcome.run_id} {outcome.status}: {outcome.folder}")
+    if outcome.awaiting_person is not None:
+        print(
+            f"duologue: no words came for turn {outcome.awaiting_person} (standard input ended); run "
+            f"{outcome.run_id} is kept, interrupted; `duologue resume {outcome.run_id}` asks again",
+            file=sys.stderr,
+        )
+        return EXIT_PAUSED
     if paused is not None:
         print(
             f"duologue: run {outcome.run_id} is waiting for the facilitator before turn {paused}; "
@@ -928,6 +936,13 @@ class TerminalObserver:
         self.out.flush()
         self._mid_line = not text.endswith("\n")
 
+    def person_turn(self, planned: PlannedTurn, label: str) -> str | None:
+        text = read_person_turn(planned, label)
+        if text is not None and not sys.stdin.isatty():
+            self.out.write(text + "\n")  # typed into a pipe, not echoed: the stream shows it as said
+            self._mid_line = False
+        return text
+
     def turn_finished(self, turn: Turn, record: TraceRecord | None) -> None:
         from graphs.records.transcript import stats_line
 
@@ -946,6 +961,34 @@ class TerminalObserver:
             self._mid_line = False
 
 
+PERSON_PROMPT = "{label}, your turn {number} ({kind}): type it; end with a line holding only . (or Ctrl-D)"
+
+
+def read_person_turn(planned: PlannedTurn, label: str) -> str | None:
+    """A person's turn from standard input, the prompt on stderr (stdout is the dialogue's, or
+    --json's): lines up to one holding only `.`, or to the end of the input. An empty turn is asked
+    again; None when the input ended before a word, so the run stops and a resume asks again."""
+    while True:
+        print(PERSON_PROMPT.format(label=label, number=planned.number, kind=planned.kind),
+              file=sys.stderr, flush=True)  # fmt: skip
+        lines: list[str] = []
+        ended = False
+        while True:
+            line = sys.stdin.readline()
+            if not line:
+                ended = True
+                break
+            if line.rstrip("\r\n") == ".":
+                break
+            lines.append(line.rstrip("\r\n"))
+        text = "\n".join(lines).strip()
+        if text:
+            return text
+        if ended:
+            return None
+        print("duologue: an empty turn is not sent; type your words (Ctrl-C stops the run)", file=sys.stderr)
+
+
 class SummaryObserver(SilentObserver):
     """For --json: nothing while the run goes on, so stdout stays one JSON document."""
 
@@ -953,6 +996,9 @@ class SummaryObserver(SilentObserver):
 
     def run_started(self, run_id: str, folder: Path) -> None:
         self.folder = folder
+
+    def person_turn(self, planned: PlannedTurn, label: str) -> str | None:
+        return read_person_turn(planned, label)
 
     def end_line(self) -> None:
         pass

@@ -69,6 +69,8 @@ def graph_dot(shape: Shape) -> str:
             observer = shape.observer.as_participant()
             return ["observer's notes", f"by {observer.display}; never relayed"]
         participant = shape.participant(node)
+        if participant.is_person:
+            return [participant.display, f"{node} · a person; typed at the keyboard"]
         if participant.label:
             return [participant.label, f"{node} · {participant.model}"]
         return [node, participant.model]

@@ -18,9 +18,17 @@ from langgraph.types import Command, interrupt
 
 from graphs.engine.context import DialogueContext
 from graphs.engine.relay import dialogue_text, labels, messages_for, observer_messages
-from graphs.engine.schedule import turn_due
+from graphs.engine.schedule import PlannedTurn, turn_due
 from graphs.engine.spec import OBSERVER
-from graphs.engine.state import NUMBERS_KEY, DialogueState, Interjection, Observation, Turn, TurnNumbers
+from graphs.engine.state import (
+    NUMBERS_KEY,
+    DialogueState,
+    Interjection,
+    Observation,
+    PersonAsk,
+    Turn,
+    TurnNumbers,
+)
 
 FACILITATOR = "facilitator"
 CLOSING = "closing"
@@ -65,6 +73,8 @@ def speak(state: DialogueState, context: DialogueContext) -> dict[str, list[Turn
     """One turn: relay the dialogue to the speaker due and keep what it says."""
     planned = turn_due(context.shape, state)
     assert planned is not None, "the facilitator routed past the last turn"
+    if context.shape.participant(planned.speaker).is_person:
+        return {"turns": [person_turn(planned, labels(context.shape)[planned.speaker])]}
     messages = messages_for(
         context.shape,
         state["topic"],
@@ -82,6 +92,25 @@ def speak(state: DialogueState, context: DialogueContext) -> dict[str, list[Turn
     if numbers is not None:
         turn["numbers"] = numbers
     return {"turns": [turn]}
+
+
+def person_turn(planned: PlannedTurn, label: str) -> Turn:
+    """A person's turn: the run pauses (a LangGraph interrupt, so a restart asks again) until the
+    host resumes it with their words, as text or as PersonAnswer (text, and the seconds they took)."""
+    asked = PersonAsk(person=planned.speaker, label=label, turn=planned.number, kind=planned.kind)
+    answer = interrupt(asked)
+    text, seconds = (
+        (answer.get("text"), answer.get("seconds")) if isinstance(answer, dict) else (answer, None)
+    )
+    turn = Turn(
+        number=planned.number,
+        speaker=planned.speaker,
+        kind=planned.kind,
+        text=str(text or "").strip(),
+        thinking="",
+    )
+    turn["person_s"] = float(seconds) if isinstance(seconds, (int, float)) else 0.0
+    return turn
 
 
 def make_observer(default: DialogueContext) -> Callable[..., dict[str, Observation]]:

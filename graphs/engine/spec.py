@@ -69,6 +69,23 @@ OLLAMA_ONLY = {
 """Ollama's options that the OpenAI chat API has no field for, and where such a server sets them."""
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
+ParticipantKind = Literal["model", "person"]
+"""Who speaks: a model on a server, or a person at the keyboard (the CLI's prompt, the page's box)."""
+PERSON = "person"
+"""A person's `model` wherever a model's name would stand (run.json, the page): they have none."""
+PERSON_HAS_NO = {
+    "model": "model",
+    "provider": "provider",
+    "base_url": "server",
+    "api_key_env": "API key",
+    "host": "host",
+    "persona": "persona (a model's instruction)",
+    "system": "system prompt",
+    "options": "model options",
+    "min_tok_s": "decode rate",
+}
+"""What only a model participant has; a person given one is refused, not silently ignored."""
+
 
 class ModelOptions(BaseModel):
     """What each request of one participant carries; sent identically on every call.
@@ -188,6 +205,9 @@ class Participant(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=NAME_PATTERN)
+    kind: ParticipantKind = Field(
+        default="model", description="model, or person for someone typing their turns"
+    )
     model: str = Field(min_length=1)
     label: str | None = None
     provider: Provider = Field(
@@ -212,8 +232,22 @@ class Participant(BaseModel):
     _system_is_a_template = field_validator("system")(check_template)
     _base_url_is_a_url = field_validator("base_url")(check_base_url)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_person_has_no_model(cls, data: Any) -> Any:
+        """A person's `model` is PERSON, so every view that names a participant's model names
+        them; what only a model has is refused in one line."""
+        if not isinstance(data, dict) or data.get("kind") != PERSON:
+            return data
+        for key, what in PERSON_HAS_NO.items():
+            if key in data and data[key] != person_default(key):
+                raise ValueError(f"a person has no {what}; drop {key} from their entry")
+        return {**data, "model": PERSON}
+
     @model_validator(mode="after")
     def _provider_fits(self) -> Participant:
+        if self.kind == PERSON:
+            return self
         if self.provider == "ollama":
             stray = [key for key in ("base_url", "api_key_env") if getattr(self, key) is not None]
             if stray:
@@ -238,6 +272,20 @@ class Participant(BaseModel):
     def display(self) -> str:
         """The name a reader sees: the label, or else the model."""
         return self.label or self.model
+
+    @property
+    def is_person(self) -> bool:
+        return self.kind == PERSON
+
+
+def person_default(key: str) -> Any:
+    """What a person's entry may hold for `key`: a model participant's default, as run.json's
+    spec writes it back (model: person, options: the defaults)."""
+    if key == "model":
+        return PERSON
+    if key == "options":
+        return ModelOptions().model_dump()
+    return Participant.model_fields[key].default
 
 
 class Framing(BaseModel):
@@ -344,9 +392,10 @@ class Shape(BaseModel):
 
     @property
     def connected(self) -> list[Participant]:
-        """Everyone a run connects a model for: the participants, then the observer if there is one."""
+        """Everyone a run connects a model for: the participants but a person, then the observer
+        if there is one."""
         observer = [self.observer.as_participant()] if self.observer is not None else []
-        return [*self.participants, *observer]
+        return [*(p for p in self.participants if not p.is_person), *observer]
 
     @property
     def participant_names(self) -> list[str]:
@@ -514,6 +563,10 @@ def apply_setting(entry: dict[str, Any], name: str, key: str, value: Any) -> tup
     Returns where the value went in the participant, as a validation error's location names it.
     """
     option_keys = set(ModelOptions.model_fields)
+    if entry.get("kind") == PERSON and key != "label":
+        raise ShapeError(
+            f"--set {name}.{key}: {name} is a person, who has no {key}; only {name}.label can be set"
+        )
     if entry.get("provider") == "openai" and key in OLLAMA_ONLY:
         raise ShapeError(f"--set {name}.{key}: {ollama_only_problem(key, entry.get('base_url'))}")
     if key in PARTICIPANT_SETTINGS:
@@ -587,6 +640,8 @@ def with_overrides(
 def choose_model(entry: dict[str, Any], name: str, value: str) -> None:
     """--model NAME=MODEL on a participant's data; NAME=openai:MODEL@URL moves it to that
     OpenAI-compatible server, leaving behind the Ollama options its old server was given."""
+    if entry.get("kind") == PERSON:
+        raise ShapeError(f"--model {name}={value}: {name} is a person, who has no model")
     if not value.startswith(OPENAI_PREFIX):
         entry["model"] = value
         return

@@ -39,6 +39,24 @@ class Turn(TypedDict):
     thinking: str
     numbers: NotRequired[TurnNumbers]
     """Present when the turn's connector measured it (every Ollama turn)."""
+    person_s: NotRequired[float]
+    """Present for a person's turn: the seconds they took to write it, as the host timed them."""
+
+
+class PersonAsk(TypedDict):
+    """The interrupt's value when a person's turn is due: whose turn, its number and kind."""
+
+    person: str
+    label: str
+    turn: int
+    kind: TurnKind
+
+
+class PersonAnswer(TypedDict):
+    """What resumes a person's turn (Command(resume=...)); plain text serves too."""
+
+    text: str
+    seconds: float
 
 
 class Interjection(TypedDict):

@@ -162,7 +162,9 @@ def resolve_shape(
         host = hosts[participant.name]
         facts_now = facts(host, participant.model)
         resolved[participant.name] = resolve_options(participant, facts_now, topic, turns, host)
-    participants = [p.model_copy(update={"options": resolved[p.name]}) for p in shape.participants]
+    participants = [  # a person has no options to resolve
+        p.model_copy(update={"options": resolved.get(p.name, p.options)}) for p in shape.participants
+    ]
     update: dict[str, Any] = {"participants": participants}
     if shape.observer is not None:
         update["observer"] = shape.observer.model_copy(update={"options": resolved[OBSERVER]})
@@ -268,7 +270,7 @@ class RunResidency:
         self._hosts: dict[str, _Host] = {}
         self._host_of: dict[str, _Host] = {}
         for participant in shape.participants:
-            if participant.provider != "ollama":  # nothing to place: its server does not say
+            if participant.provider != "ollama" or participant.is_person:  # nothing to place
                 continue
             url = hosts[participant.name]
             host = self._hosts.setdefault(url, _Host(url, []))

@@ -107,6 +107,11 @@ class TraceRecord(BaseModel):
     """The kind of turn: opening, response, reply or closing."""
     speaker: str | None = None
     """The participant who spoke (its name in the shape)."""
+    speaker_kind: Literal["model", "person"] = "model"
+    """Who spoke: a model, or a person (kind: person in the shape), whose turn has no model, host or
+    token stats, only `words` and the seconds they took (`latency_s`)."""
+    words: int | None = None
+    """A person's turn: the words they wrote; null for a model's."""
     model: str | None = None
     """The model that answered."""
     host: str | None = None

@@ -10,7 +10,11 @@ from graphs.records.schema import TraceRecord
 
 
 def stats_line(record: TraceRecord | None) -> str:
-    """'*(774 tokens, 1.4 tok/s, 564s)*', plus any flags a reader must not miss."""
+    """'*(774 tokens, 1.4 tok/s, 564s)*', plus any flags a reader must not miss; a person's turn
+    '*(person, 212 words, 95s)*'."""
+    if record is not None and record.speaker_kind == "person":
+        flags = "".join(f", {flag}" for flag in record.flags)
+        return f"*(person, {plural(record.words or 0, 'word')}, {record.latency_s or 0:.0f}s{flags})*"
     if record is None or record.completion_tokens is None:
         return "*(no stats)*"
     rate = f"{record.tokens_per_s:.1f}" if record.tokens_per_s is not None else "?"

@@ -24,7 +24,16 @@ from graphs.records import checkpoints
 from graphs.records.schema import FORMAT_VERSION, RunMeta, TraceRecord
 from graphs.records.store import RunRecord, RunStore, finished_records
 from graphs.run.observe import RunObserver, SilentObserver
-from graphs.run.runner import ModelSource, RunOutcome, RunRequest, RunSession, drive, initial_meta, prepare
+from graphs.run.runner import (
+    ModelSource,
+    RunOutcome,
+    RunRequest,
+    RunSession,
+    drive,
+    initial_meta,
+    person_asked,
+    prepare,
+)
 
 RECORDED_SETTINGS = frozenset({"residency_policy", "require_gpu", "strict_context", "trace", "timeout_s"})
 
@@ -79,7 +88,13 @@ def resume_dialogue(
     )
     state = checkpoint_state(store, run, shape, request.checkpoint_url)
     values: dict[str, Any] = dict(state.values) if state else {}
-    paused = bool(state and state.interrupts)
+    awaits_person = state is not None and person_asked(state.interrupts) is not None
+    paused = bool(state and state.interrupts) and not awaits_person  # the facilitator's pause
+    if awaits_person and say is not None:
+        raise DuologueError(
+            f"run {run_id} is waiting for a person's turn, not the facilitator; resume it without --say "
+            "and it asks them again"
+        )
     if paused and say is None:
         raise DuologueError(
             f"run {run_id} is waiting for the facilitator before turn {len(values.get('turns', [])) + 1}; "
@@ -91,7 +106,7 @@ def resume_dialogue(
     if paused:
         graph_input = Command(resume=say)
     elif values:
-        graph_input = None
+        graph_input = None  # a person's turn pending: the graph interrupts again and the run asks
     else:
         graph_input = first_state(request, [], [])
     request, _versions = prepare(request)

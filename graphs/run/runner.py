@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import platform
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
+from langgraph.types import Command
 
 from graphs.engine.build import build_graph, recursion_limit
 from graphs.engine.context import DialogueContext
@@ -24,7 +26,7 @@ from graphs.engine.nodes import CLOSING
 from graphs.engine.relay import labels
 from graphs.engine.schedule import PlannedTurn, plan_turns, turn_due
 from graphs.engine.spec import OPENAI_OPTIONS, Participant, Shape
-from graphs.engine.state import DialogueState, Observation, Turn
+from graphs.engine.state import DialogueState, Observation, PersonAnswer, PersonAsk, Turn
 from graphs.errors import DuologueError, RunFailed, RunInterrupted
 from graphs.ollama import api as ollama
 from graphs.ollama import residency
@@ -119,6 +121,8 @@ class RunOutcome:
     records: dict[int, TraceRecord] = field(default_factory=dict)
     interjections: dict[int, str] = field(default_factory=dict)
     paused_before_turn: int | None = None
+    awaiting_person: int | None = None
+    """The person's turn the run stopped at, no words given: `duologue resume` asks again."""
     observation: Observation | None = None
     """The observer's notes, once its node has run."""
 
@@ -244,11 +248,23 @@ def drive_locked(session: RunSession, graph_input: Any) -> RunOutcome:
             unrecorded = record_ending(
                 session, "interrupted", None, pause, paused_before_turn=outcome.paused_before_turn
             )
+        elif outcome.awaiting_person is not None:
+            waiting = awaiting_line(session, outcome.awaiting_person)
+            unrecorded = record_ending(session, "interrupted", waiting, f"Run interrupted: {waiting}")
         else:
             unrecorded = record_ending(session, "completed", None)
         if unrecorded:
             raise RunFailed(f"run {writer.run_id} held all its turns, but {unrecorded}")
     return outcome
+
+
+def awaiting_line(session: RunSession, number: int) -> str:
+    """Why a run stopped at a person's turn, and how it goes on: run.json's error, the transcript's end."""
+    speaker = session.plan[number - 1].speaker
+    return (
+        f"waiting for {session.names[speaker]} ({speaker}) to write turn {number}; "
+        f"`duologue resume {session.writer.run_id}` asks again"
+    )
 
 
 def record_ending(
@@ -302,12 +318,31 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
     }
     saved = checkpoints.SavedTurns(checkpointer, config)
     session.announce(len(outcome.turns) + 1)
+    context = DialogueContext(shape, models, summarize=summary_sentences)
+    while graph_input is not DONE:
+        asked = stream_graph(session, graph, config, context, saved, held, graph_input)
+        graph_input = DONE if asked is None else person_answer(session, asked)
+
+
+DONE = object()
+"""hold's loop is over: the dialogue ended, or waits (for the facilitator, or for a person)."""
+
+
+def stream_graph(
+    session: RunSession,
+    graph: Any,
+    config: Any,
+    context: DialogueContext,
+    saved: checkpoints.SavedTurns,
+    held: HeldRows,
+    graph_input: Any,
+) -> PersonAsk | None:
+    """Stream the graph from `graph_input` until it ends or pauses; a person's turn that is due
+    is returned (the graph waits on its interrupt), a pause for the facilitator is kept."""
+    request, writer, outcome = session.request, session.writer, session.outcome
+    asked: PersonAsk | None = None
     stream = graph.stream(
-        graph_input,
-        config,
-        context=DialogueContext(shape, models, summarize=summary_sentences),
-        stream_mode=["messages", "updates"],
-        durability="sync",
+        graph_input, config, context=context, stream_mode=["messages", "updates"], durability="sync"
     )
     try:
         for mode, payload in stream:
@@ -315,7 +350,9 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
             if mode == "messages":
                 observe_tokens(session.observer, payload)
             elif "__interrupt__" in payload:
-                outcome.paused_before_turn = len(outcome.turns) + 1
+                asked = person_asked(payload["__interrupt__"])
+                if asked is None:
+                    outcome.paused_before_turn = len(outcome.turns) + 1
             else:
                 record_updates(session, saved, held, payload)
             if request.stop.is_set():
@@ -329,6 +366,32 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
         keep_saved_turns(session, graph, config, held)
         held.unsaved(exc, session.outcome.folder)
         raise
+    return asked
+
+
+def person_asked(interrupts: Sequence[Any]) -> PersonAsk | None:
+    """The person whose turn the graph waits on (graphs/engine/nodes.py person_turn), or None
+    when it waits for the facilitator's interjection."""
+    for pending in interrupts:
+        value = getattr(pending, "value", None)
+        if isinstance(value, dict) and "person" in value:
+            return cast(PersonAsk, value)
+    return None
+
+
+def person_answer(session: RunSession, asked: PersonAsk) -> Any:
+    """What resumes the person's turn: their words from the observer's optional person_turn hook
+    (the CLI reads the terminal, the page its Send box), timed; DONE when none came, so the run
+    ends interrupted and `duologue resume` asks again."""
+    hook = getattr(session.observer, "person_turn", None)
+    planned = PlannedTurn(asked["turn"], asked["person"], asked["kind"])
+    started = time.monotonic()
+    text = hook(planned, asked["label"]) if hook is not None else None
+    if text is None:
+        session.outcome.awaiting_person = asked["turn"]
+        return DONE
+    answer: PersonAnswer = {"text": text, "seconds": round(time.monotonic() - started, 3)}
+    return Command(resume=answer)
 
 
 class HeldRows:
@@ -500,16 +563,21 @@ def transcript_text(
 ) -> str:
     shape = request.shape
     names = labels(shape)
-    title = "Model-to-Model Dialogue: " + " vs ".join(names[p.name] for p in shape.participants)
+    people = [p for p in shape.participants if p.is_person]
+    kind = "Dialogue" if people else "Model-to-Model Dialogue"
+    title = f"{kind}: " + " vs ".join(names[p.name] for p in shape.participants)
     header = [
         f"## {meta.started_at[:16].replace('T', ' ')} UTC",
         f"## Topic: {header_text(request.topic)}",
         "## Facilitator: duologue (passed messages, did not participate)",
         f"## Run: {meta.run_id} · shape {shape.name}",
     ]
-    labelled = [p for p in shape.participants if p.label]
+    labelled = [p for p in shape.participants if p.label and not p.is_person]
     if labelled:  # else each turn's heading names the model already
         header.append("## Models: " + ", ".join(header_text(f"{p.label} = {p.model}") for p in labelled))
+    if people:
+        typed = ", ".join(header_text(names[p.name]) for p in people)
+        header.append(f"## {'Person' if len(people) == 1 else 'People'}: {typed} (typed at the keyboard)")
     copied = None
     if meta.forked_from:
         copied = (str(meta.forked_from["run_id"]), int(meta.forked_from["at"]))
@@ -567,7 +635,7 @@ def initial_meta(request: RunRequest, server_versions: Mapping[str, str]) -> Run
         shape=shape.name,
         status="running",
         participants=[
-            participant_record(p, names[p.name], request.hosts[p.name]) for p in shape.participants
+            participant_record(p, names[p.name], request.hosts.get(p.name, "")) for p in shape.participants
         ],
         observer=(
             participant_record(observer, observer.display, request.hosts[observer.name])

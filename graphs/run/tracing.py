@@ -12,16 +12,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
+from langgraph.errors import GraphInterrupt
 
 from graphs.engine.schedule import PlannedTurn
-from graphs.engine.spec import OBSERVER
-from graphs.engine.state import NUMBERS_KEY
+from graphs.engine.spec import OBSERVER, PERSON
+from graphs.engine.state import NUMBERS_KEY, Turn
 from graphs.errors import RunInterrupted
 from graphs.ollama.connector import EVENT_PLACED, EVENT_TURN_FACTS, FINDINGS_KEY
 from graphs.ollama.timings import raw_fields, turn_numbers
@@ -162,9 +163,14 @@ class TraceRecorder(BaseCallbackHandler):
         )
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._close(run_id, None)
+        self._close(run_id, None, person_turn_of(outputs))
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            node = self._open.get(run_id)
+        if isinstance(error, GraphInterrupt) and node is not None and node.planned is not None:
+            self._open.pop(run_id, None)  # a person's turn waiting for their words: no attempt yet
+            return
         self._close(run_id, error)
 
     def _node_of_model(self, model_run: UUID) -> _OpenNode | None:
@@ -175,7 +181,7 @@ class TraceRecorder(BaseCallbackHandler):
         parent = self._model_runs.get(model_run)
         return self._open.get(parent) if parent else None
 
-    def _close(self, run_id: UUID, error: BaseException | None) -> None:
+    def _close(self, run_id: UUID, error: BaseException | None, person: Turn | None = None) -> None:
         with self._lock:
             node = self._open.pop(run_id, None)
             if node is None:
@@ -187,6 +193,8 @@ class TraceRecorder(BaseCallbackHandler):
         ended = time.perf_counter()
         record = build_record(self.run_id, seq, node, ended, error)
         record.host = self.hosts.get(record.speaker or "")
+        if person is not None:
+            record = person_record(record, person)
         if record.is_turn and node.messages:
             self.on_inputs(
                 InputsRecord(
@@ -223,6 +231,28 @@ def build_record(
         "stopped": isinstance(error, (RunInterrupted, KeyboardInterrupt)),
     }
     return TraceRecord.model_validate(fields | raw_fields(final) | node.facts)
+
+
+def person_turn_of(outputs: Any) -> Turn | None:
+    """The person's turn a node returned (graphs/engine/nodes.py person_turn), if it did."""
+    turns = outputs.get("turns") if isinstance(outputs, dict) else None
+    if isinstance(turns, list) and len(turns) == 1 and isinstance(turns[0], dict) and "person_s" in turns[0]:
+        return cast(Turn, turns[0])
+    return None
+
+
+def person_record(record: TraceRecord, turn: Turn) -> TraceRecord:
+    """A person's turn, recorded like any other: their words counted, and the seconds they took
+    as its latency; no model, so no host and no token stats."""
+    return record.model_copy(
+        update={
+            "speaker_kind": PERSON,
+            "model": None,
+            "host": None,
+            "words": len(turn["text"].split()),
+            "latency_s": turn.get("person_s", 0.0),
+        }
+    )
 
 
 def first_token_s(node: _OpenNode) -> float | None:

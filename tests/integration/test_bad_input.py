@@ -257,7 +257,7 @@ def test_doctor_checks_a_model_named_where_a_shape_goes(capsys):
     out, err = capsys.readouterr()
     assert out.splitlines()[1].split()[:3] == ["a", "qwen3:32b", "present;"]
     assert err == (
-        "duologue: error: no shape 'nope.yaml': not a built-in (debate, duet, panel) and no such file\n"
+        "duologue: error: no shape 'nope.yaml': not a built-in (debate, duet, interview, panel) and no such file\n"
     )
 
 

@@ -259,7 +259,7 @@ def test_an_invalid_context_is_one_line_in_the_runs_result(served: Served):
         None, assistant["assistant_id"], input={"topic": TOPIC, "max_turns": 4}, raise_error=False
     )
     assert result["__error__"]["message"] == (
-        "configurable.shape: no shape 'no-such-shape': not a built-in (debate, duet, panel) and no such file"
+        "configurable.shape: no shape 'no-such-shape': not a built-in (debate, duet, interview, panel) and no such file"
     )
 
 

@@ -810,8 +810,8 @@ def test_shapes_page_draws_each_shape_and_shows_its_file():
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("views/shapes.py").run()
     assert_page_ok(at)
-    assert [h.value for h in at.header][:3] == ["debate", "duet", "panel"]
-    assert len(at.get("graphviz_chart")) == 3
+    assert [h.value for h in at.header][:4] == ["debate", "duet", "interview", "panel"]
+    assert len(at.get("graphviz_chart")) == 4
     assert any("name: duet" in visible(c.value) for c in at.code)
     at.file_uploader(key="own-shape").set_value(
         ("mine.yaml", b"name: mine\nparticipants: []\n", "text/yaml")

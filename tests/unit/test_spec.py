@@ -8,7 +8,7 @@ from graphs.errors import ShapeError
 
 
 def test_builtin_shapes_load():
-    assert builtin_shape_names() == ["debate", "duet", "panel"]
+    assert builtin_shape_names() == ["debate", "duet", "interview", "panel"]
     duet = load_shape("duet")
     assert [p.name for p in duet.participants] == ["a", "b"]
     assert duet.turns == 4
