@@ -46,6 +46,7 @@ BATCH_DELAY_MS = 2_000
 TRACES_PATH = "/v1/traces"
 SERVICE_NAME = "duologue"
 PROVIDER = "ollama"
+"""A span's provider when its row names no participant of the shape; else the participant's own."""
 INSTALL = "pip install 'duologue[otel]'"
 LEFT_OUT = frozenset({"thinking", "started_at", "ended_at", "host", "error"})
 """Row fields that are not attributes as they stand: content, the span's own times, and
@@ -155,11 +156,13 @@ def attribute_value(value: Any) -> Any:
 def row_attributes(row: TraceRecord, shape: Shape, scrub: Callable[[str], str]) -> dict[str, Any]:
     """A turn's span attributes, all read from its trace row (and its participant's pinned options)."""
     attributes: dict[str, Any] = {"gen_ai.conversation.id": row.run_id}
+    speaker = next((p for p in shape.connected if p.name == row.speaker), None)  # the observer too
+    provider = speaker.provider if speaker is not None else PROVIDER
     if row.model:
         attributes |= {
             "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": PROVIDER,
-            "gen_ai.system": PROVIDER,
+            "gen_ai.provider.name": provider,
+            "gen_ai.system": provider,
             "gen_ai.request.model": row.model,
         }
         if row.done_reason:  # Ollama answered the request
@@ -172,7 +175,6 @@ def row_attributes(row: TraceRecord, shape: Shape, scrub: Callable[[str], str]) 
         "gen_ai.response.time_to_first_chunk": row.ttft_s,
     }
     attributes |= {key: value for key, value in usage.items() if value is not None}
-    speaker = next((p for p in shape.connected if p.name == row.speaker), None)  # the observer too
     if speaker is not None and row.model:
         options = speaker.options.model_dump(exclude_none=True)
         attributes |= {OPTION_ATTRIBUTES[k]: v for k, v in options.items() if k in OPTION_ATTRIBUTES}

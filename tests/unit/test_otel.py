@@ -106,3 +106,22 @@ def test_otel_refuses_what_is_not_a_collectors_url(url: str, capsys):
     assert exit.value.code == 2
     [line] = [line for line in capsys.readouterr().err.splitlines() if "--otel" in line]
     assert "is not a collector's URL; give one like http://localhost:4318" in line
+
+
+def test_a_turn_on_an_openai_compatible_server_names_openai_as_its_provider():
+    shape = load_shape("duet")
+    moved = shape.model_copy(
+        update={
+            "participants": [
+                shape.participants[0],
+                shape.participants[1].model_copy(
+                    update={"provider": "openai", "base_url": "http://127.0.0.1:8080/v1"}
+                ),
+            ]
+        }
+    )
+    scrub = otel.Scrubber([], [])
+    on_openai = otel.row_attributes(row(host="http://127.0.0.1:8080/v1"), moved, scrub)
+    on_ollama = otel.row_attributes(row(speaker="a", node="a"), moved, scrub)
+    assert (on_openai["gen_ai.provider.name"], on_openai["gen_ai.system"]) == ("openai", "openai")
+    assert (on_ollama["gen_ai.provider.name"], on_ollama["gen_ai.system"]) == ("ollama", "ollama")
