@@ -94,6 +94,7 @@ class SweepDriver:
         self.left_pool: list[LeftPool] = []
         self.durations: list[float] = []
         self.tokens = 0
+        self.cell_tokens: dict[int, int] = {}
         self.queues: dict[str, list[int]] = {}
 
     # The plan
@@ -102,7 +103,8 @@ class SweepDriver:
         """The cells still to run: every one whose run has not completed."""
         runs = cell_runs(self.sweep.sweep_id, self.store)
         self.run_ids = {cell: run.meta.run_id for cell, run in runs.items()}
-        self.tokens = sum(cast(int, run_totals(run)["tokens"]) for run in runs.values())
+        self.cell_tokens = {cell: cast(int, run_totals(run)["tokens"]) for cell, run in runs.items()}
+        self.tokens = sum(self.cell_tokens.values())
         done = {cell for cell, run in runs.items() if run.status == "completed"}
         self.finished = set(done)
         return [c for c in self.cells.values() if c.cell not in done]

@@ -98,7 +98,7 @@ def two_hosts(**kwargs: Any) -> Iterator[tuple[Logged, Logged]]:
         yield logged[0], logged[1]
 
 
-def sweep_file(tmp_path: Path, hosts: list[str], **more: Any) -> Path:
+def sweep_file(tmp_path: Path, hosts: list[Any], **more: Any) -> Path:
     (tmp_path / "essay.md").write_text(ESSAY + "\n", encoding="utf-8")
     data: dict[str, Any] = {
         "shape": "duet",
