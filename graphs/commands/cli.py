@@ -879,13 +879,9 @@ def parse_hosts(values: list[str], shape: Shape | None) -> tuple[str | None, dic
 
 def resolve_hosts(shape: Shape, default: str | None, named: dict[str, str]) -> dict[str, str]:
     """--host NAME=URL, else the shape's host, else --host URL or --embedded, else $OLLAMA_HOST."""
-    from graphs.ollama.api import default_host, normalize_host
+    from graphs.run.providers import participant_hosts
 
-    fallback = default or default_host()
-    return {
-        p.name: p.base_url or named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
-        for p in shape.connected
-    }
+    return participant_hosts(shape, default, named)
 
 
 def read_topic(text: str | None, path: Path | None) -> str:

@@ -12,11 +12,22 @@ from collections.abc import Callable, Mapping
 from langchain_core.runnables import Runnable
 
 from graphs.engine.spec import Participant, Shape
-from graphs.ollama.api import TIMEOUT_S
+from graphs.ollama.api import TIMEOUT_S, default_host, normalize_host
 from graphs.ollama.residency import ResidencySettings
 from graphs.ollama.source import OllamaSource
 from graphs.openai.connector import PinnedChatOpenAI
 from graphs.openai.source import OpenAISource
+
+
+def participant_hosts(shape: Shape, default: str | None, named: Mapping[str, str]) -> dict[str, str]:
+    """Each connected participant's server: an OpenAI-compatible one's base_url, else its host
+    named for this run, else the shape's, else `default`, else $OLLAMA_HOST. The CLI's --host
+    and the served context's hosts both come here."""
+    fallback = default or default_host()
+    return {
+        p.name: p.base_url or named.get(p.name) or (normalize_host(p.host) if p.host else fallback)
+        for p in shape.connected
+    }
 
 
 class ByProvider:

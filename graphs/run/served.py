@@ -25,6 +25,8 @@ from langgraph.types import Command
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graphs.engine.context import DialogueContext
+from graphs.engine.relay import labels
+from graphs.engine.schedule import plan_turns
 from graphs.engine.spec import ModelOptions, Participant, Shape, describe_validation_error, with_overrides
 from graphs.engine.state import Turn
 from graphs.errors import DuologueError, RunNotFound
@@ -133,10 +135,10 @@ def served_shape(shape: Shape, context: ServedContext) -> Shape:
 
 def served_hosts(shape: Shape, context: ServedContext) -> dict[str, str]:
     """Each participant's host: the context's, else the shape's, else $OLLAMA_HOST (as the CLI's)."""
-    from graphs.commands.cli import resolve_hosts
+    from graphs.run.providers import participant_hosts
 
     named = {name: normalize_host(p.host) for name, p in context.participants.items() if p.host}
-    return resolve_hosts(shape, None, named)
+    return participant_hosts(shape, None, named)
 
 
 def stopped_by_user(error: BaseException | None) -> bool:
@@ -361,6 +363,10 @@ class ServedRecording:
             number = len(outcome.turns) + 1
             paused = number if number in request.shape.interject_before else None
             ending = f"Waiting for the facilitator before turn {number}" if paused else None
+            person = person_due(request, number) if not paused else None
+            if person is not None:  # its interrupt waits for their words: Command(resume=TEXT)
+                message = f"waiting for {person} to write turn {number}; resume the thread with their words"
+                ending = f"Run interrupted: {message}"
         try:
             if self.session is not None:
                 record_ending(self.session, status, message, ending, paused_before_turn=paused)
@@ -368,6 +374,14 @@ class ServedRecording:
             self.spans.run_ended(status, message, paused)
         finally:
             self.spans.close()
+
+
+def person_due(request: RunRequest, number: int) -> str | None:
+    """The label of the person whose turn `number` is, if it is a person's."""
+    if number > request.turns:
+        return None
+    speaker = plan_turns(request.shape, request.turns)[number - 1].speaker
+    return labels(request.shape)[speaker] if request.shape.participant(speaker).is_person else None
 
 
 class ServedRecorder(TraceRecorder):
