@@ -84,6 +84,7 @@ _EXPORTS = {
     "sweep_report": "graphs.sweep.report",
     "SweepReport": "graphs.sweep.report",
     "report_csv": "graphs.sweep.report",
+    "sweep_ids": "graphs.sweep.report",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -142,7 +143,7 @@ if TYPE_CHECKING:
         resume_dialogue,
     )
     from graphs.run.runner import ModelSource, RunObserver, RunOutcome, RunRequest, run_dialogue
-    from graphs.sweep.report import SweepReport, report_csv, sweep_report
+    from graphs.sweep.report import SweepReport, report_csv, sweep_ids, sweep_report
     from graphs.sweep.spec import load_manifest, load_sweep
 
 

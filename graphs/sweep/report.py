@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from graphs.errors import DuologueError
 from graphs.records.store import RunRecord, RunStore
 from graphs.records.tables import model_rates, run_totals
 from graphs.sweep.plan import Cell
@@ -99,13 +100,22 @@ def sweep_report(sweep_id: str, runs_dir: Path | str | None = None) -> SweepRepo
     )
 
 
+def sweep_ids(runs_dir: Path | str | None = None) -> list[str]:
+    """The runs folder's sweeps, the last one written first (what the Sweeps page offers)."""
+    return RunStore(runs_dir).sweep_ids()
+
+
 def cell_runs(sweep_id: str, store: RunStore) -> dict[int, RunRecord]:
-    """Each cell's run: the latest one recording this sweep and cell in its run.json."""
+    """Each cell's run: the latest one recording this sweep and cell in its run.json, found
+    through the runs folder's index, so only the sweep's own runs are read whole."""
     found: dict[int, RunRecord] = {}
-    for run in sorted(store.list(), key=lambda r: r.meta.started_at):
-        if run.unreadable or run.meta.sweep_id != sweep_id or run.meta.cell is None:
+    for summary in sorted(store.summaries(), key=lambda s: (s.started_at, s.run_id)):
+        if summary.unreadable or summary.sweep_id != sweep_id or summary.cell is None:
             continue
-        found[run.meta.cell] = run
+        try:
+            found[summary.cell] = store.load(summary.run_id)
+        except DuologueError:
+            continue  # gone or unreadable since the index saw it; the cell shows as not begun
     return found
 
 

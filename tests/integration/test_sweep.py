@@ -23,6 +23,7 @@ from support.fakeollama import FakeBackend, FakeModel, fake_ollama
 from graphs.commands.cli import main
 from graphs.embedded.backend import BackendFailure, ChatRequest
 from graphs.records.store import RunRecord, RunStore
+from graphs.sweep.report import sweep_ids
 
 A1, B1, A2, B2 = "glm-4.7-flash", "qwen3:32b", "llama3.2:3b", "gemma3:12b"
 REPLIES = {A1: "Glm opens here.", B1: "Qwen answers so.", A2: "Llama says this.", B2: "Gemma closes it."}
@@ -303,6 +304,7 @@ def test_the_reports_csv_one_row_per_cell(tmp_path: Path, runs_dir: Path, capsys
         path = sweep_file(tmp_path, [one.url], models=[{"a": A1, "b": B1}], seeds=[7])
         assert main(["sweep", str(path), "--runs-dir", str(runs_dir), "--json"]) == 0
     sweep_id = json.loads(capsys.readouterr().out)["sweep_id"]
+    assert sweep_ids(runs_dir) == [sweep_id]
     runs = sweep_runs(runs_dir)
     assert main(["analyze", runs[1].meta.run_id, "--runs-dir", str(runs_dir), "--json"]) == 0
     analysis = json.loads(capsys.readouterr().out)
