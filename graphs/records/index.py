@@ -384,8 +384,14 @@ class shared_connection:  # noqa: N801 - used as a context manager, like context
             self.guard.release()
             raise
 
-    def __exit__(self, *exc: object) -> None:
-        self.guard.release()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if kind is not None:  # a connection that failed (read-only, say) is not kept for the next write
+                dropped = self.cache.pop((os.getpid(), str(self.path)), None)
+                if dropped is not None:
+                    dropped[1].close()
+        finally:
+            self.guard.release()
 
     @classmethod
     def close_all(cls) -> None:
