@@ -481,14 +481,14 @@ class RunStore:
         data = read_bytes(path, sweep_id)
         return None if data is None else data.decode("utf-8", "replace")
 
-    def sweep_ids(self) -> list[str]:
+    def sweep_ids(self) -> tuple[str, ...]:
         """The sweeps with a sweep.json in this runs folder, the last written first."""
         folder = self.root / SWEEPS
         try:
             found = [(p.stat().st_mtime, p.parent.name) for p in folder.glob(f"*/{SWEEP}") if p.is_file()]
         except OSError as exc:
             raise record_error(f"cannot read the sweeps folder {folder}", exc) from None
-        return [name for _, name in sorted(found, reverse=True) if RUN_ID_PATTERN.match(name)]
+        return tuple(name for _, name in sorted(found, reverse=True) if RUN_ID_PATTERN.match(name))
 
     def sweep_folder(self, sweep_id: str) -> Path:
         if not RUN_ID_PATTERN.match(sweep_id):

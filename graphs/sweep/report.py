@@ -102,7 +102,7 @@ def sweep_report(sweep_id: str, runs_dir: Path | str | None = None) -> SweepRepo
 
 def sweep_ids(runs_dir: Path | str | None = None) -> list[str]:
     """The runs folder's sweeps, the last one written first (what the Sweeps page offers)."""
-    return RunStore(runs_dir).sweep_ids()
+    return list(RunStore(runs_dir).sweep_ids())
 
 
 def cell_runs(sweep_id: str, store: RunStore) -> dict[int, RunRecord]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from support.fakeollama import FakeBackend, FakeModel, fake_ollama
 from graphs.commands.cli import main
 from graphs.embedded.backend import BackendFailure, ChatRequest
 from graphs.records.store import RunRecord, RunStore
+from graphs.records.tables import run_totals
 from graphs.sweep.report import sweep_ids
 
 A1, B1, A2, B2 = "glm-4.7-flash", "qwen3:32b", "llama3.2:3b", "gemma3:12b"
@@ -124,6 +126,19 @@ CELLS = [
 ]
 
 
+def minutes(run: RunRecord) -> float:
+    """A cell's generation minutes, as `duologue runs` counts them (wall time: taken, not predicted)."""
+    return float(run_totals(run)["generation_minutes"])  # type: ignore[arg-type]
+
+
+def spread_of(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": round(statistics.fmean(values), 2),
+        "spread": round(statistics.pstdev(values), 2),
+        "n": len(values),
+    }
+
+
 def sweep_runs(runs_dir: Path) -> dict[int, RunRecord]:
     return {r.meta.cell: r for r in RunStore(runs_dir).list() if r.meta.cell is not None}
 
@@ -184,7 +199,7 @@ def test_a_two_host_sweep_holds_one_dialogue_per_host_and_keeps_models_together(
                 "turns_done": TURNS,
                 "turns": TURNS,
                 "tokens_per_s": {a: RATES[a], b: RATES[b]},
-                "minutes": 0.0,
+                "minutes": minutes(runs[number]),
                 "flags": [],
                 "verdict": None,
                 "challenges": None,
@@ -205,7 +220,7 @@ def test_a_two_host_sweep_holds_one_dialogue_per_host_and_keeps_models_together(
                 "cells": 4,
                 "completed": 4,
                 "tokens": spread(float(CELL_TOKENS)),
-                "minutes": spread(0.0),
+                "minutes": spread_of([minutes(runs[n]) for n, a, *_ in CELLS if a == index]),
                 "tokens_per_s": {a: spread(RATES[a]), b: spread(RATES[b])},
                 "verdicts": {},
             }
@@ -216,6 +231,8 @@ def test_a_two_host_sweep_holds_one_dialogue_per_host_and_keeps_models_together(
     # Each cell's seed went to every participant's requests.
     for host in (one, two):
         assert all(call.seed in (1, 2) for call in host.calls)
+    assert main(["sweep-report", sweep_id, "--runs-dir", str(runs_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == printed, "sweep-report says what the sweep said"
 
 
 def test_a_sweep_killed_mid_way_completes_when_run_again_without_regenerating_a_turn(
@@ -301,11 +318,25 @@ def report_text(sweep_id: str, runs_dir: Path, capsys) -> str:
 
 def test_the_reports_csv_one_row_per_cell(tmp_path: Path, runs_dir: Path, capsys):
     with two_hosts() as (one, two):
-        path = sweep_file(tmp_path, [one.url], models=[{"a": A1, "b": B1}], seeds=[7])
+        path = sweep_file(
+            tmp_path,
+            [one.url],
+            models=[{"a": A1, "b": B1}],
+            seeds=[7],
+            residency="exclusive",
+            require_gpu=True,
+        )
         assert main(["sweep", str(path), "--runs-dir", str(runs_dir), "--json"]) == 0
     sweep_id = json.loads(capsys.readouterr().out)["sweep_id"]
     assert sweep_ids(runs_dir) == [sweep_id]
     runs = sweep_runs(runs_dir)
+    for run in runs.values():  # the residency policy and require_gpu hold every cell, as a single run
+        assert (run.meta.settings["residency_policy"], run.meta.settings["require_gpu"]) == (
+            "exclusive",
+            True,
+        )
+        assert {r.residency for r in run.turn_rows} == {"exclusive"}
+        assert {r.require_gpu for r in run.turn_rows} == {True}
     assert main(["analyze", runs[1].meta.run_id, "--runs-dir", str(runs_dir), "--json"]) == 0
     analysis = json.loads(capsys.readouterr().out)
     csv_path = tmp_path / "report.csv"
@@ -315,9 +346,9 @@ def test_the_reports_csv_one_row_per_cell(tmp_path: Path, runs_dir: Path, capsys
     assert csv_path.read_text(encoding="utf-8") == (
         "cell,status,host,models,topic,seed,run_id,tokens,minutes,flags,verdict,challenges,questions,"
         f"tok/s {A1},tok/s {B1}\n"
-        f"1,completed,{one.url},a={A1}; b={B1},essay.md,7,{runs[1].meta.run_id},{CELL_TOKENS},0.0,,"
+        f"1,completed,{one.url},a={A1}; b={B1},essay.md,7,{runs[1].meta.run_id},{CELL_TOKENS},{minutes(runs[1])},,"
         f"{analysis['verdict']},{challenges},{questions},90.0,30.0\n"
-        f"2,completed,{one.url},a={A1}; b={B1},{QUESTION},7,{runs[2].meta.run_id},{CELL_TOKENS},0.0,,,,,"
+        f"2,completed,{one.url},a={A1}; b={B1},{QUESTION},7,{runs[2].meta.run_id},{CELL_TOKENS},{minutes(runs[2])},,,,,"
         "90.0,30.0\n"
     )
 
