@@ -474,3 +474,18 @@ def test_resume_by_sweep_id_runs_what_is_left_without_the_file(tmp_path: Path, r
         ("completed", row["run_id"]) for row in first["cells"]
     ], "the same runs, resumed"
     assert again["left_pool"] == []
+
+
+def test_max_per_host_caps_the_dialogues_a_host_holds_at_once(tmp_path: Path, runs_dir: Path, capsys):
+    with two_hosts(token_delay_s=0.01) as (one, _):
+        path = sweep_file(tmp_path, [one.url], topics=[QUESTION], max_per_host=2)
+        assert main(["sweep", str(path), "--runs-dir", str(runs_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [row["status"] for row in report["cells"]] == ["completed"] * 4
+    spans: dict[tuple[int, str, int | None], list[float]] = {}
+    for call in one.calls:
+        span = spans.setdefault((call.assignment, call.topic, call.seed), [call.started, call.ended])
+        span[0], span[1] = min(span[0], call.started), max(span[1], call.ended)
+    for start, _ in spans.values():
+        held = [s for s, e in spans.values() if s <= start < e]
+        assert len(held) <= 2, "never more than max_per_host dialogues on the host"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from graphs.commands.sweep import ProgressLine, progress_text
 from graphs.errors import ShapeError
+from graphs.sweep.driver import SweepProgress
 from graphs.sweep.plan import Cell, next_cell, plan_cells, schedule
 from graphs.sweep.spec import load_sweep
 
@@ -123,3 +126,37 @@ def test_a_bad_sweep_file_is_one_line_naming_the_field(tmp_path: Path, data: dic
         load_sweep(path)
     assert str(caught.value).startswith(f"{path}: {problem}")
     assert "\n" not in str(caught.value)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def progress(done: int, running: int, tokens: int, eta_s: float | None = None) -> SweepProgress:
+    return SweepProgress(total=8, done=done, failed=1, running=running, tokens=tokens, eta_s=eta_s)
+
+
+def test_the_progress_line_is_redrawn_on_a_terminal_and_a_line_per_change_elsewhere():
+    assert progress_text(progress(3, 2, 12345, 130.4)) == (
+        "cells 3/8 done · 1 failed · 2 running · 12,345 tokens · ETA 2m10s"
+    )
+    assert progress_text(progress(8, 0, 20, 0.0)) == "cells 8/8 done · 1 failed · 0 running · 20 tokens"
+    plain = io.StringIO()
+    line = ProgressLine(plain)
+    for p in (progress(0, 1, 0), progress(0, 1, 5), progress(1, 1, 9, 42.0)):
+        line.show(p)
+    line.end()
+    assert plain.getvalue() == (
+        "duologue: cells 0/8 done · 1 failed · 1 running · 0 tokens\n"
+        "duologue: cells 1/8 done · 1 failed · 1 running · 9 tokens · ETA 42s\n"
+    ), "a log gets a line when a cell starts or ends, not on every turn"
+    terminal = Terminal()
+    line = ProgressLine(terminal)
+    line.show(progress(0, 1, 0))
+    line.show(progress(1, 0, 9))
+    line.end()
+    assert terminal.getvalue() == (
+        "\r\x1b[2Kcells 0/8 done · 1 failed · 1 running · 0 tokens"
+        "\r\x1b[2Kcells 1/8 done · 1 failed · 0 running · 9 tokens\n"
+    )
