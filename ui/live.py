@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
+import queue
 import threading
 import time
 import weakref
@@ -47,6 +48,8 @@ KEEP_FINISHED = 50
 """Finished runs kept in memory (their records stay on disk regardless)."""
 POLL_S = 0.5
 """How often the page reads a run's snapshot while it streams (ui/watch.py), and the bench's poller."""
+PERSON_WAIT_S = 0.2
+"""How often a run waiting for a person's words checks whether it was stopped."""
 RATE_SPAN_S = 0.5
 """A live rate needs tokens this far apart: over less, a burst of buffered tokens reads as thousands."""
 
@@ -82,6 +85,16 @@ class LiveTurn:
 
 
 @dataclass(frozen=True)
+class PersonDue:
+    """A person's turn the run waits for: the page shows its box with Send."""
+
+    number: int
+    speaker: str
+    label: str
+    kind: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """A consistent copy of a LiveRun, safe to render while the worker keeps writing."""
 
@@ -98,6 +111,8 @@ class Snapshot:
     """For a resumed run, how many turns were finished before it resumed; None for a new run."""
     earlier: str = ""
     """For a resumed run, its transcript as it was when it resumed."""
+    person_due: PersonDue | None = None
+    """The person's turn the run waits for, until Send gives it their words."""
 
     @property
     def done(self) -> bool:
@@ -129,6 +144,9 @@ class LiveRun:
     _last_token: float = 0.0
     _placements: dict[int, TraceRecord] = field(default_factory=dict)
     """By turn: a turn's model may be placed before the worker has announced the turn."""
+    _person_due: PersonDue | None = None
+    _words: queue.Queue[str] = field(default_factory=queue.Queue)
+    """What Send gave for the person's turn due, which the worker waits on."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ended: threading.Event = field(default_factory=threading.Event)
 
@@ -186,6 +204,32 @@ class LiveRun:
             self._reset_turn()
             self._placements = {n: p for n, p in self._placements.items() if n > turn["number"]}
 
+    def person_turn(self, planned: PlannedTurn, label: str) -> str | None:
+        """The runner's hook for a person's turn: wait for the page's Send (the run's graph waits
+        on its interrupt meanwhile); Stop, or the server's exit, ends the run as interrupted."""
+        with self._lock:
+            self._person_due = PersonDue(planned.number, planned.speaker, label, planned.kind)
+        try:
+            while not self.request.stop.is_set():
+                try:
+                    return self._words.get(timeout=PERSON_WAIT_S)
+                except queue.Empty:
+                    continue
+            raise RunInterrupted(f"run {self.run_id} stopped before {label} wrote turn {planned.number}")
+        finally:
+            with self._lock:
+                self._person_due = None
+
+    def send(self, text: str) -> bool:
+        """The page's Send: the person's words for the turn due; False when no turn waits for them
+        (the run went on, or ended, since the page was drawn)."""
+        with self._lock:
+            if self._person_due is None or not text.strip():
+                return False
+            self._person_due = None  # the page redrawn at once shows the turn as sent
+            self._words.put(text)
+            return True
+
     def run_ended(self, status: str) -> None:
         """The run's ending is recorded: the page may show the record, though the worker may
         still be flushing its trace to LangSmith."""
@@ -226,6 +270,7 @@ class LiveRun:
                 stopping=self.request.stop.is_set() and self.status not in TERMINAL,
                 resumed_after=self.resumed_after,
                 earlier=self.earlier,
+                person_due=self._person_due,
             )
 
     def stop(self) -> None:

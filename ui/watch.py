@@ -18,7 +18,7 @@ from __future__ import annotations
 import streamlit as st
 
 from . import render
-from .live import POLL_S, LiveRun, LiveTurn, Snapshot
+from .live import POLL_S, LiveRun, LiveTurn, PersonDue, Snapshot
 
 
 def live_view(live: LiveRun) -> None:
@@ -26,7 +26,10 @@ def live_view(live: LiveRun) -> None:
     snap = live.snapshot()
     if snap.done:
         st.rerun()
-    live_part(live, len(snap.turns))
+    due = snap.person_due
+    live_part(live, len(snap.turns), due.number if due else None)
+    if due is not None:
+        show_person_box(live, due)
     for turn in reversed(snap.turns):
         show_finished_turn(turn)
     if snap.resumed_after is not None:
@@ -34,14 +37,22 @@ def live_view(live: LiveRun) -> None:
 
 
 @st.fragment(run_every=POLL_S)
-def live_part(live: LiveRun, shown: int) -> None:
-    """What moves: `shown` finished turns are drawn below, outside this fragment, already."""
+def live_part(live: LiveRun, shown: int, asked: int | None = None) -> None:
+    """What moves: `shown` finished turns are drawn below, outside this fragment, already, and
+    the box for the person's turn `asked`, if one waits."""
     with render.failure_shown():  # a fragment's rerun runs this alone, outside the page's guard
         snap = live.snapshot()
+        due = snap.person_due.number if snap.person_due else None
         if snap.done or (len(snap.turns) > shown and snap.current is not None and snap.current.tokens):
             st.rerun()  # the next turn streams: the page draws the finished ones folded, once
+        if due != asked and (due is not None or len(snap.turns) > shown):
+            st.rerun()  # a person's turn is due (its box), or was written: the page draws it whole
         show_status(live, snap)
-        if snap.current is not None:
+        if snap.person_due is not None:
+            if snap.current is not None:
+                st.markdown(f"#### {turn_heading(snap.current)}")
+            st.caption("Waiting for your words: write the turn below and press Send.")
+        elif snap.current is not None:
             show_current_turn(snap.current)
         elif snap.status == "starting":
             st.caption("Checking the servers and their models…")
@@ -69,6 +80,26 @@ def show_status(live: LiveRun, snap: Snapshot) -> None:
             "Stop", type="secondary", key=f"stop:{snap.run_id}", disabled=snap.stopping, on_click=live.stop
         ):
             st.toast("Stopping after the current token; finished turns are kept.")
+
+
+def show_person_box(live: LiveRun, due: PersonDue) -> None:
+    """The person's turn: a text box and Send, which hands the words to the waiting run."""
+    with st.form(key=f"person:{live.run_id}:{due.number}", clear_on_submit=True, border=True):
+        text = st.text_area(
+            render.plain(f"{due.label}, your turn {due.number} ({due.kind})"),
+            height=180,
+            placeholder="Your words, relayed to the others as any participant's turn.",
+            key=f"person-text:{live.run_id}:{due.number}",
+        )
+        sent = st.form_submit_button("Send", type="primary")
+    if not sent:
+        return
+    if not text.strip():
+        st.warning("An empty turn is not sent: write your words, then Send.")
+    elif live.send(text):
+        st.rerun()
+    else:
+        st.warning("The run no longer waits for this turn (it was stopped, or the turn was sent).")
 
 
 def show_earlier(finished: int, transcript: str) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from graphs.errors import DuologueError
 from graphs.records.schema import ParticipantRecord, RunMeta, TraceRecord, package_version
 from graphs.records.store import RunStore, RunWriter, new_run_id, now_iso
-from graphs.records.transcript_reader import ReadTranscript, infer_kinds, read_transcript
+from graphs.records.transcript_reader import ReadTranscript, TurnStats, infer_kinds, read_transcript
 
 IMPORTED = "imported"
 MAX_BYTES = 5_000_000
@@ -108,6 +109,13 @@ def started_at(transcript: ReadTranscript) -> str:
     return now_iso()
 
 
+def person_fields(stats: TurnStats | None) -> dict[str, Any]:
+    """A person's turn, as its stats line says: their words, no model."""
+    if stats is None or stats.words is None:
+        return {}
+    return {"speaker_kind": "person", "words": stats.words}
+
+
 def trace_rows(meta: RunMeta, transcript: ReadTranscript) -> list[TraceRecord]:
     names = {p.label: p.name for p in meta.participants}
     rows = []
@@ -127,6 +135,7 @@ def trace_rows(meta: RunMeta, transcript: ReadTranscript) -> list[TraceRecord]:
                 latency_s=stats.seconds if stats else None,
                 completion_tokens=stats.tokens if stats else None,
                 tokens_per_s=stats.tokens_per_s if stats else None,
+                **person_fields(stats),
             )
         )
     return rows

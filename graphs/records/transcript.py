@@ -60,7 +60,7 @@ def total_line(
     copied turns' tokens and time are counted."""
     counted = [records[t["number"]] for t in turns if t["number"] in records]
     tokens = sum(r.completion_tokens or 0 for r in counted)
-    seconds = sum(r.latency_s or 0 for r in counted)
+    seconds = sum(r.latency_s or 0 for r in counted if r.speaker_kind != "person")  # a person's is typing
     took = f"{duration(seconds)} of generation"
     if copied:
         run_id, at = copied

@@ -19,6 +19,11 @@ STATS = re.compile(
     r"^\*\(\s*(?P<tokens>\d+)\s+tokens?\s*,\s*(?P<rate>[\d.]+|\?)\s*tok/s\s*,\s*"
     r"(?P<seconds>\d+(?:\.\d+)?)\s*s\s*(?:,\s*(?P<flags>[^)]*))?\)\*$"
 )
+PERSON_STATS = re.compile(
+    r"^\*\(\s*person\s*,\s*(?P<words>\d+)\s+words?\s*,\s*(?P<seconds>\d+(?:\.\d+)?)\s*s\s*"
+    r"(?:,\s*(?P<flags>[^)]*))?\)\*$"
+)
+"""A person's turn: '*(person, 212 words, 95s)*'."""
 NO_STATS = re.compile(r"^\*\(\s*no stats\s*\)\*$")
 INTERJECTION = re.compile(r"^###\s*Facilitator\b.*?before\s+Turn\s+(\d+)", re.IGNORECASE)
 OBSERVER = re.compile(r"^##\s*Observer'?s?\s+Notes\s*(?:\((?P<label>[^)]*)\))?\s*:?\s*$", re.IGNORECASE)
@@ -40,10 +45,12 @@ class NoTurns(TranscriptError):
 
 @dataclass
 class TurnStats:
-    tokens: int
+    tokens: int | None
+    """None for a person's turn, which counts `words` instead."""
     tokens_per_s: float | None
     seconds: float
     flags: list[str] = field(default_factory=list)
+    words: int | None = None
 
 
 @dataclass
@@ -208,6 +215,11 @@ def parse_stats(line: str, index: int, source: str) -> TurnStats | None:
     """The turn's stats line, None if `line` is not one; a malformed one is an error."""
     if NO_STATS.match(line):
         return None
+    person = PERSON_STATS.match(line)
+    if person:
+        flags = [f.strip() for f in (person.group("flags") or "").split(",") if f.strip()]
+        words, seconds = int(person.group("words")), float(person.group("seconds"))
+        return TurnStats(tokens=None, tokens_per_s=None, seconds=seconds, flags=flags, words=words)
     match = STATS.match(line)
     if match:
         rate = match.group("rate")

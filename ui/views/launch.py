@@ -136,8 +136,9 @@ def choices_for(participant: Participant) -> list[Choice]:
     )
 
 
-offered = {p.name: choices_for(p) for p in shape.participants}
-defaults = launching.default_choices(shape.participants, offered)
+speaking_models = [p for p in shape.participants if not p.is_person]  # a person picks no model
+offered = {p.name: choices_for(p) for p in speaking_models}
+defaults = launching.default_choices(speaking_models, offered)
 
 # ---- participants -------------------------------------------------------------------------
 
@@ -155,6 +156,9 @@ for participant, column in zip(shape.participants, columns, strict=True):
         st.markdown(
             f"**{render.plain(participant.label or 'Participant')}** · {render.code_span(participant.name)}"
         )
+        if participant.is_person:
+            st.caption("A person: you write their turns in the run's box, each one sent with Send.")
+            continue
         choices = offered[participant.name]
         by_label = {choice.label: choice for choice in choices}  # plain strings keep the widget simple
         default = defaults.get(participant.name)
@@ -167,7 +171,7 @@ for participant, column in zip(shape.participants, columns, strict=True):
         st.session_state[f"{key}:hosted"] = hosted
         label = st.selectbox("Model", list(by_label), key=f"{key}:model")
         picked[participant.name] = by_label[label]
-for participant in shape.participants:
+for participant in speaking_models:
     choice = picked[participant.name]
     key = f"{scope}:{participant.name}"
     base = participant
@@ -328,7 +332,9 @@ turns = int(
     )
 )
 plan = plan_turns(shape, turns)
-names = {p.name: p.label or picked[p.name].model for p in shape.participants}
+names = {
+    p.name: p.label or (picked[p.name].model if p.name in picked else p.display) for p in shape.participants
+}
 st.caption(
     render.plain(" → ".join(f"{t.number} {names[t.speaker]} ({t.kind})" for t in plan[:12]))
     + (" …" if turns > 12 else "")
