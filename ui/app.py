@@ -1,6 +1,6 @@
 """duologue's Streamlit page: `duologue ui` runs `streamlit run` on this file, on 127.0.0.1.
 
-Five pages: Launch a run and watch it, the Runs table, one Run's every turn, runs Compared, the Shapes.
+Six pages: Launch a run and watch it, the Runs table, one Run's every turn, runs Compared, Sweeps, the Shapes.
 A run is named by ?run=ID on the Run page (/run?run=ID); the root URL with a run, /?run=ID, opens
 that run too, not Launch, so any link or reload that names a run shows it.
 """
@@ -20,6 +20,7 @@ page = st.navigation(
         st.Page("views/runs.py", title="Runs", icon=":material/list:"),
         run,
         st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("views/sweeps.py", title="Sweeps", icon=":material/grid_view:"),
         st.Page("views/shapes.py", title="Shapes", icon=":material/account_tree:"),
     ]
 )
