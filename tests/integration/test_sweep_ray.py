@@ -4,6 +4,8 @@ Ray task asking its host's custom resource; the same cells and results as in one
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from integration.test_sweep import (  # noqa: E402 - after the skip without Ray
     models,
     sweep_file,
     sweep_runs,
+    wait_for,
 )
 
 COMPARED = (
@@ -36,6 +39,40 @@ COMPARED = (
     "tokens_per_s",
     "flags",
 )
+
+
+def test_ctrl_c_stops_every_cell_on_ray_and_records_each_interrupted(tmp_path: Path) -> None:
+    """In its own process, which starts a local Ray cluster for the sweep (or joins the running one)."""
+    with fake_ollama(models(), token_delay_s=0.05) as one, fake_ollama(models(), token_delay_s=0.05) as two:
+        path = sweep_file(tmp_path, [one[0].url, two[0].url])
+        runs_dir = tmp_path / "runs"
+        command = [
+            sys.executable,
+            "-m",
+            "graphs",
+            "sweep",
+            str(path),
+            "--runs-dir",
+            str(runs_dir),
+            "--ray",
+            "auto",
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+
+            def both_mid_dialogue() -> bool:
+                runs = sweep_runs(runs_dir) if runs_dir.exists() else {}
+                return len([r for r in runs.values() if r.meta.status == "running" and r.finished_turns]) == 2
+
+            wait_for(both_mid_dialogue, "two cells mid-dialogue on Ray", seconds=180)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=120)
+        finally:
+            process.kill()
+    assert process.returncode == 130, err.decode()
+    stopped = [r for r in sweep_runs(runs_dir).values() if r.meta.status != "completed"]
+    assert len(stopped) == 2
+    assert all((r.meta.status, r.meta.error) == ("interrupted", "interrupted by the user") for r in stopped)
 
 
 @pytest.fixture(scope="module")
