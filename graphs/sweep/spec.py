@@ -228,9 +228,11 @@ def topic_text(topic: str, where: str, base: Path) -> str:
 
 def sweep_id_of(stem: str, file: SweepFile, shape: Shape, topics: list[str]) -> str:
     """The sweep's id, from what it holds: the same file run again is the same sweep, so it
-    continues where it stopped; a change to what its cells hold makes another sweep."""
+    continues where it stopped; a change to what its cells hold makes another sweep. The pool
+    (hosts, max_per_host) and the timeout are not what a cell holds: a sweep moved to other hosts,
+    or given more patience, is the same sweep."""
     content = {
-        "file": file.model_dump(mode="json", exclude={"hosts", "max_per_host"}),
+        "file": file.model_dump(mode="json", exclude={"hosts", "max_per_host", "timeout_s"}),
         "shape": shape.model_dump(mode="json"),
         "topics": topics,
     }

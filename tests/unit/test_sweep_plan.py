@@ -90,7 +90,9 @@ def test_the_sweep_id_follows_what_the_cells_hold_not_the_pool(tmp_path: Path):
     first = load_sweep(write(tmp_path, seeds=[1])).sweep_id
     assert first.startswith("grid-")
     assert load_sweep(write(tmp_path, seeds=[1])).sweep_id == first, "the same file, the same sweep"
-    moved = write(tmp_path, seeds=[1], hosts=["http://gpu2:11434", "http://gpu3:11434"], max_per_host=2)
+    moved = write(
+        tmp_path, seeds=[1], hosts=["http://gpu2:11434", "http://gpu3:11434"], max_per_host=2, timeout_s=900
+    )
     assert load_sweep(moved).sweep_id == first
     assert load_sweep(write(tmp_path, seeds=[2])).sweep_id != first
     assert load_sweep(write(tmp_path, seeds=[1], topics=["Another topic."])).sweep_id != first
