@@ -167,7 +167,10 @@ class SweepDriver:
             cell = self.cells[number]
             last_assignment = cell.assignment
             started = time.monotonic()
-            status, error = self.hold(cell, host, event)
+            try:
+                status, error = self.hold(cell, host, event)
+            except Exception as exc:  # noqa: BLE001 - a slot that died would leave its cell running forever
+                status, error = "failed", f"{exc.__class__.__name__}: {exc}"
             with self.lock:
                 self.running.pop(number, None)
                 self.settle(number, host, status, error, time.monotonic() - started)
