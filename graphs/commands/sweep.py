@@ -41,7 +41,8 @@ def add_commands(commands: Any, runs_dir_option: Callable[[argparse.ArgumentPars
     sweep.add_argument(
         "--ray",
         metavar="auto|ADDRESS",
-        help="run each cell as a Ray task on this cluster (needs duologue[ray])",
+        help="run each cell as a Ray task: auto joins the running cluster, else starts one here; ADDRESS "
+        "joins that one (needs duologue[ray])",
     )
     sweep.add_argument(
         "--no-trace", action="store_true", help="don't export the cells' traces (LangSmith, OpenTelemetry)"
