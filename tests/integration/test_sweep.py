@@ -367,6 +367,15 @@ def test_bad_sweep_files_are_one_line_naming_the_file_and_field(tmp_path: Path, 
         path = sweep_file(tmp_path, [host], **more)
         assert main(["sweep", str(path), "--runs-dir", str(runs_dir)]) == 2
         assert capsys.readouterr().err == f"duologue: error: {path}: {problem}\n"
+    assert main(["sweep-report", "nope", "--runs-dir", str(runs_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"duologue: error: no sweep 'nope' in {runs_dir} (`duologue sweep FILE` starts one)\n"
+    )
+    path = sweep_file(tmp_path, [host])
+    assert main(["sweep", str(path), "--resume", "grid-0000000000", "--runs-dir", str(runs_dir)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"duologue: error: --resume grid-0000000000: {path} is sweep grid-"
+    )
     assert not runs_dir.exists(), "nothing was held"
 
 
