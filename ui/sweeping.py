@@ -17,9 +17,10 @@ VERDICT_COLOURS = {"converged": "#31a354", "mixed": "#9e9ac8", "contested": "#de
 UNFINISHED = ("running", "pending")
 """A cell's run going on, or a cell not begun: the sweep may still be running."""
 GRID_COLUMNS = (
-    "cell", "status", "models", "topic", "seed", "host", "turns", "tokens", "tok/s", "minutes", "flags",
-    "verdict", "run",
+    "cell", "run", "status", "models", "topic", "seed", "turns", "tokens", "tok/s", "minutes", "verdict",
+    "flags", "host",
 )  # fmt: skip
+"""The grid's columns, what tells the cells apart first: the host, the same for most, goes last."""
 
 
 def pair(models: dict[str, str]) -> str:
@@ -111,7 +112,7 @@ def show_charts(report: SweepReport) -> None:
                 alt.Chart(verdicts, title="Verdicts per model pair", height=240)
                 .mark_bar()
                 .encode(
-                    y=alt.Y("pair:N", title=None),
+                    y=alt.Y("pair:N", title=None, axis=alt.Axis(labelLimit=320)),
                     x=alt.X("cells:Q", title="cells", axis=alt.Axis(tickMinStep=1)),
                     color=alt.Color(
                         "verdict:N",
@@ -137,7 +138,8 @@ def show_report(report: SweepReport) -> None:
         hide_index=True,
         column_config={
             "cell": st.column_config.NumberColumn(width="small"),
-            "topic": st.column_config.TextColumn(help="The topic's first line"),
+            "models": st.column_config.TextColumn(width="medium"),
+            "topic": st.column_config.TextColumn(width="medium", help="The topic's first line"),
             "tok/s": st.column_config.TextColumn(help="Each model's decode rate over its finished turns"),
             "minutes": st.column_config.NumberColumn(format="%.1f", help="Minutes generating"),
             "verdict": st.column_config.TextColumn(help="The saved analysis's verdict, once it is analyzed"),

@@ -1,10 +1,6 @@
 """The Sweeps page through AppTest: the picker, the grid of cells whole (status, models, topic,
-seed, host, numbers, verdict, the link into each run), live while a cell runs, the charts' data,
-and a topic with markup shown as text.
-
-The sweep is written by hand: its sweep.json from a sweep file (graphs.sweep.spec), and a run per
-begun cell with its sweep_id and cell in run.json (support.records.written_run, then save_meta).
-"""
+seed, host, numbers, verdict, the link into each run), a cell no process holds, the charts' data,
+and a topic with markup shown as text. The sweep is written by hand (support.sweeps)."""
 
 from __future__ import annotations
 
@@ -16,70 +12,19 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from support import ROOT
 from support.markup import armed, page_markdown, visible
-from support.records import written_run
+from support.sweeps import DIARY, GLM, LLAMA, MARKUP, QWEN, RUNS, written_sweep
 
-from graphs.insight.analysis import Analysis
-from graphs.records.store import RunStore, RunWriter
-from graphs.sweep.spec import load_sweep, manifest_of
+from graphs.records.store import RunWriter
 
 APP = str(ROOT / "ui" / "app.py")
-GLM, QWEN, LLAMA = "glm-4.7-flash", "qwen3:32b", "llama3.2:3b"
-DIARY = "Is a diary a memory?"
-MARKUP = "**Bold** and [a link](http://example.com) <b>HTML</b>"
-SWEEP_FILE = f"""
-shape: duet
-models:
-  - {{a: {GLM}, b: {QWEN}}}
-  - {{a: {LLAMA}, b: {QWEN}}}
-topics: ["{DIARY}", "{MARKUP}"]
-seeds: [7]
-turns: 4
-hosts: [http://127.0.0.1:9]
-"""
-RUNS = {  # cell: run id, status, the first model's tok/s, the verdict
-    1: ("20261201-100000-duet-0000c001", "completed", 30.0, "converged"),
-    2: ("20261201-100100-duet-0000c002", "completed", 25.0, "contested"),
-    3: ("20261201-100200-duet-0000c003", "running", 50.0, None),
-}
-
-
-def analysis(run_id: str, verdict: str) -> Analysis:
-    return Analysis(
-        run_id=run_id, verdict=verdict, verdict_reason="", speakers={}, turns=[], phrases=[], loops=[],
-        closing_attribution=[], summary=[],
-    )  # fmt: skip
 
 
 @pytest.fixture
 def sweep(runs_dir: Path, tmp_path: Path, monkeypatch) -> tuple[str, RunWriter]:
-    """A sweep of four cells: two completed and analyzed, one running (held by the returned
-    writer's lock only inside the test's `with`), one not begun."""
+    """The sweep of support.sweeps, and the writer of its running cell (held only inside a `with`)."""
     monkeypatch.setenv("DUOLOGUE_RUNS_DIR", str(runs_dir))
-    path = tmp_path / "pairs.yaml"
-    path.write_text(SWEEP_FILE)
-    planned = load_sweep(path)
-    manifest = manifest_of(planned)
-    store = RunStore(runs_dir)
-    store.save_sweep(planned.sweep_id, manifest)
-    store.summaries()  # the index exists: the runs below are written into it as they are made
-    writers = {}
-    for cell in manifest.cells[:3]:
-        run_id, status, rate, verdict = RUNS[cell.cell]
-        models = list(cell.models.values())
-        written_run(
-            runs_dir, run_id, "duet", models, status, f"2026-12-01T10:0{cell.cell - 1}:00.000Z", cell.topic,
-            "# duet\n", completion_tokens=40, tokens_per_s=rate,
-        )  # fmt: skip
-        writer = store.reopen(run_id)
-        writer.save_meta(sweep_id=planned.sweep_id, cell=cell.cell)
-        if verdict:
-            writer.save_analysis(analysis(run_id, verdict))
-        writers[cell.cell] = writer
-    written_run(  # a run of no sweep, which the page leaves out
-        runs_dir, "20261201-110000-duet-00000ff0", "duet", [GLM], "completed", "2026-12-01T11:00:00.000Z",
-        "alone", "# duet\n",
-    )  # fmt: skip
-    return planned.sweep_id, writers[3]
+    sweep_id, writers = written_sweep(runs_dir, tmp_path)
+    return sweep_id, writers[3]
 
 
 def sweeps_page(sweep_id: str | None = None) -> AppTest:
@@ -116,6 +61,10 @@ def test_the_grid_has_every_cell_with_its_status_numbers_verdict_and_link(sweep:
     with running.lock():
         at = sweeps_page()
     assert at.selectbox(key="sweep-picked").value == sweep_id
+    assert list(at.dataframe[0].value.columns) == [
+        "cell", "run", "status", "models", "topic", "seed", "turns", "tokens", "tok/s", "minutes", "verdict",
+        "flags", "host",
+    ]  # fmt: skip
     assert at.selectbox(key="sweep-picked").options == [f"{sweep_id} · 3 runs · from 2026-12-01 10:00 UTC"]
     topic_line = MARKUP  # the topic's first line, as text: the grid reads no Markdown
     assert grid(at) == [

@@ -17,8 +17,7 @@ from graphs import DuologueError, SweepReport, sweep_ids, sweep_report
 from graphs.ui import common, render
 from graphs.ui.sweeping import UNFINISHED, show_report, sweep_label
 
-POLL_S = 2.0
-"""How often the grid is read again while the sweep is not done."""
+POLL_S = 2.0  # how often the grid is read again while the sweep is not done (no docstring: it would show)
 
 st.title("Sweeps")
 store = common.store()
