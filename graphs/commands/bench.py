@@ -80,6 +80,7 @@ KEYS = (
     "analyze_ms_100_turns",
     "list_ms_10k_runs",
     "list_cold_ms_10k_runs",
+    "ui_list_ms_10k_runs",
 )
 TARGETS: dict[str, tuple[str, float]] = {
     "overhead_ratio": ("<=", 1.10),
@@ -89,6 +90,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "prompt_reeval_ratio": ("<=", 1.2),
     "analyze_ms_100_turns": ("<=", 1000.0),
     "list_ms_10k_runs": ("<=", 1000.0),
+    "ui_list_ms_10k_runs": ("<=", 1000.0),
 }
 ANALYSIS_TURNS = 100
 ANALYSIS_WORDS_PER_TURN = 180
@@ -134,6 +136,10 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     result |= {"turns": settings.turns, "repeat": settings.repeat}
     with tempfile.TemporaryDirectory(prefix="duologue-bench-") as scratch:
         runs_dir = Path(scratch) / "runs"
+        runs_dir.mkdir()
+        from graphs.records.store import RunStore
+
+        RunStore(runs_dir).summaries()  # its index, as any runs folder listed once has: runs keep it up
         with instant_server() as url:
             result |= measure_overhead(url, settings, runs_dir, say)
             say("memory: one engine run in a child process")
@@ -492,7 +498,7 @@ def memory_child(url: str, turns: int, runs_dir: Path) -> dict[str, Any]:
     engine_run(url, turns, runs_dir, observer=clock)
     from graphs.records.store import TRANSCRIPT
 
-    folders = sorted(runs_dir.iterdir(), key=lambda f: f.stat().st_mtime)
+    folders = sorted((f for f in runs_dir.iterdir() if f.is_dir()), key=lambda f: f.stat().st_mtime)
     transcript = folders[-1] / TRANSCRIPT
     return {
         "peak_rss_kb": peak_rss_kb(),
@@ -564,11 +570,11 @@ def embedded_engine_run(
     """
     from graphs.records.store import RunStore
 
-    before = set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
+    before = {f for f in runs_dir.iterdir() if f.is_dir()} if runs_dir.is_dir() else set()
     first_final = len(finals) if finals is not None else 0
     shape = embedded_shape(settings.num_predict, settings.threads())
     engine_run(url, settings.embedded_turns, runs_dir, shape=shape, topic=essay())
-    (folder,) = set(runs_dir.iterdir()) - before
+    (folder,) = {f for f in runs_dir.iterdir() if f.is_dir()} - before  # the index's files are no run
     run = RunStore(runs_dir).load(folder.name)
     records = sorted(run.turn_records, key=lambda r: r.turn or 0)
     inputs = {row.turn: row.messages for row in run.inputs()}
@@ -821,7 +827,8 @@ def small_run_folders(root: Path, count: int = LISTED_RUNS) -> list[str]:
 def measure_listing(root: Path, repeat: int) -> dict[str, Any]:
     """list_ms_10k_runs: what `duologue runs` does with 10,000 runs (list them, make its table),
     from a warm index (median of `repeat`); list_cold_ms_10k_runs: the first listing, which builds
-    the index from the folders."""
+    the index from the folders; ui_list_ms_10k_runs: the page's Runs page drawing them (its
+    script run in Streamlit's AppTest, once warm)."""
     from graphs.records.index import INDEX
     from graphs.records.store import RunStore
     from graphs.records.tables import RUNS_HEADERS, runs_rows, table
@@ -838,7 +845,40 @@ def measure_listing(root: Path, repeat: int) -> dict[str, Any]:
         Path(f"{root / INDEX}{suffix}").unlink(missing_ok=True)
     cold = listing_ms()
     warm = [listing_ms() for _ in range(repeat)]
-    return {"list_ms_10k_runs": round(statistics.median(warm), 1), "list_cold_ms_10k_runs": round(cold, 1)}
+    return {
+        "list_ms_10k_runs": round(statistics.median(warm), 1),
+        "list_cold_ms_10k_runs": round(cold, 1),
+        "ui_list_ms_10k_runs": round(statistics.median(page_listing_ms(root, repeat)), 1),
+    }
+
+
+def page_listing_ms(root: Path, repeat: int) -> list[float]:
+    """The Runs page's script runs over the runs folder `root`, after a first one (imports, caches)."""
+    from streamlit import logger
+    from streamlit.testing.v1 import AppTest
+
+    from graphs.records.store import RUNS_DIR_ENV
+
+    page = Path(str(resources.files("graphs.ui").joinpath("views", "runs.py")))
+    level, before = logger._global_log_level, os.environ.get(RUNS_DIR_ENV)
+    logger.set_log_level("error")  # AppTest warns it runs bare: no figure, and not for the bench's output
+    os.environ[RUNS_DIR_ENV] = str(root)
+    try:
+        app = AppTest.from_file(str(page), default_timeout=120).run()
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            app.run()
+            times.append((time.perf_counter() - started) * 1000)
+        if app.exception or not app.dataframe or len(app.dataframe[0].value) != LISTED_RUNS:
+            raise BenchError(f"the Runs page did not list the {LISTED_RUNS} runs in {root}")
+        return times
+    finally:
+        logger.set_log_level(level)
+        if before is None:
+            os.environ.pop(RUNS_DIR_ENV, None)
+        else:
+            os.environ[RUNS_DIR_ENV] = before
 
 
 def holds(key: str, value: float | None) -> str:
@@ -911,6 +951,12 @@ def render_table(result: dict[str, Any]) -> str:
             holds("list_ms_10k_runs", result.get("list_ms_10k_runs")),
         ],
         ["list_cold_ms_10k_runs", value("list_cold_ms_10k_runs", " ms"), "(index rebuilt)", ""],
+        [
+            "ui_list_ms_10k_runs",
+            value("ui_list_ms_10k_runs", " ms"),
+            "<= 1000 ms",
+            holds("ui_list_ms_10k_runs", result.get("ui_list_ms_10k_runs")),
+        ],
         [
             "rss_growth_kb_per_turn",
             value("rss_growth_kb_per_turn", " kB"),

@@ -227,3 +227,15 @@ def test_a_run_recorded_running_is_stopped_unless_a_process_holds_it(runs_dir: P
     [left] = RunStore(runs_dir).summaries()
     assert (held.status, left.status) == ("running", "stopped")
     assert [left] == from_folders(runs_dir)
+
+
+def test_the_bench_table_holds_the_listings_to_a_second():
+    from graphs.commands import bench
+
+    machine = {"cpu": "a CPU", "cores": 2, "python": "3.11", "date": "2026-12-02"}
+    result = dict.fromkeys(bench.KEYS) | {"turns": 10, "repeat": 1, "machine": machine}
+    result |= {"list_ms_10k_runs": 420.5, "list_cold_ms_10k_runs": 1800.0, "ui_list_ms_10k_runs": 1200.0}
+    rows = {line.split()[0]: line.split()[1:] for line in bench.render_table(result).splitlines() if line}
+    assert rows["list_ms_10k_runs"] == ["420.5", "ms", "<=", "1000", "ms", "yes"]
+    assert rows["list_cold_ms_10k_runs"] == ["1800", "ms", "(index", "rebuilt)"]
+    assert rows["ui_list_ms_10k_runs"] == ["1200", "ms", "<=", "1000", "ms", "no"]
