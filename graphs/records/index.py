@@ -199,17 +199,22 @@ def connect(path: Path, wait_s: float) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=OFF")  # a cache: a lost write is a stale row, summarized again
         connection.execute("PRAGMA wal_autocheckpoint=64")  # keeps the WAL small on a small disk
-        if connection.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+        if version(connection) != INDEX_VERSION:
             with connection:
                 connection.execute("BEGIN IMMEDIATE")
-                connection.execute("DROP TABLE IF EXISTS runs")
-                for statement in SCHEMA:
-                    connection.execute(statement)
-                connection.execute(f"PRAGMA user_version={INDEX_VERSION}")
+                if version(connection) != INDEX_VERSION:  # another process may have just made it
+                    connection.execute("DROP TABLE IF EXISTS runs")
+                    for statement in SCHEMA:
+                        connection.execute(statement)
+                    connection.execute(f"PRAGMA user_version={INDEX_VERSION}")
         return connection
     except BaseException:
         connection.close()
         raise
+
+
+def version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
 
 def stored(summary: RunSummary) -> str:
