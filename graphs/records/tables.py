@@ -109,6 +109,8 @@ def model_rates(records: Iterable[TraceRecord]) -> dict[str, float | None]:
     tokens: dict[str, int] = {}
     decoding_ns: dict[str, float] = {}
     for r in records:
+        if r.speaker_kind == "person":
+            continue  # a person's turn has words, not a decode rate
         model = r.model or "?"
         tokens.setdefault(model, 0)
         decoding_ns.setdefault(model, 0.0)

@@ -91,6 +91,9 @@ def test_launch_interview_the_send_box_appears_and_the_run_goes_on(page_env: Pat
         live = common.registry().get(run_id)
         assert live is not None
         assert live.wait_ended(60), "the run did not end"
+        at.run()  # the run's page, its record whole: the person's turns among the others
+        assert not at.exception, at.exception
+        assert "### Turn 3: Interviewer — Reply" in [visible(m.value) for m in at.markdown]
     run = RunStore(page_env).load(run_id)
     assert run.meta.status == "completed"
     sections = turn_sections(run.transcript())

@@ -165,3 +165,13 @@ def test_a_persons_stats_line_reads_back_as_theirs():
     first, second = read_transcript(text, "t.md").turns
     assert (first.text, first.stats) == ("Why?", TurnStats(None, None, 95.0, [], words=212))
     assert (second.text, second.stats) == ("Because.", TurnStats(4, 2.0, 2.0, []))
+
+
+def test_a_persons_turn_has_no_decode_rate_among_the_models():
+    from graphs.records.tables import model_rates
+
+    model = TraceRecord(
+        run_id="r", seq=4, node="guest", turn=2, kind="response", speaker="guest", model="qwen3", started_at="t",
+        ended_at="t", latency_s=30.0, completion_tokens=40, tokens_per_s=4.0, eval_duration=10_000_000_000,
+    )  # fmt: skip
+    assert model_rates([person_row(), model]) == {"qwen3": 4.0}
