@@ -74,15 +74,17 @@ class RunSummary(BaseModel):
     """The sweep the run is a cell of (run.json's sweep_id), else null."""
     cell: int | None = None
     _root: Path | None = PrivateAttr(default=None)
+    _name: str | None = PrivateAttr(default=None)
 
-    def of_folder(self, root: Path) -> RunSummary:
-        """This summary, as a run in the runs folder `root` (rows don't hold their folder)."""
-        self._root = root
+    def of_folder(self, root: Path, name: str) -> RunSummary:
+        """This summary, as the run in `root`/`name` (rows don't hold their folder; a folder copied
+        by hand may keep another run's id in its run.json)."""
+        self._root, self._name = root, name
         return self
 
     @property
     def folder(self) -> Path:
-        return (self._root or Path()) / self.run_id
+        return (self._root or Path()) / (self._name or self.run_id)
 
     def transcript(self) -> str:
         """transcript.md's text, read only when asked (a search): the index holds none."""
@@ -151,7 +153,7 @@ def summarize(folder: Path, meta: RunMeta, totals: TraceTotals, status: str | No
         checkpoint_store=meta.checkpoint_store,
         sweep_id=getattr(meta, "sweep_id", None),  # declared fields, or extra ones in an older RunMeta
         cell=getattr(meta, "cell", None),
-    ).of_folder(folder.parent)
+    ).of_folder(folder.parent, folder.name)
 
 
 def unreadable_summary(folder: Path, started_at: str, reason: str) -> RunSummary:
@@ -169,7 +171,7 @@ def unreadable_summary(folder: Path, started_at: str, reason: str) -> RunSummary
         flags=[],
         topic="",
         unreadable=reason,
-    ).of_folder(folder.parent)
+    ).of_folder(folder.parent, folder.name)
 
 
 def file_signature(path: Path | str) -> str | None:
@@ -245,7 +247,7 @@ class RunIndex:
         connection = self.open_for_listing()
         known = self.rows(connection) if connection is not None else {}
         listed: list[RunSummary] = []
-        changed: list[tuple[Row | None, Signature, RunSummary]] = []
+        changed: list[tuple[str, Row | None, Signature, RunSummary]] = []
         for run_id, signature in seen.items():
             row = known.get(run_id)
             summary = self.parsed(run_id, row) if row is not None and row.signature == signature else None
@@ -253,7 +255,7 @@ class RunIndex:
                 summary = summarize_run(run_id)
                 if summary is None:
                     continue
-                changed.append((row, signature, summary))
+                changed.append((run_id, row, signature, summary))
             listed.append(summary)
         gone = {run_id: row for run_id, row in known.items() if run_id not in seen}
         if connection is not None:
@@ -267,7 +269,11 @@ class RunIndex:
         for attempt in range(2):
             try:
                 connection = connect(self.path, LISTING_WAIT_S)
-                connection.execute("SELECT count(*) FROM runs").fetchone()
+                try:
+                    connection.execute("SELECT count(*) FROM runs").fetchone()
+                except BaseException:
+                    connection.close()
+                    raise
                 return connection
             except sqlite3.DatabaseError as exc:
                 if attempt or not corrupt(exc):
@@ -296,12 +302,12 @@ class RunIndex:
             summary = RunSummary.model_validate_json(row.summary)
         except ValidationError:
             return None
-        return summary.of_folder(self.root) if summary.run_id == run_id else None
+        return summary.of_folder(self.root, run_id)
 
     @staticmethod
     def save(
         connection: sqlite3.Connection,
-        changed: list[tuple[Row | None, Signature, RunSummary]],
+        changed: list[tuple[str, Row | None, Signature, RunSummary]],
         gone: Mapping[str, Row],
     ) -> None:
         """Best effort: a row changed by a run's writer since it was read is left as the writer
@@ -311,19 +317,19 @@ class RunIndex:
         try:
             with connection:
                 connection.execute("BEGIN IMMEDIATE")
-                for row, (meta_sig, trace_sig), summary in changed:
+                for name, row, (meta_sig, trace_sig), summary in changed:  # by folder, not by recorded id
                     values = (secrets.randbits(62), meta_sig, trace_sig, summary.sweep_id, stored(summary))
                     if row is None:
                         connection.execute(
                             "INSERT OR IGNORE INTO runs (stamp, meta_sig, trace_sig, sweep_id, summary,"
                             " run_id) VALUES (?, ?, ?, ?, ?, ?)",
-                            (*values, summary.run_id),
+                            (*values, name),
                         )
                     else:
                         connection.execute(
                             "UPDATE runs SET stamp = ?, meta_sig = ?, trace_sig = ?, sweep_id = ?,"
                             " summary = ? WHERE run_id = ? AND stamp = ?",
-                            (*values, summary.run_id, row.stamp),
+                            (*values, name, row.stamp),
                         )
                 connection.executemany(
                     "DELETE FROM runs WHERE run_id = ? AND stamp = ?",
@@ -341,7 +347,7 @@ class RunIndex:
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET stamp = excluded.stamp,"
             " meta_sig = excluded.meta_sig, trace_sig = excluded.trace_sig, sweep_id = excluded.sweep_id,"
             " summary = excluded.summary",
-            (summary.run_id, secrets.randbits(62), *signature, summary.sweep_id, stored(summary)),
+            (summary.folder.name, secrets.randbits(62), *signature, summary.sweep_id, stored(summary)),
         )
 
     def forget(self, run_id: str) -> None:

@@ -239,3 +239,16 @@ def test_the_bench_table_holds_the_listings_to_a_second():
     assert rows["list_ms_10k_runs"] == ["420.5", "ms", "<=", "1000", "ms", "yes"]
     assert rows["list_cold_ms_10k_runs"] == ["1800", "ms", "(index", "rebuilt)"]
     assert rows["ui_list_ms_10k_runs"] == ["1200", "ms", "<=", "1000", "ms", "no"]
+
+
+def test_a_folder_copied_by_hand_keeps_its_own_folder_and_its_row(runs_dir: Path, loads: list[str]):
+    ids = five_runs(runs_dir)
+    shutil.copytree(runs_dir / ids[0], runs_dir / "copy-of-a-run")  # its run.json still says ids[0]
+    cold = RunStore(runs_dir).summaries()
+    loads.clear()
+    warm = RunStore(runs_dir).summaries()
+    assert loads == [] and warm == cold == from_folders(runs_dir)
+    assert sorted(str(run.folder) for run in warm if run.run_id == ids[0]) == [
+        str(runs_dir / ids[0]),
+        str(runs_dir / "copy-of-a-run"),
+    ]
