@@ -21,7 +21,15 @@ import yaml
 
 from graphs.commands import insight, sweep
 from graphs.engine.schedule import PlannedTurn
-from graphs.engine.spec import MAX_TURNS, MIN_TURNS, NAME_PATTERN, OBSERVER, Participant, Shape
+from graphs.engine.spec import (
+    MAX_TURNS,
+    MIN_TURNS,
+    NAME_PATTERN,
+    OBSERVER,
+    Participant,
+    Shape,
+    builtin_shape_names,
+)
 from graphs.engine.state import Turn
 from graphs.errors import DuologueError, RunFailed, ShapeError
 from graphs.ollama.timeouts import TIMEOUT_S
@@ -75,7 +83,8 @@ def build_parser() -> Parser:
         )
 
     run = commands.add_parser("run", help="hold a dialogue")
-    run.add_argument("shape", metavar="SHAPE", help="built-in shape (duet, panel, debate) or a shape file")
+    builtins = ", ".join(builtin_shape_names())
+    run.add_argument("shape", metavar="SHAPE", help=f"built-in shape ({builtins}) or a shape file")
     run.add_argument(
         "--model",
         action="append",

@@ -20,8 +20,12 @@ class RunObserver(Protocol):
     preload_s...). And `run_ended(status: str)`, called once run.json records how the run
     ended, before the trace's flush to LangSmith, so a page can show the end at once. And
     `trace_exported(where: str)`, called once before the run when its trace goes to an
-    OpenTelemetry collector (the endpoint, its password hidden). All are optional, so an
-    observer written before them keeps working.
+    OpenTelemetry collector (the endpoint, its password hidden). And `person_turn(planned:
+    PlannedTurn, label: str) -> str | None`, called in the runner's thread when a person's turn
+    is due (kind: person; the graph waits on its interrupt): their words, or None when none will
+    come, which ends the run interrupted for `duologue resume` to ask again (the CLI reads the
+    terminal, the page waits for its Send). All are optional, so an observer written before them
+    keeps working.
     """
 
     def run_started(self, run_id: str, folder: Path) -> None: ...
