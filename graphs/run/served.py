@@ -219,6 +219,8 @@ class ServedDialogue:
         stopped = stopped_by_user(error)
         if stopped:
             self.stop.set()  # the turn in progress ends at its next chunk (connector.until_stopped)
+        if error is None and self.request is None and self.recording is not None:
+            self._open_at_a_pause(self.recording.state)
         message = self.failure(error) if error is not None and not stopped else None
         try:
             if self.recording is not None:
@@ -229,6 +231,17 @@ class ServedDialogue:
                 if request is not None:
                     request.source.close(model)
         return message
+
+    def _open_at_a_pause(self, state: Mapping[str, Any]) -> None:
+        """A run that paused before it reached a model (a person opens the dialogue): its record
+        starts here, so it says whose words it waits for, as `duologue run`'s does."""
+        if "topic" not in state or "max_turns" not in state:
+            return
+        try:
+            with self._lock:
+                self._open(str(state["topic"]), int(state["max_turns"]))
+        except DuologueError:
+            return  # its servers' check failed: the run that resumes it says so, in its own line
 
     def failure(self, error: BaseException) -> str:
         if self.request is None:  # before any model was reached: the servers' check, say
@@ -309,6 +322,12 @@ class ServedRecording:
             self.spans.row(row)
             if row.is_turn and row.turn is not None and not row.error:
                 self.outcome.records[row.turn] = row
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The state the latest node started on."""
+        with self._lock:
+            return dict(self._state)
 
     def saw_state(self, state: Mapping[str, Any]) -> None:
         """A node starts on this state: what was finished before this server run took the thread."""
