@@ -501,8 +501,8 @@ def check_embedded_models(participants: Sequence[Participant], can_pick: bool) -
 
     served = embedded_models()
     for p in participants:
-        if p.provider != "ollama":
-            continue  # on its own OpenAI-compatible server
+        if p.provider != "ollama" or p.is_person:
+            continue  # on its own OpenAI-compatible server, or a person at the keyboard
         if not any(same_model(name, p.model) for name in served):
             pick = f"; pick one with --model {p.name}={served[0]}" if can_pick else ""
             raise ShapeError(

@@ -202,7 +202,8 @@ def participants_for(
         from graphs.engine.spec import with_overrides
 
         named = dict(pair(value, "--model") for value in models)
-        return list(with_overrides(shape, named, list(settings)).participants)
+        speaking = with_overrides(shape, named, list(settings)).participants
+        return [p for p in speaking if not p.is_person]  # a person has no model to check
     entries: dict[str, dict[str, Any]] = {}
     flags: dict[str, dict[tuple[Any, ...], tuple[str, str]]] = {}
     for index, value in enumerate(models):

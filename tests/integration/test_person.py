@@ -190,3 +190,33 @@ def test_ctrl_c_at_the_prompt_then_resume_asks_again_on_a_terminal(runs_dir: Pat
     assert run.meta.status == "completed"
     texts = [s.split("\n\n", 1)[1] for s in turn_sections((run.folder / "transcript.md").read_text())]
     assert texts == [FIRST, REPLIES[0], SECOND, REPLIES[1]]
+
+
+def test_doctor_checks_the_model_and_not_the_person(capsys):
+    from graphs.commands.cli import main
+
+    with fake_ollama(guest()) as (server, backend):
+        assert main(["doctor", "interview", "--model", "guest=qwen3:32b", "--host", server.url]) == 0
+    out = capsys.readouterr().out
+    assert "  guest  qwen3:32b  present" in out and " you " not in out
+    assert {r.model for r in backend.chat_requests} == {"qwen3:32b"}
+
+
+def test_a_fork_of_an_interview_asks_the_person_for_their_next_turn(runs_dir: Path):
+    with fake_ollama(guest()) as (server, _backend):
+        held = subprocess.run(
+            interview_args(server.url, runs_dir), input=f"{FIRST}\n.\n{SECOND}\n.\n", capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        assert held.returncode == 0, held.stderr
+        original = only_run(runs_dir)
+        forked = subprocess.run(
+            [sys.executable, "-m", "graphs", "fork", original.meta.run_id, "--at", "2", "--runs-dir", str(runs_dir)],
+            input="Another question?\n.\n", capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert forked.returncode == 0, forked.stderr
+    assert forked.stderr.count("your turn") == 1 and "Interviewer, your turn 3 (reply)" in forked.stderr
+    [fork] = [r for r in RunStore(runs_dir).list() if r.meta.run_id != original.meta.run_id]
+    texts = [s.split("\n\n", 1)[1] for s in turn_sections(fork.transcript())]
+    assert texts[:3] == [FIRST, REPLIES[0], "Another question?"]
+    assert fork.meta.status == "completed"
