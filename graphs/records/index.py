@@ -4,9 +4,11 @@ thousands of runs reads one file instead of every run's record.
 The folders stay the truth. Each row carries the signature (inode, size, mtime) its run.json and
 trace.jsonl had when it was summarized; a listing stats every folder and summarizes again only the
 runs whose files changed (by hand, by another machine, by an older duologue), drops the rows of
-folders gone, and adds the folders new. RunWriter updates its run's row as it writes, so a listing
-rarely has to. An index that is missing, corrupt or cannot be written is rebuilt, or the listing
-reads the folders without it: the index never fails a listing, nor a run's own record.
+folders gone, and adds the folders new. Once the first listing has made the index, RunWriter
+updates its run's row as it writes (run.json, trace rows, a deletion), so a listing rarely has to.
+An index that is missing, corrupt or from another version is rebuilt; one that cannot be opened or
+written (a read-only folder) is listed without: the index never fails a listing, nor a run's own
+record. Rows are written in WAL mode without fsync: a row lost to a crash is only a stale one.
 """
 
 from __future__ import annotations
