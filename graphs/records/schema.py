@@ -26,9 +26,10 @@ class ParticipantRecord(BaseModel):
     label: str
     """The name readers see: the shape's label, else the model (with the name added when two share one)."""
     model: str
-    """The model it ran on, as its server names it."""
+    """The model it ran on, as its server names it; `person` for a person (kind: person), who has none."""
     host: str
-    """The server that served it: an Ollama host, or the base_url of an OpenAI-compatible server."""
+    """The server that served it: an Ollama host, or the base_url of an OpenAI-compatible server;
+    empty for a person."""
     options: dict[str, Any]
     """The options every one of its requests carried, num_ctx and think as pinned before the run
     (on an OpenAI-compatible server only temperature, top_p, seed, num_predict and stop)."""

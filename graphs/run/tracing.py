@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -27,7 +28,7 @@ from graphs.errors import RunInterrupted
 from graphs.ollama.connector import EVENT_PLACED, EVENT_TURN_FACTS, FINDINGS_KEY
 from graphs.ollama.timings import raw_fields, turn_numbers
 from graphs.records.schema import InputsRecord, TraceRecord
-from graphs.records.store import now_iso
+from graphs.records.store import iso, now_iso
 
 
 @dataclass
@@ -243,14 +244,17 @@ def person_turn_of(outputs: Any) -> Turn | None:
 
 def person_record(record: TraceRecord, turn: Turn) -> TraceRecord:
     """A person's turn, recorded like any other: their words counted, and the seconds they took
-    as its latency; no model, so no host and no token stats."""
+    as its latency, from when they were asked; no model, so no host and no token stats."""
+    seconds = turn.get("person_s", 0.0)
+    asked = datetime.fromisoformat(record.ended_at.replace("Z", "+00:00")) - timedelta(seconds=seconds)
     return record.model_copy(
         update={
             "speaker_kind": PERSON,
             "model": None,
             "host": None,
             "words": len(turn["text"].split()),
-            "latency_s": turn.get("person_s", 0.0),
+            "latency_s": seconds,
+            "started_at": min(iso(asked), record.started_at),
         }
     )
 
