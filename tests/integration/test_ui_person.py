@@ -127,6 +127,9 @@ def test_stop_while_the_page_waits_for_the_person_then_resume_asks_again(page_en
         assert run.finished_turns == set()
         # Resume asks again: the box for turn 1, then the dialogue goes on to its end.
         at.run()
+        assert "Turn 1 is Interviewer's: Resume asks for their words here." in [
+            visible(i.value) for i in at.info
+        ]
         at.button(key=f"resume:{run_id}").click().run()
         assert not at.exception, at.exception
         wait_until(lambda: box_shown(at, run_id, 1), "the box for turn 1, asked again")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from graphs import DuologueError, EmbeddedUnavailable, RunRecord
+from graphs import DuologueError, EmbeddedUnavailable, RunRecord, Shape, labels, plan_turns
 from graphs.ui import common, finding, insight, numbers, render, watch
 from graphs.ui.live import LiveRun
 
@@ -72,6 +72,18 @@ def facilitator_form(run: RunRecord) -> None:
     st.caption(f"From a terminal: {command} (`--say ''` adds nothing).")
 
 
+def person_due(run: RunRecord, done: int) -> str | None:
+    """Whose turn comes next when it is a person's (kind: person), by the shape the run recorded."""
+    if run.meta.spec is None or done >= run.meta.turns:
+        return None
+    try:
+        shape = Shape.model_validate(run.meta.spec)
+    except ValueError:
+        return None  # a record the page cannot read as a shape: its own message says why elsewhere
+    speaker = plan_turns(shape, run.meta.turns)[done].speaker
+    return labels(shape)[speaker] if shape.participant(speaker).is_person else None
+
+
 def resume_button(run: RunRecord) -> None:
     if st.button(
         "Resume",
@@ -98,6 +110,9 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
         facilitator_form(run)
     elif meta.status == "interrupted":
         st.warning(f"The run was interrupted; its {done} finished turn(s) are kept below.")
+        person = person_due(run, done)
+        if person:
+            st.info(render.plain(f"Turn {done + 1} is {person}'s: Resume asks for their words here."))
         resume_button(run)
     elif run.status == "stopped":
         st.warning(
