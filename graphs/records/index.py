@@ -29,7 +29,7 @@ from graphs.records.schema import RunMeta, TraceRecord
 
 INDEX = ".index.sqlite"
 """Hidden, so no listing takes it for a run; its -wal and -shm files sit beside it."""
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 """Goes up when a summary's fields or rules change, so an index written by another version is rebuilt."""
 LISTING_WAIT_S = 2.0
 """How long a listing waits for another process's index write before it lists without saving."""
@@ -128,7 +128,10 @@ class TraceTotals:
         self.attempts_s += record.latency_s or 0
         self.last_flags[record.turn] = record.flags
         if finishes_turn(record):
-            self.finished[record.turn] = (record.completion_tokens or 0, record.latency_s or 0, record.flags)
+            generating = (
+                0 if record.speaker_kind == "person" else record.latency_s or 0
+            )  # a person's is typing
+            self.finished[record.turn] = (record.completion_tokens or 0, generating, record.flags)
 
     @property
     def flags(self) -> list[str]:

@@ -16,6 +16,8 @@ import pytest
 from support.pageserver import duologue_ui
 from support.records import written_run
 
+from graphs import builtin_shape_names
+
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SHOTS = Path("/tmp/work/shots")
 DUET = "20261201-101500-duet-0a1b2c3d"
@@ -209,7 +211,11 @@ def test_the_shapes_page_draws_readable_graphs_and_wraps_files_in_a_browser(brow
 
     with duologue_ui(tmp_path / "runs", tmp_path / "streamlit.log") as ui:
         driver.get(f"{ui.url}/shapes")
-        wait.until(lambda d: len(graphs()) == 3 and all("facilitator" in g.text for g in graphs()))
+        wait.until(
+            lambda d: (
+                len(graphs()) == len(builtin_shape_names()) and all("facilitator" in g.text for g in graphs())
+            )
+        )
         time.sleep(1)
         # Every label is drawn at least as tall as the page's own small text (about 14 px).
         heights = driver.execute_script(

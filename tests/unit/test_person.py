@@ -175,3 +175,15 @@ def test_a_persons_turn_has_no_decode_rate_among_the_models():
         ended_at="t", latency_s=30.0, completion_tokens=40, tokens_per_s=4.0, eval_duration=10_000_000_000,
     )  # fmt: skip
     assert model_rates([person_row(), model]) == {"qwen3": 4.0}
+
+
+def test_the_runs_listing_counts_a_persons_typing_as_no_generation_either():
+    from graphs.records.index import TraceTotals
+
+    model = TraceRecord(
+        run_id="r", seq=4, node="guest", turn=2, kind="response", speaker="guest", model="qwen3", started_at="t",
+        ended_at="t", latency_s=30.0, completion_tokens=40, done_reason="stop",
+    )  # fmt: skip
+    totals = TraceTotals.of([person_row(latency_s=600.0), model])
+    assert sorted(totals.finished) == [1, 2]
+    assert sum(seconds for _, seconds, _ in totals.finished.values()) == 30.0
