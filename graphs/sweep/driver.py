@@ -230,7 +230,7 @@ class SweepDriver:
         from graphs.run.runner import RunRequest, run_dialogue
 
         shape = self.sweep.cell_shape(cell.models, cell.seed)
-        hosts = {p.name: host for p in shape.connected}
+        hosts = {p.name: self.sweep.url_of(host) for p in shape.connected}
         run_id = self.run_ids.get(cell.cell)
         if run_id is not None:
             if self.store.load(run_id).status == "completed":

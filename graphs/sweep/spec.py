@@ -95,17 +95,32 @@ class Sweep(BaseModel):
     """Each topic's text, in the file's order (a file's content, or the text itself)."""
 
     @property
-    def hosts(self) -> list[str]:
+    def pool(self) -> dict[str, str]:
+        """Each host of the pool by its name in the plan and the report, to the URL its cells are
+        sent to. The name is the URL, unless the same URL stands for several Ray nodes' own
+        servers (a driver beside each Ollama on its 127.0.0.1): then it is URL#ray_resource."""
         from graphs.ollama.api import normalize_host
 
-        return [normalize_host(h.host) for h in self.file.hosts]
+        urls = [normalize_host(h.host) for h in self.file.hosts]
+        return {
+            f"{url}#{h.ray_resource}" if urls.count(url) > 1 and h.ray_resource else url: url
+            for url, h in zip(urls, self.file.hosts, strict=True)
+        }
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(self.pool)
+
+    def url_of(self, host: str) -> str:
+        """The server a pool host's cells are sent to."""
+        return self.pool[host]
 
     @property
     def ray_resources(self) -> dict[str, str]:
-        """The hosts marked as reachable only from one Ray node, and that node's resource."""
-        from graphs.ollama.api import normalize_host
-
-        return {normalize_host(h.host): h.ray_resource for h in self.file.hosts if h.ray_resource}
+        """The pool's hosts marked as reachable only from one Ray node, and that node's resource."""
+        return {
+            name: h.ray_resource for name, h in zip(self.pool, self.file.hosts, strict=True) if h.ray_resource
+        }
 
     @property
     def seeds(self) -> list[int | None]:
@@ -194,11 +209,18 @@ def resolve(file: SweepFile, source: str, base: Path) -> Sweep:
                 sweep.cell_shape(assignment, seed)
             except ShapeError as exc:
                 raise ShapeError(f"{source}: models.{index} with set: {exc}") from None
-    for index, host in enumerate(sweep.hosts):
+    from graphs.ollama.api import normalize_host
+
+    urls = [normalize_host(entry.host) for entry in file.hosts]
+    for index, host in enumerate(urls):
         if not re.match(r"^https?://[^/\s]+", host):
             raise ShapeError(f"{source}: hosts.{index}: {host!r} is not a server's URL")
-    if len(set(sweep.hosts)) != len(sweep.hosts):
-        raise ShapeError(f"{source}: hosts: each host once, got {', '.join(sweep.hosts)}")
+    repeated = [h for url, h in zip(urls, file.hosts, strict=True) if urls.count(url) > 1]
+    if len(sweep.pool) != len(file.hosts) or any(h.ray_resource is None for h in repeated):
+        raise ShapeError(
+            f"{source}: hosts: each host once, got {', '.join(urls)} (the same URL on several Ray "
+            "nodes needs each entry's ray_resource)"
+        )
     sweep.sweep_id = sweep_id_of(Path(source).stem, file, shape, topics)
     return sweep
 

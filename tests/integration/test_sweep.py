@@ -498,3 +498,22 @@ def test_max_per_host_caps_the_dialogues_a_host_holds_at_once(tmp_path: Path, ru
     for start, _ in spans.values():
         held = [s for s, e in spans.values() if s <= start < e]
         assert len(held) <= 2, "never more than max_per_host dialogues on the host"
+
+
+def test_one_url_for_two_ray_nodes_servers_sends_every_cell_to_that_url(tmp_path: Path, capsys):
+    """Without --ray the node names only tell the pool's two hosts apart; each cell still goes to
+    the URL itself, and the report names the server that answered."""
+    with fake_ollama(models()) as served:
+        url = served[0].url
+        pool = [{"host": url, "ray_resource": "gpu-box-1"}, {"host": url, "ray_resource": "gpu-box-2"}]
+        path = sweep_file(tmp_path, pool)
+        runs_dir = tmp_path / "runs"
+        assert main(["sweep", str(path), "--runs-dir", str(runs_dir), "--dry-run"]) == 0
+        plan = capsys.readouterr().out
+        assert f"{url}#gpu-box-1" in plan and f"{url}#gpu-box-2" in plan
+        assert main(["sweep", str(path), "--runs-dir", str(runs_dir), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+    runs = sweep_runs(runs_dir)
+    assert sorted(runs) == [number for number, *_ in CELLS]
+    assert {p.host for run in runs.values() for p in run.meta.participants} == {url}
+    assert [(row["status"], row["host"]) for row in report["cells"]] == [("completed", url)] * len(CELLS)

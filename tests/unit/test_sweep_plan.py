@@ -162,3 +162,24 @@ def test_the_progress_line_is_redrawn_on_a_terminal_and_a_line_per_change_elsewh
         "\r\x1b[2Kcells 0/8 done · 1 failed · 1 running · 0 tokens"
         "\r\x1b[2Kcells 1/8 done · 1 failed · 0 running · 9 tokens\n"
     )
+
+
+def test_one_url_may_stand_for_several_ray_nodes_own_servers_each_named_by_its_node(tmp_path: Path):
+    beside = [
+        {"host": "http://127.0.0.1:11434", "ray_resource": "gpu-box-1"},
+        {"host": "http://127.0.0.1:11434", "ray_resource": "gpu-box-2"},
+        "http://gpu3:11434",
+    ]
+    sweep = load_sweep(write(tmp_path, hosts=beside))
+    assert sweep.pool == {
+        "http://127.0.0.1:11434#gpu-box-1": "http://127.0.0.1:11434",
+        "http://127.0.0.1:11434#gpu-box-2": "http://127.0.0.1:11434",
+        "http://gpu3:11434": "http://gpu3:11434",
+    }
+    assert sweep.ray_resources == {
+        "http://127.0.0.1:11434#gpu-box-1": "gpu-box-1",
+        "http://127.0.0.1:11434#gpu-box-2": "gpu-box-2",
+    }
+    twice = [{"host": "http://127.0.0.1:11434", "ray_resource": "gpu-box-1"}, "http://127.0.0.1:11434"]
+    with pytest.raises(ShapeError, match="each host once.*needs each entry's ray_resource"):
+        load_sweep(write(tmp_path, hosts=twice))
