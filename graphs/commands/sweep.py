@@ -120,6 +120,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"its cells still to run moved to the others: {moved}",
             file=sys.stderr,
         )
+    unfinished = [row.cell for row in report.cells if row.status != "completed"]
+    if unfinished and len({left.host for left in report.left_pool}) == len(sweep.hosts):
+        print(
+            f"duologue: no host is left in the pool, so {len(unfinished)} cell(s) did not finish; "
+            f"mend the hosts, then run the sweep again (`duologue sweep --resume {sweep.sweep_id}`)",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:

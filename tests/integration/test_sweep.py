@@ -26,6 +26,7 @@ from graphs.embedded.backend import BackendFailure, ChatRequest
 from graphs.records.store import RunRecord, RunStore
 from graphs.records.tables import run_totals
 from graphs.sweep.report import sweep_ids
+from graphs.sweep.spec import load_sweep
 
 A1, B1, A2, B2 = "glm-4.7-flash", "qwen3:32b", "llama3.2:3b", "gemma3:12b"
 REPLIES = {A1: "Glm opens here.", B1: "Qwen answers so.", A2: "Llama says this.", B2: "Gemma closes it."}
@@ -517,3 +518,17 @@ def test_one_url_for_two_ray_nodes_servers_sends_every_cell_to_that_url(tmp_path
     assert sorted(runs) == [number for number, *_ in CELLS]
     assert {p.host for run in runs.values() for p in run.meta.participants} == {url}
     assert [(row["status"], row["host"]) for row in report["cells"]] == [("completed", url)] * len(CELLS)
+
+
+def test_when_every_host_has_left_the_pool_it_says_so_and_how_to_go_on(
+    tmp_path: Path, runs_dir: Path, capsys
+):
+    path = sweep_file(tmp_path, ["http://127.0.0.1:9", "http://127.0.0.1:10"])
+    assert main(["sweep", str(path), "--runs-dir", str(runs_dir)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    sweep_id = load_sweep(path).sweep_id
+    assert err[-1] == (
+        f"duologue: no host is left in the pool, so {len(CELLS)} cell(s) did not finish; "
+        f"mend the hosts, then run the sweep again (`duologue sweep --resume {sweep_id}`)"
+    )
+    assert sum("left the pool after failing twice in a row" in line for line in err) == 2
