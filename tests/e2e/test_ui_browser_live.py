@@ -13,6 +13,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.fakeollama import FakeModel, fake_ollama
@@ -83,9 +84,33 @@ def shot(driver, tmp_path: Path, name: str) -> None:
     shutil.copy(path, SHOTS / path.name)
 
 
-def test_a_streaming_turn_shows_live_numbers_then_folds_and_stop_answers(page, browser, tmp_path: Path):
+def choose_model(driver: Any, participant: str, model: str, attempts: int = 4) -> None:
+    """Pick a participant's model. The page reruns when the host's model list arrives, which
+    can close an open list under the test's keystrokes, so a closed list is opened again."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    option = (By.XPATH, f"//*[@role='option'][normalize-space(.)='{model}']")
+    picker = (By.CSS_SELECTOR, f".st-key-participant-{participant} input")
+    for attempt in range(attempts):
+        try:
+            box = WebDriverWait(driver, 60).until(ec.element_to_be_clickable(picker))
+            box.click()
+            box.send_keys(model)
+            WebDriverWait(driver, 15).until(ec.presence_of_element_located(option))
+            box.send_keys(Keys.ENTER)
+            return
+        except (TimeoutException, StaleElementReferenceException):
+            if attempt == attempts - 1:
+                raise
+            driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+
+
+def test_a_streaming_turn_shows_live_numbers_then_folds_and_stop_answers(page, browser, tmp_path: Path):
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -103,16 +128,7 @@ def test_a_streaming_turn_shows_live_numbers_then_folds_and_stop_answers(page, b
     driver.get(url)
     wait.until(lambda d: "Launch a dialogue" in body(), message="the launch page did not load")
     for participant, model in (("a", "glm-4.7-flash"), ("b", "qwen3:32b")):
-        box = wait.until(
-            ec.element_to_be_clickable((By.CSS_SELECTOR, f".st-key-participant-{participant} input")),
-            message=f"no model picker for {participant}",
-        )
-        box.click()
-        box.send_keys(model)
-        wait.until(
-            ec.presence_of_element_located((By.XPATH, f"//*[@role='option'][normalize-space(.)='{model}']"))
-        )
-        box.send_keys(Keys.ENTER)
+        choose_model(driver, participant, model)
     wait.until(ec.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Launch']"))).click()
     wait.until(lambda d: "run=" in d.current_url, message="the page did not open the run")
     run_id = driver.current_url.split("run=", 1)[1]

@@ -122,6 +122,7 @@ def test_a_model_spilled_to_the_cpu_is_marked_red_on_its_heading_and_row(browser
             return driver.find_element(By.TAG_NAME, "body").text
 
         wait.until(lambda d: "Turn 4: qwen3:32b — Closing" in body(), message="the run did not open")
+        wait.until(lambda d: "glm-4.7-flash tok/s\n90.0" in body(), message="no tok/s for glm in the header")
         text = body()
         # The header: each model's own rate, and the CPU badge beside the one that fell back.
         assert "glm-4.7-flash tok/s\n90.0" in text
