@@ -499,7 +499,8 @@ def builtin_shape_text(name: str) -> str:
     return resources.files("graphs.engine.shapes").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
 
 
-def parse_shape(text: str, source: str) -> Shape:
+def yaml_fields(text: str, source: str, what: str) -> dict[str, Any]:
+    """A shape's or a sweep's YAML as its mapping of fields, or one line saying where it isn't."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -508,7 +509,12 @@ def parse_shape(text: str, source: str) -> Shape:
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise ShapeError(f"{source}:{where} is not valid YAML ({problem})") from None
     if not isinstance(data, dict):
-        raise ShapeError(f"{source}: a shape file must be a mapping of fields, got {type(data).__name__}")
+        raise ShapeError(f"{source}: {what} must be a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def parse_shape(text: str, source: str) -> Shape:
+    data = yaml_fields(text, source, "a shape file")
     try:
         return Shape.model_validate(data)
     except ValidationError as exc:

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graphs.engine.spec import (
@@ -26,6 +25,7 @@ from graphs.engine.spec import (
     load_shape,
     read_text_file,
     with_overrides,
+    yaml_fields,
 )
 from graphs.errors import ShapeError
 from graphs.sweep.plan import Cell, plan_cells
@@ -153,15 +153,7 @@ def load_sweep(path: Path | str) -> Sweep:
     path = Path(path)
     source = str(path)
     text = read_text_file(path, source, MAX_SHAPE_BYTES, "a sweep file")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise ShapeError(f"{source}:{where} is not valid YAML ({problem})") from None
-    if not isinstance(data, dict):
-        raise ShapeError(f"{source}: a sweep file must be a mapping of fields, got {type(data).__name__}")
+    data = yaml_fields(text, source, "a sweep file")
     try:
         file = SweepFile.model_validate(data)
     except ValidationError as exc:

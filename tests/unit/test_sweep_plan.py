@@ -183,3 +183,15 @@ def test_one_url_may_stand_for_several_ray_nodes_own_servers_each_named_by_its_n
     twice = [{"host": "http://127.0.0.1:11434", "ray_resource": "gpu-box-1"}, "http://127.0.0.1:11434"]
     with pytest.raises(ShapeError, match="each host once.*needs each entry's ray_resource"):
         load_sweep(write(tmp_path, hosts=twice))
+
+
+def test_a_sweep_file_that_is_no_yaml_mapping_is_one_line_as_a_shape_files_is(tmp_path: Path):
+    path = tmp_path / "grid.yaml"
+    for text, problem in (
+        ("shape: [unclosed\n", "line 2 is not valid YAML"),
+        ("- a\n", "a sweep file must be a mapping of fields, got list"),
+    ):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ShapeError) as caught:
+            load_sweep(path)
+        assert str(caught.value).startswith(f"{path}:") and problem in str(caught.value)
