@@ -2,16 +2,16 @@
 size and GPU fit, and Check shows the doctor's findings before anything is launched.
 
 `duologue ui` on 127.0.0.1 against the Ollama-protocol test server, driven by headless Chromium
-(the fixtures of test_ui_browser.py). Screenshots go to the test's temporary folder and /tmp/work/shots.
+(the fixtures of test_ui_browser.py). Screenshots go to the test's temporary folder and, when set, $DUOLOGUE_SHOTS_DIR.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import shots
 from support.fakeollama import FakeModel, fake_ollama
 from support.pageserver import duologue_ui
 
@@ -23,7 +23,6 @@ pytestmark = shared.pytestmark  # Chromium and its driver, or skipped
 browser = shared.browser  # the headless Chromium fixture
 
 GB = 2**30
-SHOTS = Path("/tmp/work/shots")
 
 
 @pytest.fixture
@@ -44,8 +43,7 @@ def host_with_models(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def shot(driver, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     driver.save_screenshot(str(path))
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / f"{name}.png")
+    shots.keep(path, f"{name}.png")
 
 
 def test_the_launch_page_defaults_to_the_hosts_models_and_checks_them(host_with_models, browser, tmp_path):

@@ -4,14 +4,14 @@ and the run it launches goes there.
 
 `duologue ui` on 127.0.0.1 against the Ollama-protocol test server and a scripted OpenAI-compatible
 server, driven by headless Chromium (the fixtures of test_ui_browser.py). Screenshots go to the
-test's temporary folder and /tmp/work/shots.
+test's temporary folder and, when set, $DUOLOGUE_SHOTS_DIR.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from support import shots
 from support.fakeollama import FakeModel, fake_ollama
 from support.openaiserver import ScriptedReply, scripted_openai
 from support.pageserver import duologue_ui
@@ -23,14 +23,11 @@ from . import test_ui_browser as shared
 pytestmark = shared.pytestmark  # Chromium and its driver, or skipped
 browser = shared.browser  # the headless Chromium fixture
 
-SHOTS = Path("/tmp/work/shots")
-
 
 def shot(driver, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     driver.save_screenshot(str(path))
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / f"{name}.png")
+    shots.keep(path, f"{name}.png")
 
 
 def test_a_participant_launched_on_an_openai_compatible_server(browser, tmp_path: Path):

@@ -4,25 +4,24 @@ A duet streams from the Ollama-protocol test server at a few tokens a second, so
 seconds: the turn in progress shows its tokens so far, its live tok/s, its TTFT and where its model
 sits; the count grows while it streams; a finished turn folds to its heading and stats line; Stop
 says "stopping…", then the page shows the interrupted run; /?run=ID opens the run. Screenshots go
-to the test's temporary folder and to /tmp/work/shots/live-*.png.
+to the test's temporary folder and to $DUOLOGUE_SHOTS_DIR (when set) as live-*.png.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import shots
 from support.fakeollama import FakeModel, fake_ollama
 from support.pageserver import duologue_ui
 
 from graphs import RunStore
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SHOTS = Path("/tmp/work/shots")
 WORDS = " ".join(f"word{index}" for index in range(60))
 LIVE_LINE = re.compile(r"(\d+) tokens · \d+\.\d tok/s · TTFT \d+\.\d s · \d+ s · writing…")
 
@@ -77,11 +76,10 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 
 def shot(driver, tmp_path: Path, name: str) -> None:
-    """One screenshot per state of the page, in tmp_path and in /tmp/work/shots as live-NAME.png."""
+    """One screenshot per state of the page, in tmp_path and, when set, $DUOLOGUE_SHOTS_DIR as live-NAME.png."""
     path = tmp_path / f"live-{name}.png"
     driver.save_screenshot(str(path))
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
+    shots.keep(path, path.name)
 
 
 def choose_model(driver: Any, participant: str, model: str, attempts: int = 4) -> None:

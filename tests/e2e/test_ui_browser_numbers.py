@@ -3,17 +3,17 @@
 qwen3:32b (30 GB) does not fit the test server's emulated 24 GB card, so the engine records
 its turns as `CPU 20%`; the finished run's page marks their transcript headings and trace rows
 in red and shows each model's own tok/s in the header. Screenshots of the Transcript and Turns
-tabs land in the test's temporary folder and in /tmp/work/shots/.
+tabs land in the test's temporary folder and, when set, $DUOLOGUE_SHOTS_DIR.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import shots
 from support.duet import A_REPLIES, B_REPLIES
 from support.fakeollama import FakeModel, fake_ollama
 from support.pageserver import duologue_ui
@@ -21,7 +21,6 @@ from support.pageserver import duologue_ui
 from graphs import RunRequest, RunStore, load_shape, run_dialogue, with_overrides
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SHOTS = Path("/tmp/work/shots")
 GB = 2**30
 
 pytestmark = [
@@ -63,8 +62,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 def shot(driver: Any, tmp_path: Path, name: str) -> None:
     driver.save_screenshot(str(tmp_path / f"{name}.png"))
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(tmp_path / f"{name}.png", SHOTS / f"numbers-{name}.png")
+    shots.keep(tmp_path / f"{name}.png", f"numbers-{name}.png")
 
 
 def is_red(rgb: list[int]) -> bool:

@@ -2,23 +2,22 @@
 
 The interview is launched from the page; at the person's turn the live run shows a text box with
 Send; the words sent go to the model as typed, and the run goes on to its end. Screenshots go to
-the test's temporary folder and to /tmp/work/shots/person-*.png.
+the test's temporary folder and to $DUOLOGUE_SHOTS_DIR (when set) as person-*.png.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import shots
 from support.fakeollama import FakeModel, fake_ollama
 from support.pageserver import duologue_ui
 
 from graphs import RunStore
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SHOTS = Path("/tmp/work/shots")
 REPLIES = ["Memory is inheritance, not storage.", "We agree on inheritance and part on storage."]
 FIRST = "Is memory something a model has, or something it does?"
 SECOND = "Then what does it inherit?"
@@ -71,8 +70,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
 def shot(driver, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"person-{name}.png"
     driver.save_screenshot(str(path))
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
+    shots.keep(path, path.name)
 
 
 def test_the_interviewer_writes_their_turns_in_the_box_and_sends_them(page, browser, tmp_path: Path):

@@ -2,24 +2,23 @@
 
 Runs written by hand fill the runs folder; the browser searches and filters the Runs table,
 deletes a run through select mode and its confirming click, and reads the Shapes page's graphs
-and files. Screenshots land in the test's temporary folder and in /tmp/work/shots.
+and files. Screenshots land in the test's temporary folder and, when set, $DUOLOGUE_SHOTS_DIR.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import shots
 from support.pageserver import duologue_ui
 from support.records import written_run
 
 from graphs import builtin_shape_names
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SHOTS = Path("/tmp/work/shots")
 DUET = "20261201-101500-duet-0a1b2c3d"
 DEBATE = "20261120-093000-debate-1b2c3d4e"
 PANEL = "20261110-180000-panel-2c3d4e5f"
@@ -65,8 +64,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
 def shot(driver, tmp_path: Path, name: str) -> None:
     """One screenshot in the test's folder, copied where the lead looks at them."""
     driver.save_screenshot(str(tmp_path / f"{name}.png"))
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(tmp_path / f"{name}.png", SHOTS / f"{name}.png")
+    shots.keep(tmp_path / f"{name}.png", f"{name}.png")
 
 
 def four_runs(runs_dir: Path) -> None:

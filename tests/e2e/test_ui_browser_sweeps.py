@@ -2,23 +2,22 @@
 
 A sweep written by hand (support.sweeps) has a cell running, held by this test's process; the
 page shows it running, then, with no reload, completed once the test finishes it; a click on a
-cell's link opens its run. Screenshots land in the test's folder and in /tmp/work/shots.
+cell's link opens its run. Screenshots land in the test's folder and, when set, $DUOLOGUE_SHOTS_DIR.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import shots
 from support.pageserver import duologue_ui
 from support.records import trace_record
 from support.sweeps import RUNS, written_sweep
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SHOTS = Path("/tmp/work/shots")
 
 pytestmark = [
     pytest.mark.browser,
@@ -58,8 +57,7 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 def shot(driver, tmp_path: Path, name: str) -> None:
     driver.save_screenshot(str(tmp_path / f"{name}.png"))
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(tmp_path / f"{name}.png", SHOTS / f"{name}.png")
+    shots.keep(tmp_path / f"{name}.png", f"{name}.png")
 
 
 def test_the_sweeps_grid_follows_a_running_cell_and_links_into_its_run(browser, tmp_path: Path):
