@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import ssl
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -146,31 +147,73 @@ def get_json(host: str, path: str, timeout: float) -> dict[str, Any]:
     return call_json(host, "GET", path, None, timeout)
 
 
+POOLED_HOSTS = 16
+"""Hosts whose keep-alive clients a process keeps; the oldest is closed past this many."""
+
+
+class ClientPool:
+    """One keep-alive httpx client per host and process: a new client (its proxy lookup, its TCP
+    connection) cost more than the /api/ps reading a turn makes with it."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[int, str], httpx.Client] = {}
+        self._lock = threading.Lock()
+
+    def client(self, host: str) -> httpx.Client:
+        key = (os.getpid(), host)  # a forked child opens its own connections
+        with self._lock:
+            client = self._clients.pop(key, None)
+            if client is None:
+                client = httpx.Client(base_url=host, verify=tls_context())
+            self._clients[key] = client  # the newest last
+            while len(self._clients) > POOLED_HOSTS:
+                self._clients.pop(next(iter(self._clients))).close()
+            return client
+
+    def drop(self, host: str) -> None:
+        """Forget a host's client (its connection failed); the next request opens a new one."""
+        with self._lock:
+            client = self._clients.pop((os.getpid(), host), None)
+        if client is not None:
+            client.close()
+
+
+POOL = ClientPool()
+
+
 def call_json(
     host: str, method: str, path: str, body: dict[str, Any] | None, timeout: float
 ) -> dict[str, Any]:
-    """One request to Ollama; faults become an OllamaError with one line to act on."""
-    with httpx.Client(base_url=host, timeout=timeout, verify=tls_context()) as client:
+    """One request to Ollama; faults become an OllamaError with one line to act on.
+
+    A kept-alive connection the server has closed since (a restart) fails at once; the request
+    is then sent once more on a new one: every request here may be repeated.
+    """
+    for attempt in range(2):
         try:
-            response = client.request(method, path, json=body)
+            response = POOL.client(host).request(method, path, json=body, timeout=timeout)
+            break
         except httpx.TimeoutException:
+            POOL.drop(host)
             raise OllamaError(f"Ollama at {host} did not answer {path} within {timeout:.0f}s") from None
         except httpx.TransportError:
-            raise OllamaError(unreachable_message(host)) from None
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.status_code >= 400:
-            said = data.get("error") if isinstance(data, dict) else None
-            if said:
-                raise OllamaError(f"Ollama at {host} answered {path}: {said} (HTTP {response.status_code})")
-            raise OllamaError(
-                f"the server at {host} does not answer like Ollama ({path}: HTTP {response.status_code})"
-            )
-        if not isinstance(data, dict):
-            raise OllamaError(f"the server at {host} does not answer like Ollama ({path}: not a JSON object)")
-        return data
+            POOL.drop(host)
+            if attempt:
+                raise OllamaError(unreachable_message(host)) from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.status_code >= 400:
+        said = data.get("error") if isinstance(data, dict) else None
+        if said:
+            raise OllamaError(f"Ollama at {host} answered {path}: {said} (HTTP {response.status_code})")
+        raise OllamaError(
+            f"the server at {host} does not answer like Ollama ({path}: HTTP {response.status_code})"
+        )
+    if not isinstance(data, dict):
+        raise OllamaError(f"the server at {host} does not answer like Ollama ({path}: not a JSON object)")
+    return data
 
 
 @dataclass

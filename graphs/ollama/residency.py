@@ -11,9 +11,12 @@ During a run, each participant's connector carries a guard from RunResidency:
 
 - before a turn it places the model. `exclusive` unloads every other model on the
   speaker's host, waits until /api/ps no longer lists them and lets the free-VRAM reading
-  settle; `shared` keeps them all loaded. Either way it then loads the speaker's model
-  with its exact options and reads /api/ps. `auto` preloads all of a host's participants
-  once and picks `shared` if they all sit fully in VRAM together, else `exclusive`.
+  settle; `shared` keeps them all loaded. Either way it reads /api/ps first; unless that
+  reading shows the speaker's model where this run last placed it (same size, same bytes
+  in VRAM, its context), it loads the model with its exact options and reads /api/ps
+  again. Every turn's GPU reading is thus taken just before its request. `auto` preloads
+  all of a host's participants once and picks `shared` if they all sit fully in VRAM
+  together, else `exclusive`.
 - with require_gpu (on by default once the host has shown any model in VRAM), a model
   not fully in VRAM is reloaded once after VRAM has had time to recover; if it still is
   not, the run stops with GpuRequired, saying what to try.
@@ -277,6 +280,8 @@ class RunResidency:
             host.participants.append(participant)
             self._host_of[participant.name] = host
         self._seen: dict[str, _Seen] = {}
+        self._placed: dict[str, tuple[int, int, int | None]] = {}
+        """Where each participant's model sat after this run last placed it (see placement)."""
         self._lock = threading.Lock()
 
     def guard(self, name: str) -> ParticipantGuard:
@@ -293,12 +298,18 @@ class RunResidency:
             if host.policy is None:
                 host.policy = self._first_placement(host)
             unloaded: list[str] = []
-            if host.policy == "exclusive":
-                unloaded += self._make_room(host, participant)
-            preload_s = ollama.load_model(host.url, participant.model, participant.options)
             residents = self._ps(host)
-            resident = self._reading(host, participant, residents)
+            if host.policy == "exclusive":
+                unloaded += make_room(host.url, participant.model, residents)
             required = self._requires_gpu(host)
+            preload_s = 0.0
+            found = None if unloaded else find_resident(residents, participant.model)
+            if found is not None and self._still_placed(participant, found, required):
+                resident = found
+            else:
+                preload_s = ollama.load_model(host.url, participant.model, participant.options)
+                residents = self._ps(host)
+                resident = self._reading(host, participant, residents)
             retried = False
             if resident.gpu_fraction < 1 and required:
                 if self._auto_shared(host):
@@ -314,6 +325,7 @@ class RunResidency:
                 retried = True
             elif self._auto_shared(host) and host.shown_vram and not self._all_fit(host, residents):
                 host.policy = "exclusive"  # another model took room since: swap from now on
+            self._placed[participant.name] = placement(resident)
             facts = {
                 "residency": host.policy,
                 "require_gpu": required,
@@ -329,6 +341,17 @@ class RunResidency:
             if resident.gpu_fraction < 1 and required:
                 raise GpuRequired(self._gpu_message(host, participant, resident), facts)
             return facts
+
+    def _still_placed(self, participant: Participant, resident: Resident, required: bool) -> bool:
+        """The model sits where this run's last placement of it left it (same size, same share
+        in VRAM, the context it speaks with), so a preload would change nothing: this reading,
+        taken just now, is the turn's."""
+        if required and resident.gpu_fraction < 1:
+            return False
+        num_ctx = participant.options.num_ctx
+        if num_ctx is not None and resident.context_length not in (None, num_ctx):
+            return False
+        return self._placed.get(participant.name) == placement(resident)
 
     def _auto_shared(self, host: _Host) -> bool:
         return host.policy == "shared" and self.settings.policy == "auto"
@@ -443,6 +466,11 @@ class RunResidency:
             f"give it a larger context (--set {participant.name}.num_ctx={bigger}) or fewer turns, "
             "or leave out --strict-context to flag such turns and go on"
         )
+
+
+def placement(resident: Resident) -> tuple[int, int, int | None]:
+    """What /api/ps shows of where a model sits: its size, its bytes in VRAM, its context."""
+    return (resident.size, resident.size_vram, resident.context_length)
 
 
 def words(message: Mapping[str, str]) -> int:
