@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from graphs.engine.prompting import render
-from graphs.engine.schedule import PlannedTurn, plan_turns
+from graphs.engine.schedule import PlannedTurn, planned_turn
 from graphs.engine.spec import Shape
 from graphs.engine.state import Interjection, Turn
 
@@ -48,11 +48,10 @@ def messages_for(
     }
     system = render(speaker.system or shape.framing.system, **values)
     messages: list[BaseMessage] = [SystemMessage(system)]
-    plan = {t.number: t for t in plan_turns(shape, total_turns)}
     prefix_labels = len(shape.participants) > 2
     said_before = {i["before_turn"]: i["text"] for i in interjections if i["text"].strip()}
     for turn in [*turns, None]:
-        due = planned if turn is None else plan[turn["number"]]
+        due = planned if turn is None else planned_turn(shape, total_turns, turn["number"])
         if due.number in said_before:
             messages.append(HumanMessage(f"{FACILITATOR_LABEL}: {said_before[due.number]}"))
         # A speaker's framing goes right before each of its turns, this one included.

@@ -17,22 +17,26 @@ class PlannedTurn:
 
 
 def plan_turns(shape: Shape, turns: int) -> list[PlannedTurn]:
-    """The rotation for turns-1 turns, then the closing synthesis.
+    """The rotation for turns-1 turns, then the closing synthesis (see planned_turn)."""
+    return [planned_turn(shape, turns, number) for number in range(1, turns + 1)]
+
+
+def planned_turn(shape: Shape, turns: int, number: int) -> PlannedTurn:
+    """Turn `number` (from 1) of a `turns`-turn dialogue, worked out alone: each turn asks for
+    its own, so a long dialogue does not rebuild its whole plan at every turn.
 
     The first turn opens; a speaker's first turn after that responds; later ones reply.
+    The last turn is the closing synthesis.
     """
-    plan: list[PlannedTurn] = []
-    spoken: set[str] = set()
-    for index in range(turns - 1):
-        speaker = shape.order[index % len(shape.order)]
-        kind: TurnKind = "opening" if index == 0 else "reply" if speaker in spoken else "response"
-        spoken.add(speaker)
-        plan.append(PlannedTurn(index + 1, speaker, kind))
-    closer = shape.closing.speaker
-    if closer == "next":
-        closer = shape.order[(turns - 1) % len(shape.order)]
-    plan.append(PlannedTurn(turns, closer, "closing"))
-    return plan
+    order = shape.order
+    if number == turns:
+        closer = shape.closing.speaker
+        return PlannedTurn(turns, order[(turns - 1) % len(order)] if closer == "next" else closer, "closing")
+    index = number - 1
+    speaker = order[index % len(order)]
+    # A rotation's first turn of a speaker is at its first place in the order.
+    kind: TurnKind = "opening" if index == 0 else "reply" if order.index(speaker) < index else "response"
+    return PlannedTurn(number, speaker, kind)
 
 
 def turn_due(shape: Shape, state: Any) -> PlannedTurn | None:
@@ -44,4 +48,4 @@ def turn_due(shape: Shape, state: Any) -> PlannedTurn | None:
         return None
     total = int(state["max_turns"])
     done = len(state.get("turns") or [])
-    return plan_turns(shape, total)[done] if done < total else None
+    return planned_turn(shape, total, done + 1) if done < total else None
