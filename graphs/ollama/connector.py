@@ -16,7 +16,7 @@ import contextvars
 import itertools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import suppress
 from typing import Any, Protocol, TypeVar
 
@@ -105,14 +105,16 @@ class PinnedChatOllama(ChatOllama):
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Generator[Mapping[str, Any] | str, None, None]:
         guard: TurnGuard | None = self.guard
-        if guard is None:
+        if guard is None or self._client is None:
             yield from super()._create_chat_stream(messages, stop, **kwargs)
             return
-        sent = self._plain_messages(messages)
+        params = self._chat_params(messages, stop, **kwargs)  # the dialogue converted once, not twice
+        sent = plain_messages(params["messages"])
         facts = guarded(lambda: guard.before(sent), {})
         report_facts(facts, EVENT_PLACED)
         thinking: list[str] = []
-        for part in super()._create_chat_stream(messages, stop, **kwargs):
+        replies = self._client.chat(**params)
+        for part in replies if params["stream"] else [replies]:
             final = self._watch(part, thinking)
             if final is None:
                 yield part
@@ -128,7 +130,7 @@ class PinnedChatOllama(ChatOllama):
             async for part in super()._acreate_chat_stream(messages, stop, **kwargs):
                 yield part
             return
-        sent = self._plain_messages(messages)
+        sent = plain_messages(self._chat_params(messages, stop, **kwargs)["messages"])
         facts = await asyncio.to_thread(guarded, lambda: guard.before(sent), {})
         thinking: list[str] = []
         async for part in super()._acreate_chat_stream(messages, stop, **kwargs):
@@ -138,12 +140,6 @@ class PinnedChatOllama(ChatOllama):
                 continue
             after = guarded(lambda: guard.after(sent, final, "".join(thinking)), facts)  # noqa: B023
             yield final | {FINDINGS_KEY: facts | after}
-
-    def _plain_messages(self, messages: list[BaseMessage]) -> list[dict[str, str]]:
-        return [
-            {"role": str(m.get("role", "")), "content": str(m.get("content") or "")}
-            for m in self._convert_messages_to_ollama_messages(messages)
-        ]
 
     @staticmethod
     def _watch(part: Mapping[str, Any] | str, thinking: list[str]) -> dict[str, Any] | None:
@@ -155,6 +151,11 @@ class PinnedChatOllama(ChatOllama):
         if piece:
             thinking.append(str(piece))
         return dict(part) if part.get("done") is True else None
+
+
+def plain_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Ollama's request messages as the guard reads them: role and content."""
+    return [{"role": str(m.get("role", "")), "content": str(m.get("content") or "")} for m in messages]
 
 
 def with_numbers(parts: Iterator[Part], started: float) -> Iterator[Part | dict[str, Any]]:
