@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import operator
-from typing import Annotated, NotRequired
+from collections.abc import Sequence
+from typing import Annotated, Any, NotRequired
 
+from langgraph.channels.delta import DeltaChannel
 from typing_extensions import TypedDict  # not typing's: pydantic draws the server's schemas with it
 
 from graphs.engine.spec import TurnKind
@@ -73,9 +74,26 @@ class Observation(TypedDict):
     text: str
 
 
+SNAPSHOT_EVERY = 1000
+"""A checkpoint holds the whole list of turns once every this many updates of it; the others
+hold only what their step added, so the checkpoints grow with the turns, not their square."""
+
+
+def appended(kept: list[Any], batches: Sequence[list[Any]]) -> list[Any]:
+    """The list with each step's additions after it: DeltaChannel's reducer, which replays a
+    run's steps in one batch or in many alike."""
+    return [*kept, *(item for batch in batches for item in batch)]
+
+
+def added_per_step() -> DeltaChannel[Any]:
+    """A list channel checkpointed as what each step added (LangGraph's DeltaChannel). Older
+    runs' checkpoints, which hold the whole list at every step, are read as they were."""
+    return DeltaChannel(appended, list, snapshot_frequency=SNAPSHOT_EVERY)
+
+
 class DialogueState(TypedDict, total=False):
     topic: str
     max_turns: int
-    turns: Annotated[list[Turn], operator.add]
-    interjections: Annotated[list[Interjection], operator.add]
+    turns: Annotated[list[Turn], added_per_step()]
+    interjections: Annotated[list[Interjection], added_per_step()]
     observation: Observation
