@@ -221,8 +221,14 @@ class TraceRecord(BaseModel):
         return found
 
 
+INPUTS_FORMAT = 2
+"""inputs.jsonl's row format: 2 writes each turn as what it adds to its speaker's previous
+prompt (InputsRow); rows of format 1 hold the whole prompt (InputsRecord). Both are read."""
+
+
 class InputsRecord(BaseModel):
-    """inputs.jsonl: exactly the messages a model was sent for one turn."""
+    """One turn's whole prompt: exactly the messages a model was sent for it. inputs.jsonl's row
+    at format 1; at format 2 what reading a row (InputsRow) rebuilds."""
 
     model_config = ConfigDict(use_attribute_docstrings=True)
 
@@ -236,6 +242,35 @@ class InputsRecord(BaseModel):
     """Its model."""
     messages: list[dict[str, str]]
     """The messages in the order sent, each a `role` (system, user or assistant) and its `content`."""
+
+
+class InputsRow(BaseModel):
+    """inputs.jsonl's row at format 2: one turn's prompt as the messages it adds to its speaker's
+    previous prompt, and a digest of the whole, so the file grows with the turns (not their
+    square) and every prompt is rebuilt exactly, and checked, when it is read."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
+    format: Literal[2]
+    """The row's format, 2 (a row without `format` is a format-1 InputsRecord)."""
+    run_id: str
+    """The run the turn belongs to."""
+    turn: int
+    """The turn's number, from 1."""
+    speaker: str
+    """The participant who was sent them."""
+    model: str
+    """Its model."""
+    base_turn: int | None
+    """The turn of this speaker's earlier row this prompt starts from (the latest row before this one
+    with that turn); null: the prompt is `added` alone."""
+    kept: int
+    """How many of that prompt's first messages this one starts with (0 when `base_turn` is null)."""
+    added: list[dict[str, str]]
+    """The messages after those, in the order sent, each a `role` and its `content`."""
+    sha256: str
+    """The SHA-256 of the whole prompt as compact JSON (keys sorted, UTF-8): a rebuilt prompt that does
+    not match it is not returned."""
 
 
 def package_version(name: str) -> str:

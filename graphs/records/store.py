@@ -40,6 +40,7 @@ from graphs.records.index import (
     summarize,
     unreadable_summary,
 )
+from graphs.records.inputs import InputsEncoder, read_inputs
 from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
 
 RUNS_DIR_ENV = "DUOLOGUE_RUNS_DIR"
@@ -145,6 +146,7 @@ class RunWriter:
         self.meta = meta
         self.totals = TraceTotals.of(trace) if trace is not None else None
         """The trace's totals for the index: from `trace`, else read from the folder at the first write."""
+        self.inputs_encoder = InputsEncoder()
 
     @property
     def run_id(self) -> str:
@@ -179,7 +181,10 @@ class RunWriter:
         RunIndex(self.folder.parent).record(summary, signature(self.folder))
 
     def append_inputs(self, record: InputsRecord) -> None:
-        self._write(INPUTS, lambda path: append_line(path, record))
+        """The turn's whole prompt, written as what it adds to its speaker's previous one."""
+        row = self.inputs_encoder.row(record)
+        self._write(INPUTS, lambda path: append_line(path, row))
+        self.inputs_encoder.wrote(record)
 
     def save_transcript(self, text: str) -> None:
         self._write(TRANSCRIPT, lambda path: write_atomic(path, text))
@@ -329,7 +334,9 @@ class RunRecord:
         return read_transcript(self.folder, self.meta.run_id)
 
     def inputs(self) -> list[InputsRecord]:
-        return list(read_lines(self.folder / INPUTS, InputsRecord))
+        """Every turn's whole prompt, rebuilt from inputs.jsonl (either format) and checked."""
+        data = read_bytes(self.folder / INPUTS, self.meta.run_id)
+        return read_inputs((data or b"").split(b"\n")).records
 
 
 class RunStore:

@@ -295,8 +295,8 @@ def test_truncation_is_detected_and_flagged(runs_dir: Path, capsys):
     assert third.prompt_eval_count is not None and third.expected_prompt_tokens is not None
     assert third.prompt_eval_count < third.expected_prompt_tokens
     # The guard's bound is what an untruncated prompt counts at least: the words sent.
-    inputs = [json.loads(line) for line in (run.folder / "inputs.jsonl").read_text().splitlines()]
-    sent_words = sum(len(m["content"].split()) for m in inputs[2]["messages"])
+    inputs = run.inputs()
+    sent_words = sum(len(m["content"].split()) for m in inputs[2].messages)
     assert third.expected_prompt_tokens >= sent_words > third.prompt_eval_count
     lines = stats_lines(run)
     assert [line.endswith(", truncated)*") for line in lines] == [False, False, True, True]

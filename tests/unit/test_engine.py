@@ -129,11 +129,17 @@ def test_duet_writes_the_reference_transcript_and_records(runs_dir: Path):
     assert turn2["done_reason"] == "stop" and turn2["error"] is None
     assert 0 < turn2["ttft_s"] <= turn2["latency_s"]
 
-    inputs = [json.loads(line) for line in (outcome.folder / "inputs.jsonl").read_text().splitlines()]
-    assert [(i["turn"], i["speaker"]) for i in inputs] == [(1, "a"), (2, "b"), (3, "a"), (4, "b")]
-    assert [m["role"] for m in inputs[2]["messages"]] == ["system", "user", "assistant", "user", "user"]
+    rows = [json.loads(line) for line in (outcome.folder / "inputs.jsonl").read_text().splitlines()]
+    # Format 2: each row adds to its speaker's previous prompt; a speaker's first row is whole.
+    assert [(r["format"], r["turn"], r["speaker"], r["base_turn"], r["kept"]) for r in rows] == [
+        (2, 1, "a", None, 0), (2, 2, "b", None, 0), (2, 3, "a", 1, 2), (2, 4, "b", 2, 3),
+    ]  # fmt: skip
+    assert [m["role"] for m in rows[2]["added"]] == ["assistant", "user", "user"]
+    inputs = RunStore(runs_dir).load(outcome.run_id).inputs()
+    assert [(i.turn, i.speaker) for i in inputs] == [(1, "a"), (2, "b"), (3, "a"), (4, "b")]
+    assert [m["role"] for m in inputs[2].messages] == ["system", "user", "assistant", "user", "user"]
     # What the record says was sent is what the model received.
-    assert [m.content for m in b.calls[1]] == [m["content"] for m in inputs[3]["messages"]]
+    assert [m.content for m in b.calls[1]] == [m["content"] for m in inputs[3].messages]
 
 
 def test_failure_mid_turn_marks_run_failed_and_keeps_finished_turns(runs_dir: Path):
