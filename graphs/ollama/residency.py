@@ -242,8 +242,12 @@ class _Host:
 class _Seen:
     """A participant's previous request, for the next one's expected prompt count."""
 
-    messages: list[dict[str, str]]
+    messages: Sequence[Mapping[str, str] | tuple[str, str]]
+    """Its messages, kept as (role, content) pairs, not dicts: a run keeps one prompt per participant."""
     prompt_eval_count: int | None
+
+    def __post_init__(self) -> None:
+        self.messages = [m if isinstance(m, tuple) else sent(m) for m in self.messages]
 
 
 @dataclass
@@ -443,12 +447,12 @@ class RunResidency:
                 facts["slow"] = True
             count = final.get("prompt_eval_count")
             expected = expected_prompt_tokens(messages, self._seen.get(participant.name))
-            self._seen[participant.name] = _Seen(list(messages), count)
+            self._seen[participant.name] = _Seen(messages, count)
             facts["expected_prompt_tokens"] = expected
             num_ctx = before.get("context_length") or participant.options.num_ctx
             # Ollama counts the whole prompt, cached tokens included (prompt_eval_cached_count apart).
             short = count is not None and count < expected
-            if short or (num_ctx and sum(words(m) for m in messages) > num_ctx):
+            if short or (num_ctx and expected > num_ctx and sum(words(m) for m in messages) > num_ctx):
                 facts["truncated"] = True
                 if self.settings.strict_context:
                     raise ContextTruncated(
@@ -487,10 +491,14 @@ def expected_prompt_tokens(messages: Sequence[Mapping[str, str]], previous: _See
     least = sum(words(m) for m in messages)
     if previous and previous.prompt_eval_count is not None:
         before = previous.messages
-        if len(before) <= len(messages) and list(messages[: len(before)]) == before:
+        if len(before) <= len(messages) and all(sent(m) == b for m, b in zip(messages, before, strict=False)):
             grown = previous.prompt_eval_count + sum(words(m) for m in messages[len(before) :])
             least = max(least, grown)
     return least
+
+
+def sent(message: Mapping[str, str]) -> tuple[str, str]:
+    return (str(message.get("role") or ""), str(message.get("content") or ""))
 
 
 def gb(size: int) -> str:

@@ -46,6 +46,7 @@ from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
 RUNS_DIR_ENV = "DUOLOGUE_RUNS_DIR"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 Row = TypeVar("Row", bound=BaseModel)
+CHECKPOINT_CACHE_KB = 256
 META, TRANSCRIPT, TRACE, INPUTS = "run.json", "transcript.md", "trace.jsonl", "inputs.jsonl"
 CHECKPOINTS, LOCK = "checkpoints.sqlite", ".lock"
 ID_DRAWS = 5
@@ -206,6 +207,9 @@ class RunWriter:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
         with SqliteSaver.from_conn_string(str(self.folder / CHECKPOINTS)) as saver:
+            # The graph holds its state in memory and only writes here, so SQLite's page cache
+            # (2 MB by default) would only grow with the file: keep it to what a write needs.
+            saver.conn.execute(f"PRAGMA cache_size=-{CHECKPOINT_CACHE_KB}")
             yield saver
 
     @contextmanager

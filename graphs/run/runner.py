@@ -471,7 +471,7 @@ class HeldRows:
     def _write(self, row: TraceRecord) -> None:
         self.writer.append_trace(row)
         if row.turn is not None:
-            self.outcome.records[row.turn] = row
+            self.outcome.records[row.turn] = row.kept()
         if self.written is not None:
             self.written(row)
 
