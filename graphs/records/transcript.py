@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from graphs.engine.state import Turn
 from graphs.records.schema import TraceRecord
@@ -31,26 +32,43 @@ def render_transcript(
     ending: str | None = None,
     interjections: Mapping[int, str] | None = None,
     copied: tuple[str, int] | None = None,
+    blocks: dict[tuple[Any, ...], str] | None = None,
 ) -> str:
     """`interjections`: the facilitator's own words, by the turn they came before; `copied`: for
-    a fork, the original run and the last turn copied from it."""
+    a fork, the original run and the last turn copied from it; `blocks`: each turn's text as
+    rendered before, kept by a caller that renders a growing transcript again at every turn."""
     parts = [f"# {title}", *header_lines, "", "---", ""]
     for index, turn in enumerate(turns):
         if index:
             parts += ["---", ""]
         said = (interjections or {}).get(turn["number"])
-        if said:
-            parts += [f"### Facilitator — before Turn {turn['number']}", "", said.strip(), "", "---", ""]
         label = labels.get(turn["speaker"], turn["speaker"])
-        parts.append(f"### Turn {turn['number']}: {label} — {turn['kind'].capitalize()}")
-        parts.append(stats_line(records.get(turn["number"])))
-        parts.append("")
-        parts.append(turn["text"].strip() or "*(empty reply)*")
-        parts.append("")
+        record = records.get(turn["number"])
+        key = (turn["number"], turn["kind"], label, said, record.seq if record is not None else None)
+        block = blocks.get(key) if blocks is not None else None
+        if block is None:
+            block = turn_block(turn, label, record, said)
+            if blocks is not None:
+                blocks[key] = block
+        parts.append(block)
     if ending:
         parts += [f"*{ending}*", ""]
     parts.append(total_line(turns, records, copied))
     return "\n".join(parts) + "\n"
+
+
+def turn_block(turn: Turn, label: str, record: TraceRecord | None, said: str | None) -> str:
+    """One turn's part of the transcript: the facilitator's words before it, if any, its heading,
+    its stats line and its text."""
+    parts = []
+    if said:
+        parts += [f"### Facilitator — before Turn {turn['number']}", "", said.strip(), "", "---", ""]
+    parts.append(f"### Turn {turn['number']}: {label} — {turn['kind'].capitalize()}")
+    parts.append(stats_line(record))
+    parts.append("")
+    parts.append(turn["text"].strip() or "*(empty reply)*")
+    parts.append("")
+    return "\n".join(parts)
 
 
 def total_line(

@@ -169,6 +169,8 @@ class RunSession:
     """The run's OpenTelemetry export, told each trace row as it is written and the run's end."""
     names: dict[str, str] = field(init=False)
     plan: list[PlannedTurn] = field(init=False)
+    blocks: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    """Each finished turn's transcript text, as rendered at an earlier turn (render_transcript)."""
 
     def __post_init__(self) -> None:
         self.names = labels(self.request.shape)
@@ -182,7 +184,8 @@ class RunSession:
             self.observer.turn_started(planned, self.names[planned.speaker], model)
 
     def save_transcript(self, ending: str | None = None) -> None:
-        self.writer.save_transcript(transcript_text(self.request, self.writer.meta, self.outcome, ending))
+        text = transcript_text(self.request, self.writer.meta, self.outcome, ending, self.blocks)
+        self.writer.save_transcript(text)
 
     def ended(self) -> None:
         """Tell the observer how the run ended, once run.json says so (its optional run_ended)."""
@@ -559,7 +562,11 @@ def record_updates(
 
 
 def transcript_text(
-    request: RunRequest, meta: RunMeta, outcome: RunOutcome, ending: str | None = None
+    request: RunRequest,
+    meta: RunMeta,
+    outcome: RunOutcome,
+    ending: str | None = None,
+    blocks: dict[tuple[Any, ...], str] | None = None,
 ) -> str:
     shape = request.shape
     names = labels(shape)
@@ -584,7 +591,7 @@ def transcript_text(
         first = "turn 1" if copied[1] == 1 else f"turns 1-{copied[1]}"
         header.append(f"## Forked from: run {copied[0]} after turn {copied[1]} ({first} copied from it)")
     text = render_transcript(
-        title, header, outcome.turns, names, outcome.records, ending, outcome.interjections, copied
+        title, header, outcome.turns, names, outcome.records, ending, outcome.interjections, copied, blocks
     )
     if outcome.observation is not None:
         text = with_observer_notes(text, outcome.observation["label"], outcome.observation["text"])
