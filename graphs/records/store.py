@@ -163,10 +163,13 @@ class RunWriter:
         self.index(totals)
 
     def append_trace(self, record: TraceRecord) -> None:
+        """The row, and the index's row for the run when it changes what a listing shows (a turn's
+        row; a facilitator's changes nothing but the file, which a listing of a running run reads)."""
         totals = self.trace_totals()
         self._write(TRACE, lambda path: append_line(path, record))
         totals.add(record)
-        self.index(totals)
+        if record.is_turn:
+            self.index(totals)
 
     def trace_totals(self) -> TraceTotals:
         if self.totals is None:
