@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 README_CHECK := $(BIN)/cog --check --diff --check-fail-msg 'make docs regenerates it' README.md
 
-.PHONY: setup demo test test-unit test-integration test-e2e lint docs browser postgres clean
+.PHONY: setup demo test test-unit test-integration test-e2e lint docs browser postgres bench-peer clean
 
 HEARTBEAT_S ?= 30
 
@@ -40,6 +40,19 @@ demo: $(STAMP)
 	@echo; echo "What happened between them (duologue analyze RUN_ID):"; echo
 	@$(BIN)/duologue analyze "$$($(BIN)/duologue runs --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')"
 
+# The bench extra (AutoGen, for `duologue bench`'s peer figure) in a venv of its own: it pins a
+# protobuf the dev extra's LangGraph server refuses. `duologue bench --peer-python .venv-bench/bin/python`.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_EXTRA := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))
+
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	@$(call with_progress,Installing the bench extra (AutoGen) into $(BENCH_VENV),under a minute,$(PYTHON) -c '$(BENCH_EXTRA)' | xargs $(BENCH_VENV)/bin/pip install --progress-bar off)
+	touch $(BENCH_STAMP)
+
+bench-peer: $(BENCH_STAMP)
+
 # Debian's Chromium and its driver, for the real-browser test of the Streamlit page (needs root or sudo).
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
@@ -56,7 +69,7 @@ postgres:
 pytest_tier = $(BIN)/pytest $(1); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests in $(1)"; exit 1; fi; exit $$rc
 
 # Lint, types and the README's generated parts, then every tier, fastest first.
-test: $(STAMP) browser postgres
+test: $(STAMP) browser postgres $(BENCH_STAMP)
 	$(BIN)/ruff check graphs ui tests
 	$(BIN)/mypy
 	$(README_CHECK)
@@ -73,7 +86,7 @@ test-integration: $(STAMP)
 	$(call pytest_tier,tests/integration)
 
 # The embedded real model, a real browser (Chromium), a real PostgreSQL server.
-test-e2e: $(STAMP) browser postgres
+test-e2e: $(STAMP) browser postgres $(BENCH_STAMP)
 	$(call pytest_tier,tests/e2e)
 
 lint: $(STAMP)
@@ -87,4 +100,4 @@ docs: $(STAMP)
 	$(BIN)/cog -r README.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info

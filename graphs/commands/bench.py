@@ -72,6 +72,8 @@ KEYS = (
     "overhead_ratio",
     "added_ms_per_turn_p50",
     "added_ms_per_turn_p95",
+    "autogen_added_ms_per_turn_p50",
+    "added_vs_autogen_ratio",
     "ui_added_ms_per_turn_p50",
     "ui_minus_cli_ms_per_turn_p50",
     "decode_ratio",
@@ -81,17 +83,26 @@ KEYS = (
     "list_ms_10k_runs",
     "list_cold_ms_10k_runs",
     "ui_list_ms_10k_runs",
+    "inputs_bytes_per_turn_100",
+    "inputs_bytes_per_turn_400",
+    "checkpoint_bytes_per_turn_100",
+    "checkpoint_bytes_per_turn_400",
 )
 TARGETS: dict[str, tuple[str, float]] = {
     "overhead_ratio": ("<=", 1.10),
     "added_ms_per_turn_p50": ("<=", 2.0),
     "ui_minus_cli_ms_per_turn_p50": ("<=", 2.0),
+    "added_vs_autogen_ratio": ("<=", 1.0),
     "decode_ratio": (">=", 0.95),
     "prompt_reeval_ratio": ("<=", 1.2),
     "analyze_ms_100_turns": ("<=", 1000.0),
     "list_ms_10k_runs": ("<=", 1000.0),
     "ui_list_ms_10k_runs": ("<=", 1000.0),
 }
+GROWTH_TURNS = (100, 400)
+"""The lengths at which the records' bytes per turn are measured: equal if they grow linearly."""
+PEER_SCRIPT = Path(__file__).with_name("bench_autogen.py")
+PEER_PYTHON_ENV = "DUOLOGUE_BENCH_PEER_PYTHON"
 ANALYSIS_TURNS = 100
 ANALYSIS_WORDS_PER_TURN = 180
 
@@ -112,6 +123,8 @@ class BenchSettings:
     num_predict: int = EMBEDDED_NUM_PREDICT
     num_thread: int | None = None
     """llama.cpp threads on both sides; None: one core fewer than there are (at least one)."""
+    peer_python: str | None = None
+    """The Python that has the bench extra (AutoGen); None: $DUOLOGUE_BENCH_PEER_PYTHON, else this one."""
 
     def threads(self) -> int:
         """With every core decoding, the client's own work stalls llama.cpp's thread barrier:
@@ -140,10 +153,13 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         from graphs.records.store import RunStore
 
         RunStore(runs_dir).summaries()  # its index, as any runs folder listed once has: runs keep it up
+        peer, result["peer_skipped"] = peer_python(settings)
         with instant_server() as url:
-            result |= measure_overhead(url, settings, runs_dir, say)
+            result |= measure_overhead(url, settings, runs_dir, say, peer)
             say("memory: one engine run in a child process")
             result |= measure_memory(url, settings.turns, runs_dir)
+            say(f"records: bytes per turn at {' and '.join(map(str, GROWTH_TURNS))} turns")
+            result |= measure_record_growth(url, runs_dir / "growth")
         say(f"analysis: a {ANALYSIS_TURNS}-turn dialogue, {settings.repeat} time(s)")
         result |= measure_analysis(settings.repeat)
         say(f"listing: {LISTED_RUNS} run folders, {settings.repeat} time(s)")
@@ -408,20 +424,75 @@ def client_run(script: DuetScript, keep_sent: bool = False) -> SideRun:
     return SideRun(time.perf_counter() - started, turn_s, sent=sent)
 
 
-def measure_overhead(url: str, settings: BenchSettings, runs_dir: Path, say: Progress) -> dict[str, Any]:
+def peer_python(settings: BenchSettings) -> tuple[str | None, str | None]:
+    """The interpreter to hold the AutoGen side with, or None and the one line saying why not."""
+    chosen = settings.peer_python or os.environ.get(PEER_PYTHON_ENV) or sys.executable
+    try:
+        done = subprocess.run(
+            [chosen, str(PEER_SCRIPT), "--check"], capture_output=True, text=True, timeout=120, check=False
+        )
+        missing = json.loads(done.stdout.strip().splitlines()[-1]).get("missing")
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+        missing = f"{chosen} could not be run ({exc.__class__.__name__})"
+    if not missing:
+        return chosen, None
+    return None, (
+        f"AutoGen AgentChat not measured: {chosen} lacks the bench extra ({missing}); install it with "
+        "pip install 'duologue[bench]', in a venv of its own if the dev extra is installed (its LangGraph "
+        f"server needs a newer protobuf than AutoGen allows): make bench-peer, then --peer-python "
+        f".venv-bench/bin/python or ${PEER_PYTHON_ENV}"
+    )
+
+
+def peer_run(python: str, script: DuetScript, topic: str = TOPIC) -> SideRun:
+    """(d) AutoGen AgentChat holding the same duet, in a process of its own (bench_autogen.py)."""
+    order = list(dict.fromkeys(planned.speaker for planned in script.plan))
+    payload = {
+        "url": script.url,
+        "order": order,
+        "models": script.models,
+        "options": script.options,
+        "system": script.system,
+        "topic": script.framing.get(1) or topic,
+        "turns": len(script.plan),
+    }
+    done = subprocess.run(
+        [python, str(PEER_SCRIPT)], input=json.dumps(payload), capture_output=True, text=True, check=False
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"the AutoGen side failed (exit {done.returncode}): {last}")
+    report = json.loads(lines[-1])
+    if len(report["turn_s"]) != len(script.plan):
+        raise BenchError(f"the AutoGen side held {len(report['turn_s'])} turns of {len(script.plan)}")
+    return SideRun(report["wall_s"], report["turn_s"])
+
+
+def measure_overhead(
+    url: str, settings: BenchSettings, runs_dir: Path, say: Progress, peer: str | None = None
+) -> dict[str, Any]:
     script = duet_script(url, settings.turns)
     warmup = duet_script(url, min(settings.turns, WARMUP_TURNS))
     say("overhead: warming up both sides")
     engine_run(url, min(settings.turns, WARMUP_TURNS), runs_dir)  # imports, caches, first compile
     page_run(url, min(settings.turns, WARMUP_TURNS), runs_dir)
     client_run(warmup)
+    if peer is not None:
+        peer_run(peer, warmup)
     ratios, p50s, p95s, engine_turn, client_turn, residency = [], [], [], [], [], []
-    walls_a, walls_b, ui_p50s, ui_minus_cli = [], [], [], []
+    walls_a, walls_b, ui_p50s, ui_minus_cli, peer_p50s, peer_turn = [], [], [], [], [], []
     for rep in range(settings.repeat):
-        say(f"overhead: repetition {rep + 1}/{settings.repeat} (engine, the page's worker, then raw client)")
+        sides = "engine, the page's worker, raw client" + (", then AutoGen" if peer else "")
+        say(f"overhead: repetition {rep + 1}/{settings.repeat} ({sides})")
         a = engine_run(url, settings.turns, runs_dir)
         c = page_run(url, settings.turns, runs_dir)
         b = client_run(script)
+        if peer is not None:
+            d = peer_run(peer, script)
+            peer_added = [(x - y) * 1000 for x, y in zip(d.turn_s, b.turn_s, strict=True)]
+            peer_p50s.append(percentile(peer_added, 50))
+            peer_turn.append(percentile([s * 1000 for s in d.turn_s], 50))
         added = [(x - y) * 1000 for x, y in zip(a.turn_s, b.turn_s, strict=True)]
         ui_added = [(x - y) * 1000 for x, y in zip(c.turn_s, b.turn_s, strict=True)]
         ui_p50s.append(percentile(ui_added, 50))
@@ -434,7 +505,15 @@ def measure_overhead(url: str, settings: BenchSettings, runs_dir: Path, say: Pro
         engine_turn.append(percentile([s * 1000 for s in a.turn_s], 50))
         client_turn.append(percentile([s * 1000 for s in b.turn_s], 50))
         residency.append(percentile([s * 1000 for s in a.residency_s], 50))
-    return {
+    compared: dict[str, Any] = {}
+    if peer_p50s:
+        autogen = statistics.median(peer_p50s)
+        compared = {
+            "autogen_added_ms_per_turn_p50": round(autogen, 3),
+            "autogen_ms_per_turn_p50": round(statistics.median(peer_turn), 3),
+            "added_vs_autogen_ratio": round(statistics.median(p50s) / autogen, 3) if autogen > 0 else None,
+        }
+    return compared | {
         "overhead_ratio": round(statistics.median(ratios), 3),
         "added_ms_per_turn_p50": round(statistics.median(p50s), 3),
         "added_ms_per_turn_p95": round(statistics.median(p95s), 3),
@@ -531,6 +610,23 @@ def measure_memory(url: str, turns: int, runs_dir: Path) -> dict[str, Any]:
         "rss_growth_kb_per_turn": round(growth, 2) if growth is not None else None,
         "transcript_kb_per_turn": round(report["transcript_bytes"] / 1024 / turns, 2),
     }
+
+
+def measure_record_growth(url: str, runs_dir: Path) -> dict[str, Any]:
+    """inputs.jsonl's and the checkpoint database's bytes per turn, for runs of each GROWTH_TURNS
+    length: a record that grows linearly has the same figure at every length."""
+    from graphs.records.store import CHECKPOINTS, INPUTS
+
+    figures: dict[str, Any] = {}
+    for turns in GROWTH_TURNS:
+        folder = runs_dir / str(turns)
+        folder.mkdir(parents=True, exist_ok=True)
+        engine_run(url, turns, folder)
+        (run,) = (f for f in folder.iterdir() if f.is_dir())
+        database = sum(p.stat().st_size for p in run.iterdir() if p.name.startswith(CHECKPOINTS))  # -wal too
+        figures[f"inputs_bytes_per_turn_{turns}"] = round((run / INPUTS).stat().st_size / turns)
+        figures[f"checkpoint_bytes_per_turn_{turns}"] = round(database / turns)
+    return figures
 
 
 # -- 2 and 3. the embedded model -------------------------------------------------------------
@@ -918,6 +1014,13 @@ def render_table(result: dict[str, Any]) -> str:
             holds("added_ms_per_turn_p50", result["added_ms_per_turn_p50"]),
         ],
         ["added_ms_per_turn_p95", value("added_ms_per_turn_p95", " ms"), "", ""],
+        ["autogen_added_ms_per_turn_p50", value("autogen_added_ms_per_turn_p50", " ms"), "(AutoGen's)", ""],
+        [
+            "added_vs_autogen_ratio",
+            value("added_vs_autogen_ratio"),
+            "<= 1.0",
+            holds("added_vs_autogen_ratio", result.get("added_vs_autogen_ratio")),
+        ],
         [
             "ui_added_ms_per_turn_p50",
             value("ui_added_ms_per_turn_p50", " ms"),
@@ -963,6 +1066,11 @@ def render_table(result: dict[str, Any]) -> str:
             f"<= {value('transcript_kb_per_turn', ' kB')} (transcript/turn)",
             memory_holds(result),
         ],
+        *(
+            [f"{record}_bytes_per_turn_{turns}", value(f"{record}_bytes_per_turn_{turns}", " B"), "", ""]
+            for record in ("inputs", "checkpoint")
+            for turns in GROWTH_TURNS
+        ),
     ]
     details = [
         f"per turn (p50): engine {value('engine_ms_per_turn_p50', ' ms')}, of which residency checks "
@@ -975,8 +1083,12 @@ def render_table(result: dict[str, Any]) -> str:
             f"llama-cpp-python {value('direct_decode_tok_s')} tok/s "
             f"({value('embedded_num_thread')} llama.cpp thread(s) on both sides)"
         )
-    if result.get("embedded_skipped"):
-        details.append(result["embedded_skipped"])
+    if result.get("autogen_ms_per_turn_p50") is not None:
+        autogen = value("autogen_ms_per_turn_p50", " ms")
+        details.append(f"AutoGen AgentChat, RoundRobinGroupChat: {autogen} a turn")
+    for skipped in ("embedded_skipped", "peer_skipped"):
+        if result.get(skipped):
+            details.append(result[skipped])
     m = result["machine"]
     title = (
         f"duologue bench: {result['turns']}-turn duet, median of {result['repeat']} interleaved "

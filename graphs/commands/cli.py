@@ -302,6 +302,12 @@ def build_parser() -> Parser:
     bench.add_argument(
         "--skip-embedded", action="store_true", help="leave out the figures that need the embedded model"
     )
+    bench.add_argument(
+        "--peer-python",
+        metavar="PATH",
+        help="the Python that has the bench extra, for AutoGen's figure "
+        "(default: $DUOLOGUE_BENCH_PEER_PYTHON, else this one)",
+    )
     insight.add_commands(commands, runs_dir_option)
     sweep.add_commands(commands, runs_dir_option)
     return parser
@@ -803,10 +809,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from graphs.commands.bench import BenchSettings, render_table, run_bench
 
-    settings = BenchSettings(turns=args.turns, repeat=args.repeat, embedded=not args.skip_embedded)
+    settings = BenchSettings(
+        turns=args.turns, repeat=args.repeat, embedded=not args.skip_embedded, peer_python=args.peer_python
+    )
     result = run_bench(settings, progress=bench_progress if sys.stderr.isatty() else None)
-    if result["embedded_skipped"]:
-        print(f"duologue bench: {result['embedded_skipped']}", file=sys.stderr)
+    for skipped in ("embedded_skipped", "peer_skipped"):
+        if result[skipped]:
+            print(f"duologue bench: {result[skipped]}", file=sys.stderr)
     print(json.dumps(result, indent=2) if args.json else render_table(result))
     return 0
 
