@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import types
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -157,7 +158,7 @@ def type_name(annotation: Any, nullable: bool = True) -> str:
         kept = [a for a in args if nullable or a is not type(None)]
         return " or ".join(type_name(a) for a in sorted(kept, key=lambda a: a is type(None)))
     if origin is Literal:
-        return " or ".join(f'`"{value}"`' for value in args)
+        return " or ".join(f"`{json.dumps(value)}`" for value in args)  # "a" for a string, 2 for a number
     if origin is list and args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
         return "list of objects"  # each described in its own table
     if origin is list:
