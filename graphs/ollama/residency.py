@@ -352,9 +352,6 @@ class RunResidency:
         taken just now, is the turn's."""
         if required and resident.gpu_fraction < 1:
             return False
-        num_ctx = participant.options.num_ctx
-        if num_ctx is not None and resident.context_length not in (None, num_ctx):
-            return False
         return self._placed.get(participant.name) == placement(resident)
 
     def _auto_shared(self, host: _Host) -> bool:
