@@ -8,7 +8,6 @@ with which options, and that no turn runs on.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -52,7 +51,7 @@ def test_the_demo_asks_short_questions_and_no_turn_runs_on(tmp_path: Path) -> No
     [run] = RunStore(runs_dir).list()
     options = [{k: v for k, v in p.options.items() if k != "num_ctx"} for p in run.meta.participants]
     assert options == [COOL, WARM], "num_ctx aside, which is sized to the dialogue"
-    inputs = [json.loads(line) for line in (run.folder / "inputs.jsonl").read_text().splitlines()]
+    inputs = [i.model_dump() for i in run.inputs()]  # each turn's whole prompt, rebuilt from format 2
     assert inputs[0]["messages"] == [
         {"role": "system", "content": f"{SYSTEM}\n\n{ESSAY.read_text().strip()}"},
         {"role": "user", "content": "What do you make of its argument?"},

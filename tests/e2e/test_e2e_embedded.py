@@ -89,7 +89,7 @@ def test_duet_on_the_real_model_records_what_the_server_reported(recording_serve
     total = sum(r.eval_count or 0 for r in records)
     assert lines[-1].startswith(f"Total: {total} tokens across 4 turns")
 
-    inputs = [json.loads(line) for line in (run.folder / "inputs.jsonl").read_text().splitlines()]
+    inputs = [i.model_dump() for i in run.inputs()]  # each turn's whole prompt, rebuilt from format 2
     assert [(i["turn"], len(i["messages"])) for i in inputs] == [(1, 2), (2, 3), (3, 5), (4, 6)]
     meta = json.loads((run.folder / "run.json").read_text())
     assert meta["versions"][f"ollama@{server.url}"] == server.backend.version
@@ -113,7 +113,7 @@ def test_panel_on_the_real_model(recording_server, runs_dir: Path, capsys):
     ]
     assert [r.eval_count for r in run.turn_records] == [d.eval_count for d in reported]
     assert all(d.eval_count > 0 for d in reported)
-    inputs = [json.loads(line) for line in (run.folder / "inputs.jsonl").read_text().splitlines()]
+    inputs = [i.model_dump() for i in run.inputs()]  # each turn's whole prompt, rebuilt from format 2
     # With three voices, each relayed turn names its speaker.
     assert inputs[2]["messages"][1]["content"].startswith("smollm2:135m (a): ")
 
