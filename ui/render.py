@@ -186,8 +186,18 @@ def plain(text: object) -> str:
 # ---- inputs, graph, names -------------------------------------------------------------
 
 
-def show_inputs(inputs: Sequence[InputsRecord], names: dict[str, str]) -> None:
-    """Exactly what each model was sent, message by message, as plain text."""
+def show_inputs(inputs: Sequence[InputsRecord], names: dict[str, str], unrebuilt: Sequence[int] = ()) -> None:
+    """Exactly what each model was sent, message by message, as plain text; `unrebuilt`: the lines
+    of inputs.jsonl whose prompt could not be rebuilt and checked, said before the rest."""
+    if unrebuilt:
+        lines = ", ".join(map(str, unrebuilt))
+        st.warning(
+            plain(
+                f"inputs.jsonl line{'s' * (len(unrebuilt) != 1)} {lines}: the prompt could not be rebuilt "
+                "to match its recorded digest (the file was edited or damaged), so "
+                f"{'those turns are' if len(unrebuilt) != 1 else 'that turn is'} not shown."
+            )
+        )
     if not inputs:
         st.caption("No inputs recorded yet.")
         return

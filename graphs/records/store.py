@@ -40,7 +40,7 @@ from graphs.records.index import (
     summarize,
     unreadable_summary,
 )
-from graphs.records.inputs import InputsEncoder, read_inputs
+from graphs.records.inputs import InputsEncoder, ReadInputs, read_inputs
 from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
 
 RUNS_DIR_ENV = "DUOLOGUE_RUNS_DIR"
@@ -342,8 +342,13 @@ class RunRecord:
 
     def inputs(self) -> list[InputsRecord]:
         """Every turn's whole prompt, rebuilt from inputs.jsonl (either format) and checked."""
+        return self.read_inputs().records
+
+    def read_inputs(self) -> ReadInputs:
+        """The prompts, and the lines of rows that could not be rebuilt (edited or damaged), for
+        a reader to say so rather than show fewer turns without a word."""
         data = read_bytes(self.folder / INPUTS, self.meta.run_id)
-        return read_inputs((data or b"").split(b"\n")).records
+        return read_inputs((data or b"").split(b"\n"))
 
 
 class RunStore:

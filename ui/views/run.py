@@ -150,7 +150,8 @@ def full_view(run: RunRecord, live: LiveRun | None) -> None:
         numbers.show_timeline(run.turn_records, names)
     with inputs:
         st.caption("Exactly the messages each model received for its turn, in order.")
-        render.show_inputs(run.inputs(), names)
+        sent = run.read_inputs()
+        render.show_inputs(sent.records, names, sent.unrebuilt)
     with graph:
         try:
             render.show_graph(run.shape())
