@@ -13,6 +13,9 @@ Each figure is the median over --repeat repetitions in which the two sides alter
    same duet (graphs.ui.live: a Registry's thread, its LiveRun the observer) while a poller
    takes the snapshots the page takes every POLL_S: ui_added_ms_per_turn_p50 is c's turn
    minus b's, and ui_minus_cli_ms_per_turn_p50 how much more the page adds than the CLI.
+   And (d) AutoGen AgentChat holds the same duet in a process of its own, with the Python
+   that has the bench extra (bench_autogen.py): autogen_added_ms_per_turn_p50 is d's turn
+   minus b's, and added_vs_autogen_ratio ours over it.
 2. Throughput. A short duet on the embedded model (in-process, as `run --embedded` has it;
    greedy, fixed num_predict and thread count) against the same prompts, from the run's
    inputs.jsonl, decoded straight through llama-cpp-python with the same settings:
@@ -25,6 +28,8 @@ Each figure is the median over --repeat repetitions in which the two sides alter
 4. Memory. The peak RSS of a child process holding one --turns engine run, and how its RSS
    grew per turn (least-squares slope from turn turns/10 on) next to the transcript's size
    per turn.
+5. Records. inputs.jsonl's and the checkpoint database's bytes per turn after engine runs of
+   100 and of 400 turns (GROWTH_TURNS): equal figures mean they grow linearly.
 
 A benchmark reports figures; it asserts nothing (tests/test_bench.py checks the report).
 """
