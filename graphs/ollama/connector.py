@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import os
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
@@ -224,9 +226,7 @@ def until_stopped(parts: Generator[Part, None, None], stop: threading.Event) -> 
                 parts.close()
 
     context = contextvars.copy_context()
-    fetcher = threading.Thread(target=context.run, args=(fetch_first,), name="duologue-first-chunk")
-    fetcher.daemon = True
-    fetcher.start()
+    HELPERS.run(lambda: context.run(fetch_first))
     while not arrived.wait(STOP_POLL_S):
         if stop.is_set():
             with lock:
@@ -245,6 +245,37 @@ def until_stopped(parts: Generator[Part, None, None], stop: threading.Event) -> 
             yield part
     finally:
         parts.close()  # a stopped request is closed now, so the server stops generating
+
+
+class Helpers:
+    """Daemon threads for until_stopped's first parts, kept between requests: starting a thread
+    for every turn cost more than the rest of the wait. A helper still waiting on an abandoned
+    request is busy, so the next request gets another; a forked child starts its own."""
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # the parent's threads are not in this process
+                self._idle, self._pid = [], os.getpid()
+            jobs = self._idle.pop() if self._idle else None
+        if jobs is None:
+            jobs = queue.SimpleQueue()
+            name = "duologue-first-chunk"
+            threading.Thread(target=self._serve, args=(jobs,), name=name, daemon=True).start()
+        jobs.put(job)
+
+    def _serve(self, jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            jobs.get()()
+            with self._lock:
+                self._idle.append(jobs)
+
+
+HELPERS = Helpers()
 
 
 def guarded(step: Callable[[], dict[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
