@@ -49,6 +49,8 @@ Row = TypeVar("Row", bound=BaseModel)
 CHECKPOINT_CACHE_KB = 256
 META, TRANSCRIPT, TRACE, INPUTS = "run.json", "transcript.md", "trace.jsonl", "inputs.jsonl"
 CHECKPOINTS, LOCK = "checkpoints.sqlite", ".lock"
+INDEX_EVERY_S = 1.0
+"""The most often a held run's turns rewrite its row in the runs folder's index."""
 ID_DRAWS = 5
 """How many ids a new run draws before it gives up: a second draw already collides only by a fluke."""
 ANOTHER_FOLDER = ", or give another folder with --runs-dir DIR"
@@ -148,6 +150,7 @@ class RunWriter:
         self.totals = TraceTotals.of(trace) if trace is not None else None
         """The trace's totals for the index: from `trace`, else read from the folder at the first write."""
         self.inputs_encoder = InputsEncoder()
+        self._indexed_at: float | None = None
 
     @property
     def run_id(self) -> str:
@@ -164,11 +167,15 @@ class RunWriter:
 
     def append_trace(self, record: TraceRecord) -> None:
         """The row, and the index's row for the run when it changes what a listing shows (a turn's
-        row; a facilitator's changes nothing but the file, which a listing of a running run reads)."""
+        row; a facilitator's changes nothing but the file, which a listing of a running run reads),
+        at most every INDEX_EVERY_S: a row the index has not caught up with yet only makes a
+        listing summarize this run from its folder, and run.json's next write catches it up."""
         totals = self.trace_totals()
         self._write(TRACE, lambda path: append_line(path, record))
         totals.add(record)
-        if record.is_turn:
+        if record.is_turn and (
+            self._indexed_at is None or time.monotonic() - self._indexed_at >= INDEX_EVERY_S
+        ):
             self.index(totals)
 
     def trace_totals(self) -> TraceTotals:
@@ -183,6 +190,7 @@ class RunWriter:
         """The run's row, as the run now is; best effort: the folder is the record."""
         summary = summarize(self.folder, self.meta, totals)
         RunIndex(self.folder.parent).record(summary, signature(self.folder))
+        self._indexed_at = time.monotonic()
 
     def append_inputs(self, record: InputsRecord) -> None:
         """The turn's whole prompt, written as what it adds to its speaker's previous one."""
@@ -206,10 +214,11 @@ class RunWriter:
 
     @contextmanager
     def checkpointer(self) -> Iterator[Any]:
-        """The run's LangGraph checkpointer: SQLite in the run's folder."""
-        from langgraph.checkpoint.sqlite import SqliteSaver
+        """The run's LangGraph checkpointer: SQLite in the run's folder, committed where a turn
+        becomes durable (turn_saver.py)."""
+        from graphs.records.turn_saver import turn_saver
 
-        with SqliteSaver.from_conn_string(str(self.folder / CHECKPOINTS)) as saver:
+        with turn_saver(self.folder / CHECKPOINTS) as saver:
             # The graph holds its state in memory and only writes here, so SQLite's page cache
             # (2 MB by default) would only grow with the file: keep it to what a write needs.
             saver.conn.execute(f"PRAGMA cache_size=-{CHECKPOINT_CACHE_KB}")

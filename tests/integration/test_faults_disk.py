@@ -101,9 +101,9 @@ def test_a_runs_dir_that_is_a_file_is_one_line_for_run_and_for_runs(tmp_path: Pa
 
 
 def test_a_full_disk_fails_the_run_in_one_line_then_a_resume_counts_each_turn_once(tmp_path: Path, capsys):
-    """200 kB holds the duet's first two turns (its checkpoints take most of it); turn 3's fill it."""
+    """156 kB holds the duet's first two turns (its checkpoints take most of it); turn 3's fill it."""
     reference = reference_run(tmp_path, 6)
-    with tmpfs(tmp_path / "small", size="200k") as runs:
+    with tmpfs(tmp_path / "small", size="156k") as runs:
         with fake_ollama(steady_duet()) as (server, _):
             assert main(run_args(server.url, runs, "--turns", "6")) == 1
         failed = only_run(runs)
