@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import Runnable
 from langgraph.types import Command
@@ -312,8 +313,12 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
         on_placed=getattr(session.observer, "turn_placed", None),  # an optional hook (observe.py)
     )
     graph: Any = build_graph(shape, checkpointer=checkpointer)
+    # With a step timeout LangGraph runs each step in a worker thread, as it did while the run
+    # streamed LangGraph's "messages": Ctrl-C, raised in this thread, then reaches stream_graph's
+    # stop path, which ends the turn at its next token, and not the turn's request itself.
+    graph.step_timeout = STEP_TIMEOUT_S
     config: Any = {
-        "callbacks": [recorder],
+        "callbacks": [recorder, TokenRelay(session.observer)],
         "recursion_limit": recursion_limit(request.turns),
         "run_name": f"duologue {shape.name} {writer.run_id}",
         "metadata": {"run_id": writer.run_id, "shape": shape.name},
@@ -326,6 +331,9 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
         asked = stream_graph(session, graph, config, context, saved, held, graph_input)
         graph_input = DONE if asked is None else person_answer(session, asked)
 
+
+STEP_TIMEOUT_S = 7 * 24 * 3600.0
+"""LangGraph's bound on one step: far beyond any turn (see hold)."""
 
 DONE = object()
 """hold's loop is over: the dialogue ended, or waits (for the facilitator, or for a person)."""
@@ -344,15 +352,13 @@ def stream_graph(
     is returned (the graph waits on its interrupt), a pause for the facilitator is kept."""
     request, writer, outcome = session.request, session.writer, session.outcome
     asked: PersonAsk | None = None
-    stream = graph.stream(
-        graph_input, config, context=context, stream_mode=["messages", "updates"], durability="sync"
-    )
+    # Only updates: LangGraph's own token stream ("messages") woke this thread once a chunk, a
+    # millisecond a turn; the tokens reach the observer through TokenRelay, in the turn's thread.
+    stream = graph.stream(graph_input, config, context=context, stream_mode="updates", durability="sync")
     try:
-        for mode, payload in stream:
+        for payload in stream:
             held.check()
-            if mode == "messages":
-                observe_tokens(session.observer, payload)
-            elif "__interrupt__" in payload:
+            if "__interrupt__" in payload:
                 asked = person_asked(payload["__interrupt__"])
                 if asked is None:
                     outcome.paused_before_turn = len(outcome.turns) + 1
@@ -368,6 +374,8 @@ def stream_graph(
         stream.close()
         keep_saved_turns(session, graph, config, held)
         held.unsaved(exc, session.outcome.folder)
+        if isinstance(exc, RunInterrupted):  # the turn's own stop (until_stopped) says it for the run
+            raise RunInterrupted(f"run {writer.run_id} interrupted") from exc
         raise
     return asked
 
@@ -522,14 +530,22 @@ def keep_saved_turns(session: RunSession, graph: Any, config: Any, held: HeldRow
             return  # the disk refuses the record; the run's error says so
 
 
-def observe_tokens(observer: RunObserver, payload: Any) -> None:
-    chunk, _meta = payload
-    if isinstance(chunk, AIMessageChunk):
-        thinking = chunk.additional_kwargs.get("reasoning_content")
+class TokenRelay(BaseCallbackHandler):
+    """Hands each streamed chunk's thinking and text to the observer, in the turn's thread, as
+    the model sends them."""
+
+    def __init__(self, observer: RunObserver) -> None:
+        self.observer = observer
+
+    def on_llm_new_token(self, token: Any, *, run_id: Any, chunk: Any = None, **kwargs: Any) -> None:
+        message = getattr(chunk, "message", None)
+        if not isinstance(message, AIMessageChunk):
+            return
+        thinking = message.additional_kwargs.get("reasoning_content")
         if thinking:
-            observer.token(str(thinking), True)
-        if isinstance(chunk.content, str) and chunk.content:
-            observer.token(chunk.content, False)
+            self.observer.token(str(thinking), True)
+        if isinstance(message.content, str) and message.content:
+            self.observer.token(message.content, False)
 
 
 def record_updates(
