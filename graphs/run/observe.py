@@ -26,6 +26,9 @@ class RunObserver(Protocol):
     come, which ends the run interrupted for `duologue resume` to ask again (the CLI reads the
     terminal, the page waits for its Send). All are optional, so an observer written before them
     keeps working.
+
+    `token` is called from the turn's thread (a LangGraph worker) as chunks arrive, as
+    turn_placed is; a turn's tokens all come between its turn_started and its turn_finished.
     """
 
     def run_started(self, run_id: str, folder: Path) -> None: ...
