@@ -8,6 +8,7 @@ is built by chat_body, so a model is always loaded with the options it speaks wi
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import ssl
@@ -31,6 +32,7 @@ from pydantic import (
 
 from graphs.engine.spec import ModelOptions
 from graphs.errors import OllamaError
+from graphs.ollama import direct
 from graphs.ollama.names import same_model
 from graphs.ollama.timeouts import CONNECT_TIMEOUT_S, LOAD_TIMEOUT_S
 from graphs.ollama.timeouts import REQUEST_TIMEOUT_S as REQUEST_TIMEOUT_S  # where callers look for it
@@ -187,33 +189,52 @@ def call_json(
     """One request to Ollama; faults become an OllamaError with one line to act on.
 
     A kept-alive connection the server has closed since (a restart) fails at once; the request
-    is then sent once more on a new one: every request here may be repeated.
+    is then sent once more on a new one: every request here may be repeated. Without a proxy
+    in the way it goes through http.client (direct.py), else through httpx.
     """
+    send = sent_directly if direct.reachable_directly(host) else sent_through_httpx
     for attempt in range(2):
         try:
-            response = POOL.client(host).request(method, path, json=body, timeout=timeout)
+            status, content = send(host, method, path, body, timeout)
             break
-        except httpx.TimeoutException:
-            POOL.drop(host)
+        except direct.TimedOut:
             raise OllamaError(f"Ollama at {host} did not answer {path} within {timeout:.0f}s") from None
-        except httpx.TransportError:
-            POOL.drop(host)
+        except direct.Unreachable:
             if attempt:
                 raise OllamaError(unreachable_message(host)) from None
     try:
-        data = response.json()
+        data = json.loads(content)
     except ValueError:
         data = None
-    if response.status_code >= 400:
+    if status >= 400:
         said = data.get("error") if isinstance(data, dict) else None
         if said:
-            raise OllamaError(f"Ollama at {host} answered {path}: {said} (HTTP {response.status_code})")
-        raise OllamaError(
-            f"the server at {host} does not answer like Ollama ({path}: HTTP {response.status_code})"
-        )
+            raise OllamaError(f"Ollama at {host} answered {path}: {said} (HTTP {status})")
+        raise OllamaError(f"the server at {host} does not answer like Ollama ({path}: HTTP {status})")
     if not isinstance(data, dict):
         raise OllamaError(f"the server at {host} does not answer like Ollama ({path}: not a JSON object)")
     return data
+
+
+def sent_directly(
+    host: str, method: str, path: str, body: dict[str, Any] | None, timeout: float
+) -> tuple[int, bytes]:
+    return direct.request(host, method, path, body, timeout, tls_context())
+
+
+def sent_through_httpx(
+    host: str, method: str, path: str, body: dict[str, Any] | None, timeout: float
+) -> tuple[int, bytes]:
+    """As direct.request, through the host's pooled httpx client (which honours proxies)."""
+    try:
+        response = POOL.client(host).request(method, path, json=body, timeout=timeout)
+    except httpx.TimeoutException:
+        POOL.drop(host)
+        raise direct.TimedOut(path) from None
+    except httpx.TransportError as exc:
+        POOL.drop(host)
+        raise direct.Unreachable(str(exc)) from None
+    return response.status_code, response.content
 
 
 @dataclass
