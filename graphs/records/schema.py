@@ -194,11 +194,6 @@ class TraceRecord(BaseModel):
     def is_turn(self) -> bool:
         return self.turn is not None and self.speaker is not None
 
-    def kept(self) -> TraceRecord:
-        """The same row, without pydantic's note of which fields were given (a 2 kB set for a row of
-        all of them): a run holds every turn's row in memory while it lasts."""
-        return TraceRecord.model_construct(set(), **self.__dict__, **(self.__pydantic_extra__ or {}))
-
     @property
     def degraded(self) -> bool:
         """Ran (partly) on the CPU, or decoded below min_tok_s: what this tool exists to catch,

@@ -4,13 +4,64 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from graphs.engine.state import Turn
 from graphs.records.schema import TraceRecord
 
 
-def stats_line(record: TraceRecord | None) -> str:
+class TurnFigures(Protocol):
+    """What the transcript reads of a turn's trace row: a TraceRecord, or the TurnStats kept of it."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def speaker_kind(self) -> str: ...
+    @property
+    def completion_tokens(self) -> int | None: ...
+    @property
+    def tokens_per_s(self) -> float | None: ...
+    @property
+    def latency_s(self) -> float | None: ...
+    @property
+    def words(self) -> int | None: ...
+    @property
+    def flags(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStats:
+    """The TurnFigures of a trace row, all a run keeps of each finished turn's row while it lasts
+    (the row itself, some forty fields, is on disk): a tenth of its memory."""
+
+    seq: int
+    speaker_kind: str
+    completion_tokens: int | None
+    tokens_per_s: float | None
+    latency_s: float | None
+    words: int | None
+    flags: tuple[str, ...]
+
+    @classmethod
+    def of(cls, record: TraceRecord) -> TurnStats:
+        return cls(
+            record.seq,
+            record.speaker_kind,
+            record.completion_tokens,
+            record.tokens_per_s,
+            record.latency_s,
+            record.words,
+            tuple(record.flags),
+        )
+
+
+def stats_of(records: Mapping[int, TraceRecord]) -> dict[int, TurnStats]:
+    """The TurnStats a run holds of rows read back from its trace (a resume, a fork, a served run)."""
+    return {number: TurnStats.of(record) for number, record in records.items()}
+
+
+def stats_line(record: TurnFigures | None) -> str:
     """'*(774 tokens, 1.4 tok/s, 564s)*', plus any flags a reader must not miss; a person's turn
     '*(person, 212 words, 95s)*'."""
     if record is not None and record.speaker_kind == "person":
@@ -28,7 +79,7 @@ def render_transcript(
     header_lines: Sequence[str],
     turns: Sequence[Turn],
     labels: Mapping[str, str],
-    records: Mapping[int, TraceRecord],
+    records: Mapping[int, TurnFigures],
     ending: str | None = None,
     interjections: Mapping[int, str] | None = None,
     copied: tuple[str, int] | None = None,
@@ -57,7 +108,7 @@ def render_transcript(
     return "\n".join(parts) + "\n"
 
 
-def turn_block(turn: Turn, label: str, record: TraceRecord | None, said: str | None) -> str:
+def turn_block(turn: Turn, label: str, record: TurnFigures | None, said: str | None) -> str:
     """One turn's part of the transcript: the facilitator's words before it, if any, its heading,
     its stats line and its text."""
     parts = []
@@ -72,7 +123,7 @@ def turn_block(turn: Turn, label: str, record: TraceRecord | None, said: str | N
 
 
 def total_line(
-    turns: Sequence[Turn], records: Mapping[int, TraceRecord], copied: tuple[str, int] | None = None
+    turns: Sequence[Turn], records: Mapping[int, TurnFigures], copied: tuple[str, int] | None = None
 ) -> str:
     """'Total: 2790 tokens across 4 turns (~23 minutes of generation)'; a fork's says that the
     copied turns' tokens and time are counted."""

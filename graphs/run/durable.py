@@ -23,6 +23,7 @@ from graphs.errors import DuologueError
 from graphs.records import checkpoints
 from graphs.records.schema import FORMAT_VERSION, RunMeta, TraceRecord
 from graphs.records.store import RunRecord, RunStore, finished_records
+from graphs.records.transcript import stats_of
 from graphs.run.observe import RunObserver, SilentObserver
 from graphs.run.runner import (
     ModelSource,
@@ -112,7 +113,7 @@ def resume_dialogue(
     request, _versions = prepare(request)
     outcome = RunOutcome(run_id, run.folder, "running")
     outcome.turns = list(values.get("turns", []))
-    outcome.records = latest_records(run.trace, len(outcome.turns))
+    outcome.stats = stats_of(latest_records(run.trace, len(outcome.turns)))
     outcome.interjections = {i["before_turn"]: i["text"] for i in values.get("interjections", [])}
     outcome.observation = values.get("observation")
     writer = store.reopen(run_id)
@@ -172,7 +173,7 @@ def fork_dialogue(
     interjections = [i for i in values.get("interjections", []) if i["before_turn"] <= at]
     outcome = RunOutcome(writer.run_id, writer.folder, "running")
     outcome.turns = done[:at]
-    outcome.records = copied
+    outcome.stats = stats_of(copied)
     outcome.interjections = {i["before_turn"]: i["text"] for i in interjections}
     session = RunSession(request, writer, outcome, options.observer or SilentObserver())
     return drive(session, first_state(request, done[:at], interjections))

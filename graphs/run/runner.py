@@ -35,8 +35,17 @@ from graphs.openai import api as openai_api
 from graphs.records import checkpoints
 from graphs.records.faults import RecordError, fault_of
 from graphs.records.schema import InputsRecord, ParticipantRecord, RunMeta, TraceRecord, package_version
-from graphs.records.store import CHECKPOINTS, META, TRANSCRIPT, RunStore, RunWriter, new_run_id, now_iso
-from graphs.records.transcript import header_text, render_transcript, with_observer_notes
+from graphs.records.store import (
+    CHECKPOINTS,
+    META,
+    TRACE,
+    TRANSCRIPT,
+    RunStore,
+    RunWriter,
+    new_run_id,
+    now_iso,
+)
+from graphs.records.transcript import TurnStats, header_text, render_transcript, with_observer_notes
 from graphs.run import langsmith as smith
 from graphs.run import otel
 from graphs.run.observe import RunObserver, SilentObserver
@@ -119,13 +128,26 @@ class RunOutcome:
     folder: Path
     status: str
     turns: list[Turn] = field(default_factory=list)
-    records: dict[int, TraceRecord] = field(default_factory=dict)
+    stats: dict[int, TurnStats] = field(default_factory=dict)
+    """What the transcript reads of each finished turn's trace row (its stats line, the total)."""
     interjections: dict[int, str] = field(default_factory=dict)
     paused_before_turn: int | None = None
     awaiting_person: int | None = None
     """The person's turn the run stopped at, no words given: `duologue resume` asks again."""
     observation: Observation | None = None
     """The observer's notes, once its node has run."""
+    _read: tuple[tuple[int, ...], dict[int, TraceRecord]] = field(default=((), {}), repr=False)
+
+    @property
+    def records(self) -> dict[int, TraceRecord]:
+        """Each finished turn's trace row, read back from trace.jsonl once more turns have finished:
+        a run holds only their stats while it lasts. Empty for a run without a folder."""
+        finished = tuple(sorted(self.stats))
+        if finished != self._read[0]:
+            on_disk = (self.folder / TRACE).exists()
+            rows = RunStore(self.folder.parent).load(self.run_id).finished_records if on_disk else {}
+            self._read = (finished, {n: rows[n] for n in finished if n in rows})
+        return self._read[1]
 
 
 def run_dialogue(request: RunRequest, observer: RunObserver | None = None) -> RunOutcome:
@@ -300,7 +322,7 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
     held = HeldRows(writer, outcome, session.spans.row)
     last_seq = max((r.seq for r in RunStore(writer.folder.parent).load(writer.run_id).trace), default=0)
     for turn in outcome.turns:
-        if turn["number"] not in outcome.records:
+        if turn["number"] not in outcome.stats:
             last_seq += 1
             held.write_saved(lost_row(session, turn, last_seq))
     recorder = TraceRecorder(
@@ -455,13 +477,15 @@ class HeldRows:
             self._saved.add(row.turn or 0)
         self._write(row)
 
-    def saved(self, number: int) -> None:
-        """Turn `number`'s checkpoint is saved: its row counts now."""
+    def saved(self, number: int) -> TraceRecord | None:
+        """Turn `number`'s checkpoint is saved: its row counts now. Returns the row it held (the
+        observer is shown it), if it held one."""
         with self._lock:
             self._saved.add(number)
             row = self._held.pop(number, None)
         if row is not None:
             self._write(row)
+        return row
 
     def unsaved(self, exc: BaseException, folder: Path) -> None:
         """The run stopped with rows still held: their turns were generated but never saved."""
@@ -483,7 +507,7 @@ class HeldRows:
     def _write(self, row: TraceRecord) -> None:
         self.writer.append_trace(row)
         if row.turn is not None:
-            self.outcome.records[row.turn] = row.kept()
+            self.outcome.stats[row.turn] = TurnStats.of(row)
         if self.written is not None:
             self.written(row)
 
@@ -567,14 +591,14 @@ def record_updates(
                 continue  # a resume replays a turn saved just before the stop; it is kept already
             saved.wait_for(turn["number"])
             try:
-                held.saved(turn["number"])
+                row = held.saved(turn["number"])
                 held.check()
                 outcome.turns.append(turn)
                 session.save_transcript()
             except RecordError as exc:
                 exc.turn = turn["number"]
                 raise
-            session.observer.turn_finished(turn, outcome.records.get(turn["number"]))
+            session.observer.turn_finished(turn, row)
             session.announce(turn["number"] + 1)
 
 
@@ -608,7 +632,7 @@ def transcript_text(
         first = "turn 1" if copied[1] == 1 else f"turns 1-{copied[1]}"
         header.append(f"## Forked from: run {copied[0]} after turn {copied[1]} ({first} copied from it)")
     text = render_transcript(
-        title, header, outcome.turns, names, outcome.records, ending, outcome.interjections, copied, blocks
+        title, header, outcome.turns, names, outcome.stats, ending, outcome.interjections, copied, blocks
     )
     if outcome.observation is not None:
         text = with_observer_notes(text, outcome.observation["label"], outcome.observation["text"])

@@ -35,6 +35,7 @@ from graphs.ollama.residency import Policy
 from graphs.ollama.timeouts import TIMEOUT_S
 from graphs.records.schema import InputsRecord, TraceRecord
 from graphs.records.store import RUNS_DIR_ENV, RunStore, RunWriter
+from graphs.records.transcript import TurnStats, stats_of
 from graphs.run import otel
 from graphs.run.runner import (
     RunOutcome,
@@ -278,7 +279,7 @@ class ServedRecording:
 
     def open(self, request: RunRequest, versions: dict[str, str]) -> None:
         run_id = request.run_id or ""
-        records: dict[int, TraceRecord] = {}
+        stats: dict[int, TurnStats] = {}
         session = None
         if self.runs_dir is not None:
             store = RunStore(self.runs_dir)
@@ -289,10 +290,10 @@ class ServedRecording:
                 writer = store.create(meta)
             else:
                 writer = RunWriter(run.folder, run.meta)
-                records = run.finished_records
+                stats = stats_of(run.finished_records)
                 self._seq = max((r.seq for r in run.trace), default=0)
             writer.save_meta(status="running", ended_at=None, error=None, paused_before_turn=None)
-            outcome = RunOutcome(writer.run_id, writer.folder, "running", records=records)
+            outcome = RunOutcome(writer.run_id, writer.folder, "running", stats=stats)
             session = RunSession(request, writer, outcome)
         else:
             outcome = RunOutcome(run_id, Path(), "running")
@@ -321,7 +322,7 @@ class ServedRecording:
                 writer.append_trace(row)
             self.spans.row(row)
             if row.is_turn and row.turn is not None and not row.error:
-                self.outcome.records[row.turn] = row
+                self.outcome.stats[row.turn] = TurnStats.of(row)
 
     @property
     def state(self) -> dict[str, Any]:

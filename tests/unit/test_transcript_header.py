@@ -119,3 +119,42 @@ def test_a_forks_transcript_says_whose_fork_it_is_and_what_its_total_counts(runs
         + "\nTotal: 4 tokens across 4 turns "
         "(<1 minute of generation, the 2 turns copied from run <run1> included)\n"
     )
+
+
+def test_a_transcript_from_the_stats_a_run_keeps_is_the_one_its_trace_rows_give():
+    """A run holds only each turn's TurnStats; the transcript must read as the rows would make it."""
+    from graphs.engine.state import Turn
+    from graphs.records.schema import TraceRecord
+    from graphs.records.transcript import render_transcript, stats_of
+
+    common = {
+        "run_id": "r",
+        "node": "a",
+        "started_at": "2026-12-01T00:00:00Z",
+        "ended_at": "2026-12-01T00:00:01Z",
+    }
+    rows = {
+        1: TraceRecord(seq=1, turn=1, speaker="a", completion_tokens=774, eval_count=774, eval_duration=10**9,
+                       latency_s=564.2, gpu_fraction=0.5, **common),
+        2: TraceRecord(seq=2, turn=2, speaker="p", speaker_kind="person", words=212, latency_s=95.0, **common),
+        3: TraceRecord(seq=4, turn=3, speaker="a", completion_tokens=9, tokens_per_s=0.4, slow=True,
+                       latency_s=61.0, **common),
+        4: TraceRecord(seq=5, turn=4, speaker="p", latency_s=3.0, **common),
+    }  # fmt: skip
+    turns = [
+        Turn(
+            number=n,
+            speaker=row.speaker or "",
+            kind="opening" if n == 1 else "response",
+            text=f"T{n}.",
+            thinking="",
+        )
+        for n, row in rows.items()
+    ]
+    labels = {"a": "Model A", "p": "Ann"}
+    from_rows = render_transcript("T", ["## h"], turns, labels, rows, "Ended", {3: "Go on."}, ("r0", 1))
+    kept = stats_of(rows)
+    assert (
+        render_transcript("T", ["## h"], turns, labels, kept, "Ended", {3: "Go on."}, ("r0", 1)) == from_rows
+    )
+    assert "CPU 50%" in from_rows and "slow" in from_rows and "person, 212 words" in from_rows
