@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, Protocol, TypeVar
 
@@ -66,12 +66,12 @@ class TurnGuard(Protocol):
     An error with a `facts` dict attribute has those facts recorded on the turn's trace.
     """
 
-    def before(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def before(self, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Place the model (load, unload others, check residency); returns findings."""
         ...
 
     def after(
-        self, messages: list[dict[str, str]], final: Mapping[str, Any], thinking: str
+        self, messages: Sequence[Mapping[str, Any]], final: Mapping[str, Any], thinking: str
     ) -> dict[str, Any]:
         """Check the finished request from its final chunk; returns findings."""
         ...
@@ -111,7 +111,7 @@ class PinnedChatOllama(ChatOllama):
             yield from super()._create_chat_stream(messages, stop, **kwargs)
             return
         params = self._chat_params(messages, stop, **kwargs)  # the dialogue converted once, not twice
-        sent = plain_messages(params["messages"])
+        sent = params["messages"]  # read, not copied: late in a long dialogue a copy is a whole prompt
         facts = guarded(lambda: guard.before(sent), {})
         report_facts(facts, EVENT_PLACED)
         thinking: list[str] = []
@@ -132,7 +132,7 @@ class PinnedChatOllama(ChatOllama):
             async for part in super()._acreate_chat_stream(messages, stop, **kwargs):
                 yield part
             return
-        sent = plain_messages(self._chat_params(messages, stop, **kwargs)["messages"])
+        sent = self._chat_params(messages, stop, **kwargs)["messages"]
         facts = await asyncio.to_thread(guarded, lambda: guard.before(sent), {})
         thinking: list[str] = []
         async for part in super()._acreate_chat_stream(messages, stop, **kwargs):
@@ -153,11 +153,6 @@ class PinnedChatOllama(ChatOllama):
         if piece:
             thinking.append(str(piece))
         return dict(part) if part.get("done") is True else None
-
-
-def plain_messages(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Ollama's request messages as the guard reads them: role and content."""
-    return [{"role": str(m.get("role", "")), "content": str(m.get("content") or "")} for m in messages]
 
 
 def with_numbers(parts: Iterator[Part], started: float) -> Iterator[Part | dict[str, Any]]:

@@ -242,7 +242,7 @@ class _Host:
 class _Seen:
     """A participant's previous request, for the next one's expected prompt count."""
 
-    messages: Sequence[Mapping[str, str] | tuple[str, str]]
+    messages: Sequence[Mapping[str, Any] | tuple[str, str]]
     """Its messages, kept as (role, content) pairs, not dicts: a run keeps one prompt per participant."""
     prompt_eval_count: int | None
 
@@ -258,12 +258,12 @@ class ParticipantGuard:
     participant: Participant
     last_before: dict[str, Any] = field(default_factory=dict)
 
-    def before(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def before(self, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         self.last_before = self.run.before_turn(self.participant)
         return self.last_before
 
     def after(
-        self, messages: list[dict[str, str]], final: Mapping[str, Any], thinking: str
+        self, messages: Sequence[Mapping[str, Any]], final: Mapping[str, Any], thinking: str
     ) -> dict[str, Any]:
         return self.run.after_turn(self.participant, messages, final, thinking, self.last_before)
 
@@ -430,7 +430,7 @@ class RunResidency:
     def after_turn(
         self,
         participant: Participant,
-        messages: list[dict[str, str]],
+        messages: Sequence[Mapping[str, Any]],
         final: Mapping[str, Any],
         thinking: str,
         before: Mapping[str, Any],
@@ -474,12 +474,12 @@ def placement(resident: Resident) -> tuple[int, int, int | None]:
     return (resident.size, resident.size_vram, resident.context_length)
 
 
-def words(message: Mapping[str, str]) -> int:
+def words(message: Mapping[str, Any]) -> int:
     """A lower bound of a message's tokens: tokenizers split at whitespace, then within words."""
     return len(str(message.get("content") or "").split())
 
 
-def expected_prompt_tokens(messages: Sequence[Mapping[str, str]], previous: _Seen | None) -> int:
+def expected_prompt_tokens(messages: Sequence[Mapping[str, Any]], previous: _Seen | None) -> int:
     """The least prompt_eval_count an untruncated prompt of `messages` can have.
 
     Between two turns of one speaker the prompt only grows at the end, so it counts at
@@ -494,7 +494,7 @@ def expected_prompt_tokens(messages: Sequence[Mapping[str, str]], previous: _See
     return least
 
 
-def sent(message: Mapping[str, str]) -> tuple[str, str]:
+def sent(message: Mapping[str, Any]) -> tuple[str, str]:
     return (str(message.get("role") or ""), str(message.get("content") or ""))
 
 

@@ -27,8 +27,11 @@ def prompt_digest(messages: Sequence[Message]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def frozen(message: Message) -> tuple[tuple[str, str], ...]:
-    return tuple(message.items())
+def message_hashes(messages: Sequence[Message]) -> list[int]:
+    """What InputsEncoder remembers of a prompt: a hash per message, not the message (a tuple of
+    it took four times the memory, for every turn of a run). Two messages that differ hash alike
+    once in 2**64; their row would then fail its digest when read, and be listed as unrebuilt."""
+    return [hash(tuple(message.items())) for message in messages]
 
 
 def shared_prefix(before: Sequence[object], now: Sequence[object]) -> int:
@@ -46,16 +49,19 @@ class InputsEncoder:
     """Turns whole prompts into format-2 rows; one per run writer, which remembers each speaker's
     last prompt (a writer that reopens a run starts with none: its first row is whole)."""
 
-    last: dict[str, tuple[int, list[tuple[tuple[str, str], ...]]]] = field(default_factory=dict)
-    """Each speaker's last turn and prompt, its messages as tuples (a dict costs four times more)."""
+    last: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
+    """Each speaker's last turn, and its prompt's message_hashes."""
+    _hashed: tuple[str, int, list[int]] = ("", 0, [])
+    """The hashes `row` took, for `wrote` to keep."""
 
     def row(self, record: InputsRecord) -> InputsRow:
         """The record's row; `wrote(record)` once the file has it, so a row that failed to be
         written is never a later row's base."""
         previous = self.last.get(record.speaker)
         base_turn, kept = None, 0
+        self._hashed = (record.speaker, record.turn, message_hashes(record.messages))
         if previous is not None:
-            kept = shared_prefix(previous[1], [frozen(m) for m in record.messages])
+            kept = shared_prefix(previous[1], self._hashed[2])
             base_turn = previous[0] if kept else None
         return InputsRow(
             format=INPUTS_FORMAT,
@@ -70,7 +76,10 @@ class InputsEncoder:
         )
 
     def wrote(self, record: InputsRecord) -> None:
-        self.last[record.speaker] = (record.turn, [frozen(m) for m in record.messages])
+        speaker, turn, hashes = self._hashed
+        if (speaker, turn) != (record.speaker, record.turn):
+            hashes = message_hashes(record.messages)
+        self.last[record.speaker] = (record.turn, hashes)
 
 
 @dataclass

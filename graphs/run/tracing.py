@@ -198,7 +198,7 @@ class TraceRecorder(BaseCallbackHandler):
             record = person_record(record, person)
         if record.is_turn and node.messages:
             self.on_inputs(
-                InputsRecord(
+                InputsRecord.model_construct(  # of str fields only, built here: nothing to validate
                     run_id=self.run_id,
                     turn=record.turn or 0,
                     speaker=record.speaker or "",
