@@ -42,6 +42,7 @@ from graphs.ollama import api as ollama
 from graphs.ollama.api import Resident, find_resident
 from graphs.ollama.names import is_embedded, same_model
 from graphs.ollama.timings import decode_rate
+from graphs.records.inputs import shared_prefix
 
 Policy = Literal["auto", "exclusive", "shared"]
 RESIDENCY_POLICIES: tuple[str, ...] = get_args(Policy)
@@ -238,16 +239,31 @@ class _Host:
     embedded: bool | None = None
 
 
-@dataclass
 class _Seen:
-    """A participant's previous request, for the next one's expected prompt count."""
+    """A participant's previous request, for the next one's expected prompt count: a hash and the
+    words of each of its messages, not the messages (a run keeps one prompt per participant). Two
+    messages that differ hash alike once in 2**64; the count would then be expected too high."""
 
-    messages: Sequence[Mapping[str, Any] | tuple[str, str]]
-    """Its messages, kept as (role, content) pairs, not dicts: a run keeps one prompt per participant."""
-    prompt_eval_count: int | None
+    def __init__(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        prompt_eval_count: int | None,
+        counted: Counted | None = None,
+    ) -> None:
+        self.hashes, self.words = counted or counted_words(messages, None)
+        self.prompt_eval_count = prompt_eval_count
 
-    def __post_init__(self) -> None:
-        self.messages = [m if isinstance(m, tuple) else sent(m) for m in self.messages]
+
+Counted = tuple[list[int], list[int]]
+"""A prompt's message hashes and each message's words."""
+
+
+def counted_words(messages: Sequence[Mapping[str, Any]], previous: _Seen | None) -> Counted:
+    """Each message's words, counted again only past the part the previous prompt shares."""
+    hashes = [hash(sent(m)) for m in messages]
+    kept = shared_prefix(previous.hashes, hashes) if previous is not None else 0
+    known = previous.words[:kept] if previous is not None else []
+    return hashes, [*known, *(words(m) for m in messages[kept:])]
 
 
 @dataclass
@@ -443,13 +459,15 @@ class RunResidency:
             if participant.min_tok_s and rate is not None and rate < participant.min_tok_s:
                 facts["slow"] = True
             count = final.get("prompt_eval_count")
-            expected = expected_prompt_tokens(messages, self._seen.get(participant.name))
-            self._seen[participant.name] = _Seen(messages, count)
+            previous = self._seen.get(participant.name)
+            counted = counted_words(messages, previous)
+            expected = expected_prompt_tokens(messages, previous, counted)
+            self._seen[participant.name] = _Seen(messages, count, counted)
             facts["expected_prompt_tokens"] = expected
             num_ctx = before.get("context_length") or participant.options.num_ctx
             # Ollama counts the whole prompt, cached tokens included (prompt_eval_cached_count apart).
             short = count is not None and count < expected
-            if short or (num_ctx and expected > num_ctx and sum(words(m) for m in messages) > num_ctx):
+            if short or (num_ctx and expected > num_ctx and sum(counted[1]) > num_ctx):
                 facts["truncated"] = True
                 if self.settings.strict_context:
                     raise ContextTruncated(
@@ -479,18 +497,20 @@ def words(message: Mapping[str, Any]) -> int:
     return len(str(message.get("content") or "").split())
 
 
-def expected_prompt_tokens(messages: Sequence[Mapping[str, Any]], previous: _Seen | None) -> int:
+def expected_prompt_tokens(
+    messages: Sequence[Mapping[str, Any]], previous: _Seen | None, counted: Counted | None = None
+) -> int:
     """The least prompt_eval_count an untruncated prompt of `messages` can have.
 
     Between two turns of one speaker the prompt only grows at the end, so it counts at
     least the previous prompt's count plus the words appended since.
     """
-    least = sum(words(m) for m in messages)
+    hashes, counts = counted or counted_words(messages, previous)
+    least = sum(counts)
     if previous and previous.prompt_eval_count is not None:
-        before = previous.messages
-        if len(before) <= len(messages) and all(sent(m) == b for m, b in zip(messages, before, strict=False)):
-            grown = previous.prompt_eval_count + sum(words(m) for m in messages[len(before) :])
-            least = max(least, grown)
+        before = previous.hashes
+        if len(before) <= len(hashes) and hashes[: len(before)] == before:
+            least = max(least, previous.prompt_eval_count + sum(counts[len(before) :]))
     return least
 
 

@@ -109,10 +109,10 @@ def run_flag(flag: str) -> str:
 class TraceTotals:
     """A run's totals, added up one trace row at a time, as a writer appends them."""
 
-    finished: dict[int, tuple[int, float, list[str]]] = field(default_factory=dict)
+    finished: dict[int, tuple[int, float, tuple[str, ...]]] = field(default_factory=dict)
     """Per finished turn: its last finished row's tokens, seconds and flags."""
-    last_flags: dict[int, list[str]] = field(default_factory=dict)
-    """Per turn: its last attempt's flags."""
+    last_flags: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Per turn: its last attempt's flags (a tuple: most have none, and the empty one is shared)."""
     attempts_s: float = 0.0
 
     @classmethod
@@ -126,12 +126,12 @@ class TraceTotals:
         if not record.is_turn or record.turn is None:
             return
         self.attempts_s += record.latency_s or 0
-        self.last_flags[record.turn] = record.flags
+        flags = self.last_flags[record.turn] = tuple(record.flags)
         if finishes_turn(record):
             generating = (
                 0 if record.speaker_kind == "person" else record.latency_s or 0
             )  # a person's is typing
-            self.finished[record.turn] = (record.completion_tokens or 0, generating, record.flags)
+            self.finished[record.turn] = (record.completion_tokens or 0, generating, flags)
 
     @property
     def flags(self) -> list[str]:
