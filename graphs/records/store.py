@@ -120,9 +120,10 @@ def overwrite(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def append_line(path: Path, row: BaseModel) -> None:
+def append_line(path: Path, row: BaseModel, sync: bool = True) -> None:
     """Append one row; a torn last line (a crash mid-append) is ended first, so it costs only its
-    own record, and an append that fails is cut off again rather than left torn."""
+    own record, and an append that fails is cut off again rather than left torn. `sync=False`
+    leaves the row to the file's next fsync (a later row's), for a row a crash may lose."""
     data = (row.model_dump_json() + "\n").encode("utf-8")
     with open(path, "a+b", buffering=0) as handle:
         size = handle.seek(0, os.SEEK_END)
@@ -134,7 +135,8 @@ def append_line(path: Path, row: BaseModel) -> None:
             view = memoryview(data)
             while view:
                 view = view[handle.write(view) or 0 :]
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         except BaseException:
             with suppress(OSError):
                 handle.truncate(size)
@@ -165,13 +167,14 @@ class RunWriter:
         self.meta = meta
         self.index(totals)
 
-    def append_trace(self, record: TraceRecord) -> None:
+    def append_trace(self, record: TraceRecord, sync: bool = True) -> None:
         """The row, and the index's row for the run when it changes what a listing shows (a turn's
         row; a facilitator's changes nothing but the file, which a listing of a running run reads),
         at most every INDEX_EVERY_S: a row the index has not caught up with yet only makes a
-        listing summarize this run from its folder, and run.json's next write catches it up."""
+        listing summarize this run from its folder, and run.json's next write catches it up.
+        `sync=False`: see append_line."""
         totals = self.trace_totals()
-        self._write(TRACE, lambda path: append_line(path, record))
+        self._write(TRACE, lambda path: append_line(path, record, sync))
         totals.add(record)
         if record.is_turn and (
             self._indexed_at is None or time.monotonic() - self._indexed_at >= INDEX_EVERY_S

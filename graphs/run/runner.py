@@ -23,7 +23,7 @@ from langgraph.types import Command
 
 from graphs.engine.build import build_graph, recursion_limit
 from graphs.engine.context import DialogueContext
-from graphs.engine.nodes import CLOSING
+from graphs.engine.nodes import CLOSING, FACILITATOR
 from graphs.engine.relay import labels
 from graphs.engine.schedule import PlannedTurn, plan_turns, turn_due
 from graphs.engine.spec import OPENAI_OPTIONS, Participant, Shape
@@ -505,7 +505,9 @@ class HeldRows:
                 return  # the disk that refused the checkpoint refuses the log too; the run's error says so
 
     def _write(self, row: TraceRecord) -> None:
-        self.writer.append_trace(row)
+        # A routing row is left to the next row's fsync: a crash that loses it loses no turn, and
+        # a resume routes again.
+        self.writer.append_trace(row, sync=row.node != FACILITATOR or row.error is not None)
         if row.turn is not None:
             self.outcome.stats[row.turn] = TurnStats.of(row)
         if self.written is not None:
