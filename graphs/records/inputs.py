@@ -51,8 +51,8 @@ class InputsEncoder:
 
     last: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
     """Each speaker's last turn, and its prompt's message_hashes."""
-    _hashed: tuple[str, int, list[int]] = ("", 0, [])
-    """The hashes `row` took, for `wrote` to keep."""
+    _hashed: tuple[str, int, list[int]] = field(default=("", 0, []), init=False, repr=False)
+    """The speaker, turn and hashes `row` took last, for `wrote` to keep."""
 
     def row(self, record: InputsRecord) -> InputsRow:
         """The record's row; `wrote(record)` once the file has it, so a row that failed to be

@@ -136,17 +136,20 @@ class RunOutcome:
     """The person's turn the run stopped at, no words given: `duologue resume` asks again."""
     observation: Observation | None = None
     """The observer's notes, once its node has run."""
-    _read: tuple[tuple[int, ...], dict[int, TraceRecord]] = field(default=((), {}), repr=False)
+    _read: tuple[tuple[int, ...], dict[int, TraceRecord]] = field(
+        default_factory=lambda: ((), {}), init=False, repr=False, compare=False
+    )
+    """The turns `records` last read rows for, and those rows."""
 
     @property
     def records(self) -> dict[int, TraceRecord]:
         """Each finished turn's trace row, read back from trace.jsonl once more turns have finished:
         a run holds only their stats while it lasts. Empty for a run without a folder."""
-        finished = tuple(sorted(self.stats))
-        if finished != self._read[0]:
-            on_disk = (self.folder / TRACE).exists()
+        known = tuple(sorted(self.stats))  # a failed attempt's turn too, which has no finished row
+        if known != self._read[0]:
+            on_disk = self.folder != Path() and (self.folder / TRACE).exists()  # Path(): a served run's, none
             rows = RunStore(self.folder.parent).load(self.run_id).finished_records if on_disk else {}
-            self._read = (finished, {n: rows[n] for n in finished if n in rows})
+            self._read = (known, {n: rows[n] for n in known if n in rows})
         return self._read[1]
 
 
