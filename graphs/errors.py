@@ -33,6 +33,8 @@ class RunInterrupted(DuologueError):
     """Stopped on request (Ctrl-C, SIGTERM, the page's Stop button); finished turns are kept."""
 
     exit_code = 130
+    recorded = True
+    """False when the run's records could not be told it stopped; the message then says what."""
 
 
 class RunBusy(DuologueError):

@@ -31,7 +31,7 @@ from graphs.engine.spec import (
     builtin_shape_names,
 )
 from graphs.engine.state import Turn
-from graphs.errors import DuologueError, RunFailed, ShapeError
+from graphs.errors import DuologueError, RunFailed, RunInterrupted, ShapeError
 from graphs.ollama.timeouts import TIMEOUT_S
 from graphs.records.schema import TraceRecord
 from graphs.records.store import RUNS_DIR_ENV, RunStore
@@ -531,8 +531,10 @@ def report_outcome(
     try:
         with interrupt_signals(stop, lambda: mark_interrupted(observer.folder)):
             outcome = hold()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunInterrupted) as exc:  # the stop, raised here or by the turn it ended
         observer.end_line()
+        if isinstance(exc, RunInterrupted) and not exc.recorded:
+            raise
         where = f"; finished turns kept in {observer.folder}" if observer.folder else ""
         print(f"duologue: interrupted{where}", file=sys.stderr)
         return 130
@@ -574,8 +576,9 @@ def interrupt_signals(stop: threading.Event, on_exit: Callable[[], str] | None =
     """SIGTERM stops a run like Ctrl-C; a second Ctrl-C or SIGTERM exits at once, after `on_exit`
     (which marks the record, and says what it did).
 
-    `stop` is set first, so the turn in progress (in a LangGraph worker thread, which the
-    KeyboardInterrupt waits for) ends at its next token rather than running to its end.
+    `stop` is set first, so the turn in progress ends at its next token rather than running to
+    its end. While this thread streams the run's graph, setting it is all (runner.stop_is_polled):
+    the turn and the loop end the run there. Anywhere else a KeyboardInterrupt is raised.
     A signal within SAME_SIGNAL_S of the first is that one again, not a second Ctrl-C: `timeout`
     and supervisors signal the process and then its group, and a terminal's Ctrl-C reaches every
     process of the group. So the handler stays for that long, even after the run has ended.
@@ -583,6 +586,8 @@ def interrupt_signals(stop: threading.Event, on_exit: Callable[[], str] | None =
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from graphs.run.runner import stop_is_polled
+
     first: float | None = None
 
     def handler(signum: int, frame: object) -> None:
@@ -600,7 +605,8 @@ def interrupt_signals(stop: threading.Event, on_exit: Callable[[], str] | None =
             file=sys.stderr,
             flush=True,
         )
-        raise KeyboardInterrupt
+        if not stop_is_polled():
+            raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

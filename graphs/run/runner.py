@@ -262,7 +262,9 @@ def drive_locked(session: RunSession, graph_input: Any) -> RunOutcome:
             ending = "Run interrupted by the user"
             unrecorded = record_ending(session, "interrupted", "interrupted by the user", ending)
             if unrecorded:
-                raise RunInterrupted(f"run {writer.run_id} interrupted, but {unrecorded}") from exc
+                failed = RunInterrupted(f"run {writer.run_id} interrupted, but {unrecorded}")
+                failed.recorded = False
+                raise failed from exc
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised as one line
             message = failure_message(exc, request, outcome)
@@ -338,10 +340,6 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
         on_placed=getattr(session.observer, "turn_placed", None),  # an optional hook (observe.py)
     )
     graph: Any = build_graph(shape, checkpointer=checkpointer)
-    # With a step timeout LangGraph runs each step in a worker thread, as it did while the run
-    # streamed LangGraph's "messages": Ctrl-C, raised in this thread, then reaches stream_graph's
-    # stop path, which ends the turn at its next token, and not the turn's request itself.
-    graph.step_timeout = STEP_TIMEOUT_S
     config: Any = {
         "callbacks": [recorder, TokenRelay(session.observer)],
         "recursion_limit": recursion_limit(request.turns),
@@ -356,9 +354,6 @@ def hold(session: RunSession, models: Mapping[str, Runnable], graph_input: Any, 
         asked = stream_graph(session, graph, config, context, saved, held, graph_input)
         graph_input = DONE if asked is None else person_answer(session, asked)
 
-
-STEP_TIMEOUT_S = 7 * 24 * 3600.0
-"""LangGraph's bound on one step: far beyond any turn (see hold)."""
 
 DONE = object()
 """hold's loop is over: the dialogue ended, or waits (for the facilitator, or for a person)."""
@@ -381,6 +376,7 @@ def stream_graph(
     # Only updates: LangGraph's own token stream ("messages") woke this thread once a chunk, a
     # millisecond a turn; the tokens reach the observer through TokenRelay, in the turn's thread.
     stream = graph.stream(graph_input, config, context=context, stream_mode="updates", durability="sync")
+    streaming.active = True
     try:
         for payload in stream:
             held.check()
@@ -394,16 +390,28 @@ def stream_graph(
                 raise RunInterrupted(interrupted)
         held.check()
     except BaseException as exc:
-        # Ctrl-C lands here, in the main thread, while a node thread may be mid-turn: ask
-        # that turn to end at its next token, or closing the stream would wait it out.
-        request.stop.set()
+        request.stop.set()  # a turn another thread holds ends at its next token, not its last
         stream.close()
         keep_saved_turns(session, graph, config, held)
         held.unsaved(exc, session.outcome.folder)
         if isinstance(exc, RunInterrupted):  # the turn's own stop (until_stopped) says it for the run
             raise RunInterrupted(interrupted) from exc
         raise
+    finally:
+        streaming.active = False
     return asked
+
+
+streaming = threading.local()
+"""`active` while this thread streams a run's graph (see stop_is_polled)."""
+
+
+def stop_is_polled() -> bool:
+    """Whether this thread is streaming a run's graph, whose steps run in it and poll the run's
+    stop: the turn at its next token (connector.until_stopped), the loop between steps. A signal
+    handler then need only set the stop; an exception raised there would cut the turn's request
+    and its records short wherever it landed, instead of ending the turn as a stop does."""
+    return bool(getattr(streaming, "active", False))
 
 
 def person_asked(interrupts: Sequence[Any]) -> PersonAsk | None:
