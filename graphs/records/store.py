@@ -46,7 +46,7 @@ from graphs.records.schema import InputsRecord, RunMeta, TraceRecord
 RUNS_DIR_ENV = "DUOLOGUE_RUNS_DIR"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 Row = TypeVar("Row", bound=BaseModel)
-CHECKPOINT_CACHE_KB = 256
+CHECKPOINT_CACHE_KB = 64
 META, TRANSCRIPT, TRACE, INPUTS = "run.json", "transcript.md", "trace.jsonl", "inputs.jsonl"
 CHECKPOINTS, LOCK = "checkpoints.sqlite", ".lock"
 INDEX_EVERY_S = 1.0
