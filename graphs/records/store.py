@@ -17,7 +17,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,25 +77,35 @@ def new_run_id(shape: str) -> str:
     return f"{stamp}-{shape}-{secrets.token_hex(4)}"
 
 
-def write_atomic(path: Path, text: str, in_place_when_full: bool = False) -> None:
+PIECES_PER_WRITE = 512
+"""write_atomic joins this many pieces of a text for each write: a long transcript goes out in a
+few writes (a system call costs more than the join), and no copy of the whole is ever made."""
+
+
+def write_atomic(path: Path, text: str | Sequence[str], in_place_when_full: bool = False) -> None:
     """Replace `path` whole; if any step fails, the temporary file goes and `path` is as it was.
 
-    `in_place_when_full`: on a full disk, overwrite `path` itself if the text fits in the
-    blocks it holds already, so the write cannot run out of space half-way. run.json takes
-    this to say `failed` on the disk that made the run fail.
+    `text` may come in pieces (a run's growing transcript), written one after another, so that
+    no copy of the whole is made. `in_place_when_full`: on a full disk, overwrite `path` itself
+    if the text fits in the blocks it holds already, so the write cannot run out of space
+    half-way. run.json takes this to say `failed` on the disk that made the run fail.
     """
     tmp = path.with_name(f".{path.name}.tmp")
-    data = text.encode("utf-8")
+    pieces = [text] if isinstance(text, str) else text
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            for start in range(0, len(pieces), PIECES_PER_WRITE):
+                handle.write("".join(pieces[start : start + PIECES_PER_WRITE]).encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if not (in_place_when_full and exc.errno in (errno.ENOSPC, errno.EDQUOT) and fits(path, data)):
+        if not (in_place_when_full and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+            raise
+        data = "".join(pieces).encode("utf-8")
+        if not fits(path, data):
             raise
         overwrite(path, data)
     except BaseException:
@@ -201,7 +211,7 @@ class RunWriter:
         self._write(INPUTS, lambda path: append_line(path, row))
         self.inputs_encoder.wrote(record)
 
-    def save_transcript(self, text: str) -> None:
+    def save_transcript(self, text: str | Sequence[str]) -> None:
         self._write(TRANSCRIPT, lambda path: write_atomic(path, text))
 
     def _write(self, name: str, write: Callable[[Path], None]) -> None:

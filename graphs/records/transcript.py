@@ -83,43 +83,63 @@ def render_transcript(
     ending: str | None = None,
     interjections: Mapping[int, str] | None = None,
     copied: tuple[str, int] | None = None,
-    blocks: dict[tuple[Any, ...], str] | None = None,
+    heads: dict[tuple[Any, ...], str] | None = None,
 ) -> str:
     """`interjections`: the facilitator's own words, by the turn they came before; `copied`: for
-    a fork, the original run and the last turn copied from it; `blocks`: each turn's text as
-    rendered before, kept by a caller that renders a growing transcript again at every turn."""
-    parts = [f"# {title}", *header_lines, "", "---", ""]
+    a fork, the original run and the last turn copied from it; `heads`: see transcript_pieces."""
+    return "".join(
+        transcript_pieces(title, header_lines, turns, labels, records, ending, interjections, copied, heads)
+    )
+
+
+def transcript_pieces(
+    title: str,
+    header_lines: Sequence[str],
+    turns: Sequence[Turn],
+    labels: Mapping[str, str],
+    records: Mapping[int, TurnFigures],
+    ending: str | None = None,
+    interjections: Mapping[int, str] | None = None,
+    copied: tuple[str, int] | None = None,
+    heads: dict[tuple[Any, ...], str] | None = None,
+) -> list[str]:
+    """render_transcript's text in pieces that join to it, each turn's words the turn's own string:
+    a run rewriting its growing transcript at every turn writes them one by one, and never holds
+    a copy of the whole. `heads`: each turn's text before its words, as rendered at an earlier
+    turn, kept by such a caller."""
+    pieces = ["\n".join([f"# {title}", *header_lines, "", "---", ""]) + "\n"]
     for index, turn in enumerate(turns):
-        if index:
-            parts += ["---", ""]
         said = (interjections or {}).get(turn["number"])
         label = labels.get(turn["speaker"], turn["speaker"])
         record = records.get(turn["number"])
-        key = (turn["number"], turn["kind"], label, said, record.seq if record is not None else None)
-        block = blocks.get(key) if blocks is not None else None
-        if block is None:
-            block = turn_block(turn, label, record, said)
-            if blocks is not None:
-                blocks[key] = block
-        parts.append(block)
+        seq = record.seq if record is not None else None
+        key = (index > 0, turn["number"], turn["kind"], label, said, seq)
+        head = heads.get(key) if heads is not None else None
+        if head is None:
+            head = ("---\n\n" if index else "") + turn_head(turn, label, record, said)
+            if heads is not None:
+                heads[key] = head
+        pieces += [head, turn_words(turn), "\n\n"]
     if ending:
-        parts += [f"*{ending}*", ""]
-    parts.append(total_line(turns, records, copied))
-    return "\n".join(parts) + "\n"
+        pieces.append(f"*{ending}*\n\n")
+    pieces.append(total_line(turns, records, copied) + "\n")
+    return pieces
 
 
-def turn_block(turn: Turn, label: str, record: TurnFigures | None, said: str | None) -> str:
-    """One turn's part of the transcript: the facilitator's words before it, if any, its heading,
-    its stats line and its text."""
+def turn_head(turn: Turn, label: str, record: TurnFigures | None, said: str | None) -> str:
+    """A turn's part of the transcript up to its words: the facilitator's words before it, if
+    any, its heading and its stats line."""
     parts = []
     if said:
         parts += [f"### Facilitator — before Turn {turn['number']}", "", said.strip(), "", "---", ""]
     parts.append(f"### Turn {turn['number']}: {label} — {turn['kind'].capitalize()}")
     parts.append(stats_line(record))
     parts.append("")
-    parts.append(turn["text"].strip() or "*(empty reply)*")
-    parts.append("")
-    return "\n".join(parts)
+    return "\n".join(parts) + "\n"
+
+
+def turn_words(turn: Turn) -> str:
+    return turn["text"].strip() or "*(empty reply)*"
 
 
 def total_line(

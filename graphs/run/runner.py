@@ -45,7 +45,7 @@ from graphs.records.store import (
     new_run_id,
     now_iso,
 )
-from graphs.records.transcript import TurnStats, header_text, render_transcript, with_observer_notes
+from graphs.records.transcript import TurnStats, header_text, transcript_pieces, with_observer_notes
 from graphs.run import langsmith as smith
 from graphs.run import otel
 from graphs.run.observe import RunObserver, SilentObserver
@@ -195,8 +195,9 @@ class RunSession:
     """The run's OpenTelemetry export, told each trace row as it is written and the run's end."""
     names: dict[str, str] = field(init=False)
     plan: list[PlannedTurn] = field(init=False)
-    blocks: dict[tuple[Any, ...], str] = field(default_factory=dict)
-    """Each finished turn's transcript text, as rendered at an earlier turn (render_transcript)."""
+    heads: dict[tuple[Any, ...], str] = field(default_factory=dict)
+    """Each finished turn's transcript text before its words, as rendered at an earlier turn
+    (transcript_pieces)."""
 
     def __post_init__(self) -> None:
         self.names = labels(self.request.shape)
@@ -210,8 +211,8 @@ class RunSession:
             self.observer.turn_started(planned, self.names[planned.speaker], model)
 
     def save_transcript(self, ending: str | None = None) -> None:
-        text = transcript_text(self.request, self.writer.meta, self.outcome, ending, self.blocks)
-        self.writer.save_transcript(text)
+        pieces = transcript_pieces_of(self.request, self.writer.meta, self.outcome, ending, self.heads)
+        self.writer.save_transcript(pieces)
 
     def ended(self) -> None:
         """Tell the observer how the run ended, once run.json says so (its optional run_ended)."""
@@ -615,13 +616,14 @@ def record_updates(
             session.announce(turn["number"] + 1)
 
 
-def transcript_text(
+def transcript_pieces_of(
     request: RunRequest,
     meta: RunMeta,
     outcome: RunOutcome,
     ending: str | None = None,
-    blocks: dict[tuple[Any, ...], str] | None = None,
-) -> str:
+    heads: dict[tuple[Any, ...], str] | None = None,
+) -> list[str]:
+    """transcript.md's text, in pieces that join to it (transcript_pieces)."""
     shape = request.shape
     names = labels(shape)
     people = [p for p in shape.participants if p.is_person]
@@ -644,12 +646,13 @@ def transcript_text(
         copied = (str(meta.forked_from["run_id"]), int(meta.forked_from["at"]))
         first = "turn 1" if copied[1] == 1 else f"turns 1-{copied[1]}"
         header.append(f"## Forked from: run {copied[0]} after turn {copied[1]} ({first} copied from it)")
-    text = render_transcript(
-        title, header, outcome.turns, names, outcome.stats, ending, outcome.interjections, copied, blocks
+    pieces = transcript_pieces(
+        title, header, outcome.turns, names, outcome.stats, ending, outcome.interjections, copied, heads
     )
     if outcome.observation is not None:
-        text = with_observer_notes(text, outcome.observation["label"], outcome.observation["text"])
-    return text
+        observed = outcome.observation
+        return [with_observer_notes("".join(pieces), observed["label"], observed["text"])]
+    return pieces
 
 
 def summary_sentences(turns: Sequence[tuple[int, str, str, str]]) -> list[str]:

@@ -56,6 +56,16 @@ def test_whole_files_are_replaced_without_leftovers(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
 
+def test_a_text_in_pieces_is_written_whole_across_its_writes(tmp_path: Path):
+    target = tmp_path / "transcript.md"
+    pieces = [
+        f"### Turn {n}: Ä — Reply\n\nwörds {n}\n\n" for n in range(1, 3 * store_module.PIECES_PER_WRITE + 2)
+    ]
+    write_atomic(target, pieces)
+    assert target.read_text(encoding="utf-8") == "".join(pieces)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["transcript.md"]
+
+
 def refuse_replace(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
     """The disk refuses the rename that would put the new file in place (emulated)."""
 
