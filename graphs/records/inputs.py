@@ -23,8 +23,31 @@ Message = dict[str, str]
 
 def prompt_digest(messages: Sequence[Message]) -> str:
     """The SHA-256 of a prompt as compact JSON, keys sorted: InputsRow.sha256."""
-    text = json.dumps(list(messages), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return RunningDigest().extended(messages).hexdigest()
+
+
+class RunningDigest:
+    """prompt_digest of a prompt that grows at its end, kept open: a speaker's next prompt,
+    its last one and then a few messages more, hashes only the new messages, where hashing the
+    whole prompt at every turn took time in proportion to the dialogue so far."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256(b"[")
+        self._count = 0
+
+    def extended(self, messages: Sequence[Message]) -> RunningDigest:
+        """The digest of this prompt with `messages` after it; this one is left as it was."""
+        longer = RunningDigest()
+        longer._sha, longer._count = self._sha.copy(), self._count + len(messages)
+        for index, message in enumerate(messages, start=self._count):
+            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+            longer._sha.update(("," + text if index else text).encode("utf-8"))
+        return longer
+
+    def hexdigest(self) -> str:
+        closed = self._sha.copy()
+        closed.update(b"]")
+        return closed.hexdigest()
 
 
 def message_hashes(messages: Sequence[Message]) -> list[int]:
@@ -49,20 +72,25 @@ class InputsEncoder:
     """Turns whole prompts into format-2 rows; one per run writer, which remembers each speaker's
     last prompt (a writer that reopens a run starts with none: its first row is whole)."""
 
-    last: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
-    """Each speaker's last turn, and its prompt's message_hashes."""
-    _hashed: tuple[str, int, list[int]] = field(default=("", 0, []), init=False, repr=False)
-    """The speaker, turn and hashes `row` took last, for `wrote` to keep."""
+    last: dict[str, tuple[int, list[int], RunningDigest]] = field(default_factory=dict)
+    """Each speaker's last turn, its prompt's message_hashes and its RunningDigest."""
+    _hashed: tuple[str, int, list[int], RunningDigest] | None = field(default=None, init=False, repr=False)
+    """The speaker, turn, hashes and digest `row` took last, for `wrote` to keep."""
 
     def row(self, record: InputsRecord) -> InputsRow:
         """The record's row; `wrote(record)` once the file has it, so a row that failed to be
         written is never a later row's base."""
         previous = self.last.get(record.speaker)
         base_turn, kept = None, 0
-        self._hashed = (record.speaker, record.turn, message_hashes(record.messages))
+        hashes = message_hashes(record.messages)
         if previous is not None:
-            kept = shared_prefix(previous[1], self._hashed[2])
+            kept = shared_prefix(previous[1], hashes)
             base_turn = previous[0] if kept else None
+        if previous is not None and kept == len(previous[1]):  # the last prompt, and more after it
+            digest = previous[2].extended(record.messages[kept:])
+        else:
+            digest = RunningDigest().extended(record.messages)
+        self._hashed = (record.speaker, record.turn, hashes, digest)
         return InputsRow(
             format=INPUTS_FORMAT,
             run_id=record.run_id,
@@ -72,14 +100,15 @@ class InputsEncoder:
             base_turn=base_turn,
             kept=kept,
             added=record.messages[kept:],
-            sha256=prompt_digest(record.messages),
+            sha256=digest.hexdigest(),
         )
 
     def wrote(self, record: InputsRecord) -> None:
-        speaker, turn, hashes = self._hashed
-        if (speaker, turn) != (record.speaker, record.turn):
-            hashes = message_hashes(record.messages)
-        self.last[record.speaker] = (record.turn, hashes)
+        if self._hashed is None or self._hashed[:2] != (record.speaker, record.turn):
+            hashes, digest = message_hashes(record.messages), RunningDigest().extended(record.messages)
+        else:
+            hashes, digest = self._hashed[2], self._hashed[3]
+        self.last[record.speaker] = (record.turn, hashes, digest)
 
 
 @dataclass

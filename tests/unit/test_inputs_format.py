@@ -217,6 +217,24 @@ def test_text_beyond_ascii_round_trips_and_its_digest_is_of_the_utf8_text():
     assert read_inputs(lines(rows)) == ReadInputs([a1, a3], [])
 
 
+def test_every_rows_digest_is_of_its_whole_prompt_as_the_readme_defines_it():
+    """The writer carries each speaker's digest on from turn to turn; whatever the prompts did,
+    each row's is the SHA-256 of its whole prompt as compact JSON with sorted keys."""
+    a1 = record(1, "a", [SYSTEM_A, {"role": "user", "content": "Zebra"}])
+    a3 = record(3, "a", [*a1.messages, assistant("Yes."), {"content": "no", "role": "user"}])
+    a5 = record(5, "a", [SYSTEM_A, user("Rewritten."), *a3.messages[2:]])  # not a3 and more
+    a7 = record(7, "a", [*a5.messages, assistant("Again.")])
+    a9 = record(9, "a", a7.messages[:2])  # shorter than a7
+    rows = encoded([a1, a3, a5, a7, a9])
+
+    def documented(messages: list[Message]) -> str:
+        compact = json.dumps(messages, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return hashlib.sha256(compact.encode("utf-8")).hexdigest()
+
+    assert [r.sha256 for r in rows] == [documented(r.messages) for r in (a1, a3, a5, a7, a9)]
+    assert read_inputs(lines(rows)) == ReadInputs([a1, a3, a5, a7, a9], [])
+
+
 def test_a_format_2_row_may_base_on_a_format_1_row():
     a1, b2, a3 = duet(3)
     file = lines([a1, b2]) + lines([row(a3, 1, 2)])
