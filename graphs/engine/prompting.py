@@ -40,10 +40,28 @@ def render(name: str, **values: str | int) -> str:
     unknown = sorted(set(values) - VARIABLES)
     if unknown:
         raise PromptError(f"rendering prompts/{name}.md with unknown variable(s) {', '.join(unknown)}")
-    missing = sorted(set(template.get_identifiers()) - set(values))
+    needed = template_variables(name)
+    missing = sorted(needed - set(values))
     if missing:
         raise PromptError(f"prompts/{name}.md needs a value for {', '.join(missing)}")
-    rendered = template.substitute(values)
+    if not needed:
+        return fixed_text(name)
+    return tidied(template.substitute(values))
+
+
+@cache
+def template_variables(name: str) -> frozenset[str]:
+    return frozenset(load_template(name).get_identifiers())
+
+
+@cache
+def fixed_text(name: str) -> str:
+    """A template without variables, rendered once: a speaker's prompt holds its framing again
+    before each of its turns, and renders it at every turn."""
+    return tidied(load_template(name).substitute({}))
+
+
+def tidied(rendered: str) -> str:
     return "\n".join(line.rstrip() for line in rendered.splitlines())
 
 
