@@ -288,7 +288,7 @@ RULE_LINE = re.compile(r"\n+---\n+$")
 
 
 def turn_and_after(section: str, number: int, last: bool) -> tuple[str, str]:
-    """A turn's words apart from what transcript.py writes after them (render_transcript)."""
+    """A turn's words apart from what transcript.py writes after them (transcript_pieces)."""
     after = ""
     if not last:
         said = section.rfind(f"\n### Facilitator — before Turn {number + 1}\n")

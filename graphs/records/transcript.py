@@ -74,24 +74,6 @@ def stats_line(record: TurnFigures | None) -> str:
     return f"*({record.completion_tokens} tokens, {rate} tok/s, {record.latency_s or 0:.0f}s{flags})*"
 
 
-def render_transcript(
-    title: str,
-    header_lines: Sequence[str],
-    turns: Sequence[Turn],
-    labels: Mapping[str, str],
-    records: Mapping[int, TurnFigures],
-    ending: str | None = None,
-    interjections: Mapping[int, str] | None = None,
-    copied: tuple[str, int] | None = None,
-    heads: dict[tuple[Any, ...], str] | None = None,
-) -> str:
-    """`interjections`: the facilitator's own words, by the turn they came before; `copied`: for
-    a fork, the original run and the last turn copied from it; `heads`: see transcript_pieces."""
-    return "".join(
-        transcript_pieces(title, header_lines, turns, labels, records, ending, interjections, copied, heads)
-    )
-
-
 def transcript_pieces(
     title: str,
     header_lines: Sequence[str],
@@ -103,10 +85,11 @@ def transcript_pieces(
     copied: tuple[str, int] | None = None,
     heads: dict[tuple[Any, ...], str] | None = None,
 ) -> list[str]:
-    """render_transcript's text in pieces that join to it, each turn's words the turn's own string:
+    """transcript.md's text, in pieces that join to it, each turn's words the turn's own string:
     a run rewriting its growing transcript at every turn writes them one by one, and never holds
-    a copy of the whole. `heads`: each turn's text before its words, as rendered at an earlier
-    turn, kept by such a caller."""
+    a copy of the whole. `interjections`: the facilitator's own words, by the turn they came
+    before; `copied`: for a fork, the original run and the last turn copied from it; `heads`:
+    each turn's text before its words, as rendered at an earlier turn, kept by such a caller."""
     pieces = ["\n".join([f"# {title}", *header_lines, "", "---", ""]) + "\n"]
     for index, turn in enumerate(turns):
         said = (interjections or {}).get(turn["number"])

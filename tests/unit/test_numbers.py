@@ -6,7 +6,7 @@ from typing import Any
 
 from graphs import TraceRecord, model_rates
 from graphs.engine.state import Turn
-from graphs.records.transcript import render_transcript, with_observer_notes
+from graphs.records.transcript import transcript_pieces, with_observer_notes
 from graphs.ui.numbers import timeline_frame
 from graphs.ui.render import split_transcript, split_turns
 
@@ -78,7 +78,7 @@ def transcript(
         Turn(number=n, speaker="a" if n % 2 else "b", kind="response", text=text, thinking="")
         for n, text in enumerate(texts, 1)
     ]
-    return render_transcript("Dialogue", ["## Topic: t"], turns, LABELS, records, ending, **more)
+    return "".join(transcript_pieces("Dialogue", ["## Topic: t"], turns, LABELS, records, ending, **more))
 
 
 def test_a_heading_in_a_models_text_stays_its_text():

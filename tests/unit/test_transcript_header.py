@@ -125,7 +125,7 @@ def test_a_transcript_from_the_stats_a_run_keeps_is_the_one_its_trace_rows_give(
     """A run holds only each turn's TurnStats; the transcript must read as the rows would make it."""
     from graphs.engine.state import Turn
     from graphs.records.schema import TraceRecord
-    from graphs.records.transcript import render_transcript, stats_of
+    from graphs.records.transcript import stats_of, transcript_pieces
 
     common = {
         "run_id": "r",
@@ -152,9 +152,12 @@ def test_a_transcript_from_the_stats_a_run_keeps_is_the_one_its_trace_rows_give(
         for n, row in rows.items()
     ]
     labels = {"a": "Model A", "p": "Ann"}
-    from_rows = render_transcript("T", ["## h"], turns, labels, rows, "Ended", {3: "Go on."}, ("r0", 1))
+    from_rows = "".join(
+        transcript_pieces("T", ["## h"], turns, labels, rows, "Ended", {3: "Go on."}, ("r0", 1))
+    )
     kept = stats_of(rows)
     assert (
-        render_transcript("T", ["## h"], turns, labels, kept, "Ended", {3: "Go on."}, ("r0", 1)) == from_rows
+        "".join(transcript_pieces("T", ["## h"], turns, labels, kept, "Ended", {3: "Go on."}, ("r0", 1)))
+        == from_rows
     )
     assert "CPU 50%" in from_rows and "slow" in from_rows and "person, 212 words" in from_rows
